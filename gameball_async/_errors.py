@@ -1,0 +1,247 @@
+"""The exception tree of gameball_async.
+
+Every error the package raises on purpose derives from :class:`GameballError`::
+
+    GameballError
+    ├── APIError                  the server answered with an error status
+    │   ├── AuthenticationError   401 / 403, codes 1xxx
+    │   ├── NotFoundError         404
+    │   ├── RateLimitError        429 (``retry_after``)
+    │   ├── InvalidRequestError   any other 4xx
+    │   └── ServerError           5xx
+    ├── TransportError            the network failed (connection, timeout, TLS)
+    ├── AmbiguousSubmissionError  a creation whose outcome is unknown (carries the items)
+    ├── ProtocolError             a reply the client cannot decode
+    ├── InvalidBatchError         rejected locally, nothing was sent
+    ├── InvalidJobIdError         a job id or job token that is not one
+    ├── SubmissionError           some chunks of ``submit_many`` were not submitted
+    ├── BatchError                a job ended badly (carries ``status``)
+    │   ├── BatchFailedError      the job ended ``Failed``
+    │   └── BatchStoppedError     the job ended ``Stopped``
+    ├── PollTimeoutError          ``wait(timeout=...)`` ran out
+    └── SessionClosedError        the session was closed while (or before) it was used
+
+No error carries a secret: messages are built from status codes, error codes and
+the server's message, never from request headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._job import BatchJob
+    from ._models import BatchStatus, Operation
+
+__all__ = [
+    "APIError",
+    "AmbiguousSubmissionError",
+    "AuthenticationError",
+    "BatchError",
+    "BatchFailedError",
+    "BatchStoppedError",
+    "GameballError",
+    "InvalidBatchError",
+    "InvalidJobIdError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PollTimeoutError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "SessionClosedError",
+    "SubmissionError",
+    "TransportError",
+]
+
+
+class GameballError(Exception):
+    """Root of every error raised by gameball_async."""
+
+
+class APIError(GameballError):
+    """The server answered with an error status.
+
+    :param message: the server's message, or a description of the reply.
+    :param http_status: the HTTP status code.
+    :param code: Gameball's numeric error code, when the body carried one.
+    :param type: Gameball's error type, when the body carried one.
+    :param request_id: the server's request id, for support tickets.
+    :param body: the raw reply text, truncated, when the body was not a Gameball error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int,
+        code: int | None = None,
+        type: str | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+        self.type = type
+        self.request_id = request_id
+        self.body = body
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.http_status}"]
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        if self.type:
+            parts.append(self.type)
+        head = ", ".join(parts)
+        tail = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{head}: {self.message}{tail}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor: keep exceptions picklable for multiprocessing users.
+        state = {
+            "http_status": self.http_status,
+            "code": self.code,
+            "type": self.type,
+            "request_id": self.request_id,
+            "body": self.body,
+        }
+        return (_rebuild_api_error, (type(self), self.message, state))
+
+
+def _rebuild_api_error(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
+    return cls(message, **state)
+
+
+class AuthenticationError(APIError):
+    """The keys were missing, wrong or lack a permission (401/403, codes 1xxx)."""
+
+
+class NotFoundError(APIError):
+    """The resource does not exist (404), e.g. an unknown job id."""
+
+
+class RateLimitError(APIError):
+    """The account's rate limit was exceeded (429) and retries ran out.
+
+    :ivar retry_after: seconds the server asked to wait, or ``None``.
+    """
+
+    retry_after: float | None = None
+
+
+class InvalidRequestError(APIError):
+    """The server refused the request (a 4xx other than 401/403/404/429)."""
+
+
+class ServerError(APIError):
+    """The server failed (5xx) and retries ran out."""
+
+
+class TransportError(GameballError):
+    """The network failed: no connection, a timeout, a dropped connection or TLS."""
+
+
+class AmbiguousSubmissionError(GameballError):
+    """A creation request may or may not have created a job.
+
+    Raised when the connection failed after the request body was sent, or the
+    reply could not be read. The request is *not* resent, so nothing is
+    submitted twice; the items are kept here so nothing is lost either. Check
+    the account (or resubmit on purpose) before retrying.
+
+    :ivar operation: the batch operation.
+    :ivar items: the items of that request, as given.
+    """
+
+    def __init__(self, message: str, *, operation: Operation, items: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.items = items
+
+
+class ProtocolError(GameballError):
+    """The server's reply could not be decoded into what the API documents."""
+
+
+class InvalidBatchError(GameballError, ValueError):
+    """The batch was refused locally, before anything was sent.
+
+    :ivar index: the index of the offending item, or ``None`` for the batch as a whole.
+    :ivar field: the offending field (dotted path), or ``None``.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
+class InvalidJobIdError(GameballError, ValueError):
+    """A job id (or job token) that is not one; nothing was sent.
+
+    Ids are refused when they hold anything that could change the request's
+    route (``/``, ``.``, ``%``, ``?``, ``#``, spaces...).
+    """
+
+
+class SubmissionError(GameballError):
+    """Some chunks of :meth:`GameballSession.submit_many` could not be submitted.
+
+    Nothing is lost and nothing is sent twice: the jobs that were created are in
+    ``jobs`` (in input order), and the chunks that failed are in ``failed`` as
+    ``(items, error)`` pairs. A chunk whose error is an
+    :class:`AmbiguousSubmissionError` may have been created.
+
+    :ivar jobs: jobs created, in input order.
+    :ivar failed: ``(items, exception)`` for each chunk that failed, in input order.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        jobs: list[BatchJob],
+        failed: list[tuple[list[Any], BaseException]],
+    ) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+        self.failed = failed
+
+
+class BatchError(GameballError):
+    """A batch job ended in a state other than ``Completed``.
+
+    :ivar status: the final :class:`BatchStatus`, with every per-item result.
+    """
+
+    def __init__(self, message: str, *, status: BatchStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchFailedError(BatchError):
+    """The batch job ended ``Failed``."""
+
+
+class BatchStoppedError(BatchError):
+    """The batch job ended ``Stopped``."""
+
+
+class PollTimeoutError(GameballError, TimeoutError):
+    """``wait(timeout=...)`` ran out before the job reached a terminal state.
+
+    The job handle stays usable: waiting again resumes polling.
+
+    :ivar last_status: the last status seen, or ``None``.
+    """
+
+    def __init__(self, message: str, *, last_status: BatchStatus | None = None) -> None:
+        super().__init__(message)
+        self.last_status = last_status
+
+
+class SessionClosedError(GameballError):
+    """The session was closed, so it cannot send requests or poll jobs any more."""

@@ -1,0 +1,381 @@
+"""The awaitable job handle, and waiting on many jobs at once."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterable
+from typing import Any, Final, Protocol
+
+import anyio
+
+from ._errors import (
+    BatchFailedError,
+    BatchStoppedError,
+    GameballError,
+    InvalidJobIdError,
+    PollTimeoutError,
+)
+from ._models import BatchState, BatchStatus, Operation
+from ._poller import Entry, Poller
+
+__all__ = ["BatchJob", "as_completed", "check_job_id", "wait_all"]
+
+_TOKEN_VERSION: Final = 1
+# Ids are numbers on the wire (strings in the newer spec); nothing that could
+# change the route (slashes, dots, percent, query or fragment marks) gets through.
+_JOB_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def check_job_id(job_id: object) -> str:
+    """Normalise a job id to its string form, refusing anything unsafe in a URL path.
+
+    :raises InvalidJobIdError: for anything but 1-128 letters, digits, ``_`` or ``-``.
+    """
+    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+        raise InvalidJobIdError(f"a job id is an int or a str, got {type(job_id).__name__}")
+    text = str(job_id)
+    if not _JOB_ID.fullmatch(text):
+        raise InvalidJobIdError(
+            f"invalid job id {text[:40]!r}: expected 1-128 letters, digits, '_' or '-'"
+        )
+    return text
+
+
+class JobBackend(Protocol):
+    """What a job handle needs from its session."""
+
+    @property
+    def poller(self) -> Poller:
+        """The session's poll scheduler."""
+
+    async def fetch_status(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        """One status poll: the status and the reply's Retry-After."""
+
+    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+        """One stop call: the status the reply carried, if any."""
+
+
+class _Signal:
+    """A waiter's doorbell: rung by the poller on news about the job."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def notify(self, entry: Entry) -> None:
+        self.event.set()
+
+
+class BatchJob:
+    """A handle on one batch job; ``await job`` waits for its outcome.
+
+    Handles are cheap: several may exist for one job (``gb.job(id)``), and any
+    number of tasks may wait on one handle; they share one stream of polls.
+    Cancelling a task that waits stops the waiting for that task only: the
+    remote job keeps running (call :meth:`stop` for that).
+
+    :ivar job_id: the job's id, as a string.
+    :ivar operation: the job's operation, when known.
+    """
+
+    __slots__ = ("_backend", "_error", "_status", "job_id", "operation")
+
+    def __init__(
+        self,
+        backend: JobBackend,
+        job_id: str,
+        operation: Operation | None = None,
+        status: BatchStatus | None = None,
+    ) -> None:
+        self._backend = backend
+        self.job_id = job_id
+        self.operation = operation
+        self._status = status
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        state = self._status.state.value if self._status is not None else "not polled"
+        operation = self.operation.value if self.operation is not None else "?"
+        return f"<BatchJob {self.job_id} {operation} {state}>"
+
+    @property
+    def status(self) -> BatchStatus | None:
+        """The last status this handle has seen (``None`` before the first poll).
+
+        It is not refreshed on its own: await the job, :meth:`refresh` it or
+        :meth:`watch` it for news.
+        """
+        return self._status
+
+    def done(self) -> bool:
+        """``True`` once a terminal status (Completed, Failed, Stopped) was seen."""
+        return self._status is not None and self._status.is_terminal
+
+    def __await__(self) -> Generator[Any, None, BatchStatus]:
+        return self.wait().__await__()
+
+    async def wait(
+        self, *, timeout: float | None = None, raise_on_failure: bool = True
+    ) -> BatchStatus:
+        """Poll (through the session's shared scheduler) until the job ends.
+
+        :param timeout: bound in seconds on the whole wait, every poll and retry
+            included; ``None`` takes the session's ``PollPolicy.timeout``.
+        :param raise_on_failure: raise for a job that ended Failed or Stopped;
+            with ``False`` any terminal status is returned.
+        :return: the terminal status (Completed, unless ``raise_on_failure=False``).
+        :raises BatchFailedError: the job ended Failed (``.status`` holds every result).
+        :raises BatchStoppedError: the job ended Stopped.
+        :raises PollTimeoutError: ``timeout`` ran out; waiting again resumes.
+        :raises GameballError: polling failed past the retry policy (e.g.
+            :class:`NotFoundError`), or the session was closed.
+        """
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        status = self._status
+        if status is None or not status.is_terminal:
+            if timeout is None:
+                timeout = self._backend.poller.default_timeout
+            status = None
+            with anyio.move_on_after(timeout):
+                status = await self._until_terminal()
+            if status is None:
+                raise PollTimeoutError(
+                    f"job {self.job_id} was not done within {timeout} s "
+                    f"(last state: {self._status.state.value if self._status else 'unknown'})",
+                    last_status=self._status,
+                )
+        return _outcome(status, raise_on_failure)
+
+    async def _until_terminal(self) -> BatchStatus:
+        poller = self._backend.poller
+        signal = _Signal()
+        entry = poller.subscribe(self.job_id, self.operation, self._status, signal)
+        try:
+            while True:
+                signal.event = anyio.Event()
+                self._absorb(entry)
+                if entry.error is not None:
+                    raise entry.error
+                status = self._status
+                if status is not None and status.is_terminal:
+                    return status
+                await signal.event.wait()
+        finally:
+            poller.unsubscribe(entry, signal)
+
+    def _absorb(self, entry: Entry) -> None:
+        if entry.status is not None and (self._status is None or not self._status.is_terminal):
+            self._status = entry.status
+
+    async def refresh(self) -> BatchStatus:
+        """Poll the job once, now, and return its status."""
+        status, _ = await self._backend.fetch_status(self.job_id, self.operation)
+        self._status = status
+        self._backend.poller.feed(self.job_id, status)
+        return status
+
+    async def stop(self, *, wait: bool = False) -> BatchStatus | None:
+        """Ask the server to stop the job.
+
+        The job may take a moment to report ``Stopped``; waiters are told when
+        it does (polling speeds up right after the stop).
+
+        :param wait: also wait for the terminal status and return it.
+        :return: with ``wait``, the terminal status (whatever it is); otherwise
+            the status the stop reply carried, or ``None`` when it carried none.
+        """
+        status = await self._backend.send_stop(self.job_id, self.operation)
+        if status is not None:
+            self._status = status
+            self._backend.poller.feed(self.job_id, status)
+        self._backend.poller.poll_soon(self.job_id)
+        if wait:
+            return await self.wait(raise_on_failure=False)
+        return status
+
+    async def watch(self) -> AsyncIterator[BatchStatus]:
+        """Yield each changed status (state or counts) until the terminal one.
+
+        A slow consumer gets the newest status, not a backlog. Use
+        ``contextlib.aclosing`` when breaking out early, so polling for this
+        watcher stops at once.
+        """
+        last: BatchStatus | None = None
+        if self.done():
+            assert self._status is not None
+            yield self._status
+            return
+        poller = self._backend.poller
+        signal = _Signal()
+        entry = poller.subscribe(self.job_id, self.operation, self._status, signal)
+        try:
+            while True:
+                signal.event = anyio.Event()
+                self._absorb(entry)
+                if entry.error is not None:
+                    raise entry.error
+                status = self._status
+                if status is not None and (last is None or _differs(last, status)):
+                    last = status
+                    yield status
+                    if status.is_terminal:
+                        return
+                    continue
+                await signal.event.wait()
+        finally:
+            poller.unsubscribe(entry, signal)
+
+    def to_token(self) -> str:
+        """A small versioned JSON string to restore this handle with ``gb.resume()``.
+
+        It holds the job id and operation, never a key or a status.
+        """
+        return json.dumps(
+            {
+                "v": _TOKEN_VERSION,
+                "job_id": self.job_id,
+                "operation": self.operation.value if self.operation is not None else None,
+            },
+            separators=(",", ":"),
+        )
+
+    @staticmethod
+    def parse_token(token: str) -> tuple[str, Operation | None]:
+        """Read a token from :meth:`to_token`.
+
+        :raises InvalidJobIdError: when the token is not one.
+        """
+        try:
+            data = json.loads(token)
+        except (TypeError, ValueError):
+            raise InvalidJobIdError("not a job token: not JSON") from None
+        if not isinstance(data, dict) or data.get("v") != _TOKEN_VERSION:
+            raise InvalidJobIdError(f"not a version {_TOKEN_VERSION} job token")
+        job_id = check_job_id(data.get("job_id"))
+        raw_operation = data.get("operation")
+        if raw_operation is None:
+            return job_id, None
+        try:
+            return job_id, Operation(raw_operation)
+        except ValueError:
+            raise InvalidJobIdError(
+                f"job token names unknown operation {raw_operation!r}"
+            ) from None
+
+
+def _differs(old: BatchStatus, new: BatchStatus) -> bool:
+    return (
+        old.state is not new.state
+        or old.state_word != new.state_word
+        or old.finished_count != new.finished_count
+        or old.error_count != new.error_count
+        or old.total_count != new.total_count
+    )
+
+
+def _outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:
+    if raise_on_failure:
+        if status.state is BatchState.FAILED:
+            raise BatchFailedError(
+                f"job {status.job_id} failed ({status.finished_count} succeeded, "
+                f"{status.error_count} failed of {status.total_count})",
+                status=status,
+            )
+        if status.state is BatchState.STOPPED:
+            raise BatchStoppedError(
+                f"job {status.job_id} was stopped ({status.finished_count} succeeded, "
+                f"{status.error_count} failed of {status.total_count})",
+                status=status,
+            )
+    return status
+
+
+class _Collector:
+    """One subscriber for many jobs: queues those whose polling ended."""
+
+    __slots__ = ("event", "ready")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.ready: deque[Entry] = deque()
+
+    def notify(self, entry: Entry) -> None:
+        if entry.finished:
+            self.ready.append(entry)
+            self.event.set()
+
+
+async def as_completed(jobs: Iterable[BatchJob]) -> AsyncIterator[BatchJob]:
+    """Yield jobs as they end, in the order they end.
+
+    All of them are polled by their sessions' shared schedulers through one
+    subscription each, with no task per job. A job whose polling failed (e.g.
+    404) is yielded too, not done: awaiting it raises that error.
+    """
+    pending: dict[tuple[int, str], list[BatchJob]] = {}
+    collector = _Collector()
+    subscriptions: dict[Entry, tuple[Poller, tuple[int, str]]] = {}
+    try:
+        for job in jobs:
+            if job.done():
+                yield job
+                continue
+            key = (id(job._backend.poller), job.job_id)
+            if key in pending:
+                pending[key].append(job)
+                continue
+            pending[key] = [job]
+            poller = job._backend.poller
+            entry = poller.subscribe(job.job_id, job.operation, job._status, collector)
+            subscriptions[entry] = (poller, key)
+            if entry.finished:
+                collector.notify(entry)
+        while pending:
+            collector.event = anyio.Event()
+            while collector.ready:
+                entry = collector.ready.popleft()
+                _, key = subscriptions[entry]
+                for job in pending.pop(key, []):
+                    job._absorb(entry)
+                    if entry.error is not None and not job.done():
+                        job._error = entry.error
+                    yield job
+            if pending:
+                await collector.event.wait()
+    finally:
+        for entry, (poller, _) in subscriptions.items():
+            poller.unsubscribe(entry, collector)
+
+
+async def wait_all(
+    jobs: Iterable[BatchJob], *, raise_on_failure: bool = False
+) -> list[BatchStatus]:
+    """Wait until every job has ended; return their terminal statuses in input order.
+
+    :param raise_on_failure: after all have ended, raise :class:`BatchFailedError`
+        or :class:`BatchStoppedError` for the first (in input order) that did
+        not complete.
+    :raises GameballError: the first polling error, in input order, once all
+        have ended (every handle's ``status`` is up to date by then).
+    """
+    handles = list(jobs)
+    async for _ in as_completed(handles):
+        pass
+    statuses: list[BatchStatus] = []
+    for job in handles:
+        if job._error is not None:
+            error: BaseException = job._error
+            job._error = None
+            raise error
+        status = job.status
+        if status is None:  # pragma: no cover - as_completed saw every job end
+            raise GameballError(f"job {job.job_id} ended without a status")
+        statuses.append(_outcome(status, raise_on_failure))
+    return statuses

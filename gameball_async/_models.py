@@ -1,0 +1,313 @@
+"""Records sent to the Batch API, and the status model read back from it.
+
+The classes here hold data only. Turning them into wire JSON (camelCase, UTC
+datetimes) and back is the job of the one converter in ``_wire.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import date, datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import attrs
+
+from ._errors import InvalidBatchError
+
+__all__ = [
+    "BalanceAdjustment",
+    "BalanceInquiry",
+    "BatchState",
+    "BatchStatus",
+    "Cashback",
+    "Customer",
+    "CustomerAttributes",
+    "Event",
+    "ItemResult",
+    "Operation",
+    "Order",
+    "Redemption",
+]
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class Operation(str, enum.Enum):
+    """A batch operation; the value is the name the API and this package use for it."""
+
+    CUSTOMERS = "customers"
+    ORDERS = "orders"
+    ORDER_TRANSACTIONS = "order-transactions"
+    BALANCE_INQUIRY = "balance-inquiry"
+    BALANCE_ADJUSTMENT = "balance-adjustment"
+    CASHBACK = "cashback"
+    REDEEM = "redeem"
+    EVENTS = "events"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: Operation | str) -> Operation:
+        """Return the :class:`Operation` for an operation or its string value.
+
+        :raises InvalidBatchError: when the value names no operation.
+        """
+        if isinstance(value, Operation):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(op.value for op in cls)
+            raise InvalidBatchError(
+                f"unknown operation {value!r}; expected one of: {known}"
+            ) from None
+
+
+class BatchState(str, enum.Enum):
+    """The state of a batch job, normalised from the words the API uses."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+    #: A status word this package does not know; the job is polled on.
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` for ``Completed``, ``Failed`` and ``Stopped``."""
+        return self in _TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL: Final = frozenset({BatchState.COMPLETED, BatchState.FAILED, BatchState.STOPPED})
+
+
+def camel(name: str) -> str:
+    """``customer_id`` -> ``customerId``: the wire spelling of a field name."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+_WIRE_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def _wire_names(cls: type[Any]) -> frozenset[str]:
+    names = _WIRE_NAMES.get(cls)
+    if names is None:
+        names = frozenset(camel(a.name) for a in attrs.fields(cls) if a.name != "extra")
+        _WIRE_NAMES[cls] = names
+    return names
+
+
+def _check_extra(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+    # A key of ``extra`` that names a typed field would be silently overwritten
+    # on the wire (or overwrite it): refuse it where the record is built.
+    if value:
+        clash = _wire_names(type(instance)).intersection(value)
+        if clash:
+            raise InvalidBatchError(
+                f"{type(instance).__name__}.extra repeats typed fields {sorted(clash)}; "
+                "set them through the record's own attributes",
+                field="extra",
+            )
+
+
+def _extra() -> Any:
+    return attrs.field(factory=dict, kw_only=True, repr=False, validator=_check_extra)
+
+
+Channel = Literal["mobile", "pos", "web", "callcenter"]
+
+
+@attrs.frozen(kw_only=True)
+class CustomerAttributes:
+    """Profile attributes of a customer (``customerAttributes`` on the wire).
+
+    Every field is optional; unknown fields go in ``extra`` and are sent as they are.
+    """
+
+    display_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    gender: str | None = None
+    mobile: str | None = None
+    date_of_birth: date | str | None = None
+    join_date: datetime | str | None = None
+    country: str | None = None
+    city: str | None = None
+    zip: str | None = None
+    preferred_language: str | None = None
+    source: str | None = None
+    utms: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    payment_methods: tuple[str, ...] | None = None
+    total_spent: float | None = None
+    last_order_date: datetime | str | None = None
+    total_orders: int | None = None
+    avg_order_amount: float | None = None
+    channel: Channel | None = None
+    custom: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Customer:
+    """A customer to create or update (operation ``customers``)."""
+
+    customer_id: str
+    email: str | None = None
+    mobile: str | None = None
+    device_token: str | None = None
+    os_type: str | None = None
+    referrer_code: str | None = None
+    guest: bool | None = None
+    customer_attributes: CustomerAttributes | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Order:
+    """An order to track (operation ``orders``).
+
+    The single-order API accepts many more fields (line items, discounts,
+    merchant...): put them in ``extra`` with their camelCase wire names.
+    """
+
+    customer_id: str
+    order_id: str
+    order_date: datetime
+    total_paid: float
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class BalanceInquiry:
+    """A balance inquiry for one customer (operation ``balance-inquiry``)."""
+
+    customer_id: str
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class BalanceAdjustment:
+    """A manual balance adjustment (operation ``balance-adjustment``)."""
+
+    customer_id: str
+    amount: float
+    reason: str | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Cashback:
+    """A cashback award (operation ``cashback``)."""
+
+    customer_id: str
+    transaction_id: str
+    transaction_time: datetime
+    amount: float
+    email: str | None = None
+    mobile: str | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Redemption:
+    """A redemption of points or amount (operation ``redeem``)."""
+
+    customer_id: str
+    transaction_id: str
+    transaction_time: datetime
+    amount: float | None = None
+    points: int | None = None
+    hold_reference: str | None = None
+    email: str | None = None
+    mobile: str | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Events for one customer (operation ``events``): event name -> metadata."""
+
+    customer_id: str
+    events: Mapping[str, Mapping[str, Any]]
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class ItemResult:
+    """The outcome of one item of a job, as the status endpoint reported it.
+
+    :ivar index: the item's position in the batch, when the server said it.
+    :ivar ok: ``True`` for a succeeded item, ``False`` for a failed one.
+    :ivar code: Gameball's error code for a failed item (e.g. 7000, 9004, 9008).
+    :ivar message: the server's message for a failed item.
+    :ivar raw: the entry exactly as received.
+    """
+
+    index: int | None
+    ok: bool
+    code: int | None = None
+    message: str | None = None
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class BatchStatus:
+    """One reading of a batch job's status.
+
+    :ivar job_id: the job's id (always a string: the newer API spec uses strings).
+    :ivar operation: the job's operation, when known.
+    :ivar state: the normalised state.
+    :ivar state_word: the status word exactly as the server sent it.
+    :ivar total_count: items in the job, when reported.
+    :ivar finished_count: items that succeeded so far.
+    :ivar error_count: items that failed so far.
+    :ivar created_at: when the job was created, when reported and readable.
+    :ivar started_at: when processing started, when reported and readable.
+    :ivar succeeded: per-item results of succeeded items, as reported.
+    :ivar failed: per-item results of failed items, as reported.
+    :ivar raw: the decoded JSON reply this status was read from.
+    """
+
+    job_id: str
+    operation: Operation | None
+    state: BatchState
+    state_word: str
+    total_count: int | None = None
+    finished_count: int = 0
+    error_count: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    succeeded: tuple[ItemResult, ...] = attrs.field(default=(), repr=False)
+    failed: tuple[ItemResult, ...] = attrs.field(default=(), repr=False)
+    raw: Mapping[str, Any] = attrs.field(default=_EMPTY, eq=False, repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` when the job will not change any more."""
+        return self.state in _TERMINAL
+
+    @property
+    def processed_count(self) -> int:
+        """Items processed so far, succeeded or failed."""
+        return self.finished_count + self.error_count
+
+    @property
+    def progress(self) -> float | None:
+        """The share of items processed, 0.0 to 1.0, or ``None`` when unknown."""
+        total = self.total_count
+        if total is None:
+            return None
+        if total <= 0:
+            return 1.0 if self.is_terminal else 0.0
+        return min(1.0, self.processed_count / total)

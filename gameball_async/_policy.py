@@ -1,0 +1,207 @@
+"""Polling and retry policies, and their arithmetic as pure functions.
+
+Nothing here sleeps or sends: each function takes the policy, what has been
+observed and a random source, and returns a delay in seconds. The poller and
+the transport own the waiting.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Final
+
+import attrs
+
+from ._models import BatchState
+
+__all__ = [
+    "DEFAULT_POLL_POLICY",
+    "DEFAULT_RETRY_POLICY",
+    "Observation",
+    "PollPolicy",
+    "RetryPolicy",
+    "next_poll_delay",
+    "optional_positive",
+    "retry_delay",
+]
+
+DEFAULT_INITIAL_DELAY: Final = 1.0
+DEFAULT_MULTIPLIER: Final = 1.6
+DEFAULT_MAX_DELAY: Final = 30.0
+DEFAULT_MIN_DELAY: Final = 0.25
+DEFAULT_POLL_JITTER: Final = 0.2
+
+DEFAULT_ATTEMPTS: Final = 6
+DEFAULT_BACKOFF: Final = 0.5
+DEFAULT_MAX_BACKOFF: Final = 20.0
+DEFAULT_MAX_RETRY_AFTER: Final = 120.0
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within 0.0..1.0, got {value!r}")
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value >= 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+def optional_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How often a job's status is polled while it is awaited.
+
+    Without progress to go on, the delay grows from ``initial_delay`` by
+    ``multiplier`` up to ``max_delay``. While a running job reports rising
+    counts, the next poll is aimed just after its estimated end, within
+    ``min_delay`` and ``max_delay``, so the end is seen soon with few polls.
+    A ``Retry-After`` from the server always wins when it asks for longer.
+
+    :param initial_delay: seconds before the first poll, and the first backoff step.
+    :param multiplier: growth of the delay between polls without progress (>= 1).
+    :param max_delay: the longest delay between two polls of one job.
+    :param min_delay: the shortest delay between two polls of one job.
+    :param jitter: share of each backoff delay that is randomised, 0.0 to 1.0;
+        1.0 is "full jitter" (uniform between 0 and the delay, floored at
+        ``min_delay``). Spreads the polls of jobs created together.
+    :param timeout: default bound in seconds on a whole ``wait()``; ``None``
+        waits as long as the job runs.
+    """
+
+    initial_delay: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=_non_negative)
+    multiplier: float = attrs.field(default=DEFAULT_MULTIPLIER, validator=_at_least_one)
+    max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_non_negative)
+    min_delay: float = attrs.field(default=DEFAULT_MIN_DELAY, validator=_non_negative)
+    jitter: float = attrs.field(default=DEFAULT_POLL_JITTER, validator=_fraction)
+    timeout: float | None = attrs.field(default=None, validator=optional_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_delay > self.max_delay:
+            raise ValueError(
+                f"min_delay ({self.min_delay}) must not exceed max_delay ({self.max_delay})"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a failed request is retried by the transport.
+
+    Only failures that are safe to retry are retried (DESIGN section 2): status
+    reads and stops on 429, 5xx, timeouts and connection errors; creations only
+    on 429, 503 and connections that were never made.
+
+    :param attempts: tries in all, the first included (1 disables retries).
+    :param backoff: base delay in seconds; try *n* waits a random time up to
+        ``backoff * 2**n`` ("full jitter"), capped at ``max_backoff``.
+    :param max_backoff: the longest wait between two tries.
+    :param max_retry_after: the longest ``Retry-After`` honoured by waiting; a
+        server asking for longer gets the error raised instead.
+    :param retry_rate_limited: retry 429 replies.
+    :param retry_server_errors: retry 5xx replies (creations: 503 only).
+    :param retry_network_errors: retry timeouts and connection errors
+        (creations: only connections never established).
+    """
+
+    attempts: int = attrs.field(default=DEFAULT_ATTEMPTS, validator=_at_least_one)
+    backoff: float = attrs.field(default=DEFAULT_BACKOFF, validator=_non_negative)
+    max_backoff: float = attrs.field(default=DEFAULT_MAX_BACKOFF, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=DEFAULT_MAX_RETRY_AFTER, validator=_non_negative)
+    retry_rate_limited: bool = True
+    retry_server_errors: bool = True
+    retry_network_errors: bool = True
+
+
+DEFAULT_POLL_POLICY: Final = PollPolicy()
+DEFAULT_RETRY_POLICY: Final = RetryPolicy()
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    attempt: int,
+    *,
+    retry_after: float | None,
+    rng: random.Random,
+) -> float:
+    """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 0).
+
+    Full jitter below the exponential cap; never less than ``retry_after``.
+    """
+    cap = min(policy.max_backoff, policy.backoff * (2.0**attempt))
+    delay = rng.uniform(0.0, cap) if cap > 0 else 0.0
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+@attrs.frozen
+class Observation:
+    """What one poll saw, as far as timing the next poll is concerned.
+
+    :ivar at: when the reply arrived (monotonic seconds).
+    :ivar state: the job's state.
+    :ivar processed: items processed so far (succeeded + failed).
+    :ivar total: items in the job, when known.
+    """
+
+    at: float
+    state: BatchState
+    processed: int
+    total: int | None
+
+
+def next_poll_delay(
+    policy: PollPolicy,
+    *,
+    previous: Observation | None,
+    current: Observation,
+    steps_without_progress: int,
+    retry_after: float | None,
+    rng: random.Random,
+) -> float:
+    """Seconds from ``current`` until the next poll of a job that is not terminal.
+
+    :param previous: the last observation before ``current`` with different
+        counts, or ``None``; two of them give a processing rate.
+    :param steps_without_progress: polls in a row that saw no new progress;
+        drives the exponential backoff.
+    :param retry_after: a ``Retry-After`` the reply carried, in seconds.
+    """
+    delay = _estimate_to_end(policy, previous, current)
+    if delay is None:
+        base = policy.initial_delay * policy.multiplier ** max(steps_without_progress, 0)
+        base = min(max(base, policy.min_delay), policy.max_delay)
+        delay = base - policy.jitter * rng.uniform(0.0, base)
+        delay = max(delay, policy.min_delay)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+# Aim a little past the estimated end: a poll that lands just before the end
+# costs a whole extra poll, one that lands just after costs a few milliseconds.
+_ETA_SLACK: Final = 1.05
+_ETA_PAD: Final = 0.05
+
+
+def _estimate_to_end(
+    policy: PollPolicy, previous: Observation | None, current: Observation
+) -> float | None:
+    if previous is None or current.total is None or current.state is not BatchState.RUNNING:
+        return None
+    done = current.processed - previous.processed
+    elapsed = current.at - previous.at
+    if done <= 0 or elapsed <= 0:
+        return None
+    remaining = max(current.total - current.processed, 0)
+    eta = remaining * elapsed / done
+    return min(max(eta * _ETA_SLACK + _ETA_PAD, policy.min_delay), policy.max_delay)

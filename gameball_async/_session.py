@@ -1,0 +1,437 @@
+"""``GameballSession``: configuration, lifecycle, creation, management and reattach."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl as ssl_module
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+
+from ._decode import decode_job_id, decode_status
+from ._errors import (
+    AmbiguousSubmissionError,
+    AuthenticationError,
+    GameballError,
+    InvalidBatchError,
+    ProtocolError,
+    SessionClosedError,
+    SubmissionError,
+)
+from ._job import BatchJob, check_job_id
+from ._models import BatchStatus, Operation
+from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, RetryPolicy
+from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
+from ._ratelimit import RateLimit, RateLimiter
+from ._schema import MAX_BATCH_ITEMS, encode_batch
+from ._transport import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Timeout, Transport
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_ROUTES", "GameballSession"]
+
+logger: Final = logging.getLogger("gameball_async")
+
+#: Gameball's production base URL for the REST API v4.0 integrations.
+DEFAULT_BASE_URL: Final = "https://api.gameball.co/api/v4.0/integrations"
+
+#: Routes relative to the base URL: one per operation, and ``job`` for status and stop.
+DEFAULT_ROUTES: Final[Mapping[str, str]] = {
+    Operation.CUSTOMERS.value: "/batch/customers",
+    Operation.ORDERS.value: "/batch/orders",
+    Operation.ORDER_TRANSACTIONS.value: "/batch/orders/transactions",
+    Operation.BALANCE_INQUIRY.value: "/batch/balance-inquiry",
+    Operation.BALANCE_ADJUSTMENT.value: "/batch/balance-adjustment",
+    Operation.CASHBACK.value: "/batch/cashback",
+    Operation.REDEEM.value: "/batch/redeem",
+    Operation.EVENTS.value: "/batch/events",
+    "job": "/batch/{job_id}",
+}
+
+DEFAULT_MAX_CONCURRENCY: Final = 4
+
+# Errors after which submitting further chunks could only fail the same way.
+_FATAL: Final = (AuthenticationError, SessionClosedError)
+
+
+def _check_key(name: str, value: object) -> str:
+    # Never put the value in the message: it may be the secret.
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"{name} contains control characters (CR, LF...): refused")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, allow_insecure: bool) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if parts.username or parts.password:
+        raise ValueError("base_url must not carry credentials; pass api_key and secret_key")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not carry a query or a fragment")
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ValueError(
+            "refusing plain http:// to a non-loopback host (the keys would travel in clear); "
+            "use https:// or pass allow_insecure=True"
+        )
+    return base_url.rstrip("/")
+
+
+def _routes(overrides: Mapping[str, str] | None) -> dict[str, str]:
+    routes = dict(DEFAULT_ROUTES)
+    for key, route in (overrides or {}).items():
+        name = key.value if isinstance(key, Operation) else key
+        if name not in routes:
+            raise ValueError(f"unknown route {name!r}; known: {', '.join(routes)}")
+        if not route.startswith("/"):
+            raise ValueError(f"route {name!r} must start with '/', got {route!r}")
+        routes[name] = route
+    if "{job_id}" not in routes["job"]:
+        raise ValueError("the 'job' route must contain '{job_id}'")
+    return routes
+
+
+class GameballSession:
+    """An async session with Gameball's Batch API.
+
+    Use it as an async context manager (or call :meth:`close`)::
+
+        async with GameballSession(api_key, secret_key) as gb:
+            job = await gb.create_batch("cashback", records)
+            status = await job
+
+    It owns one aiohttp ``ClientSession``, opened on first use inside the
+    running loop, unless ``http_session`` lends one (never closed here). It
+    holds one rate limiter and one poll scheduler shared by all its calls. A
+    closed session cannot be reopened.
+
+    :param api_key: the account's API key (``APIKey`` header).
+    :param secret_key: the account's secret key (``SecretKey`` header); it never
+        appears in a repr, a log record, an exception or a URL.
+    :param base_url: the API base URL; plain ``http://`` only to loopback hosts
+        unless ``allow_insecure``.
+    :param poll: poll timing for awaited jobs.
+    :param retry: which failures are retried, and how.
+    :param rate_limit: the client-side request rate (Gameball's limits by default).
+    :param timeout: per-request limits, or a number of seconds for the whole request.
+    :param http_session: an aiohttp session to borrow instead of owning one.
+    :param routes: route overrides, keyed by operation value or ``"job"``.
+    :param allow_insecure: allow plain ``http://`` to any host.
+    :param connection_limit: connection pool size of the owned aiohttp session.
+    :param ssl: an SSL context for HTTPS (e.g. trusting a private CA).
+        Certificate verification cannot be turned off.
+    :param max_in_flight_polls: status polls in flight at once.
+    :raises ValueError: for bad keys, a bad base URL or bad routes.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        poll: PollPolicy = DEFAULT_POLL_POLICY,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        rate_limit: RateLimit | None = None,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
+        http_session: aiohttp.ClientSession | None = None,
+        routes: Mapping[str, str] | None = None,
+        allow_insecure: bool = False,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        ssl: ssl_module.SSLContext | None = None,
+        max_in_flight_polls: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        api_key = _check_key("api_key", api_key)
+        secret_key = _check_key("secret_key", secret_key)
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise ValueError("ssl must be an ssl.SSLContext; verification cannot be turned off")
+        if isinstance(timeout, (int, float)):
+            timeout = Timeout(total=float(timeout))
+        if connection_limit < 1 or max_in_flight_polls < 1:
+            raise ValueError("connection_limit and max_in_flight_polls must be >= 1")
+        self._base_url = _check_base_url(base_url, allow_insecure)
+        self._routes = _routes(routes)
+        self._poll_policy = poll
+        self._rate_limit = rate_limit if rate_limit is not None else RateLimit()
+        self._max_in_flight = max_in_flight_polls
+        self._state = "unopened"
+        self._transport_args: dict[str, Any] = {
+            "base_url": self._base_url,
+            "headers": {"APIKey": api_key, "SecretKey": secret_key},
+            "secrets": (secret_key, api_key),
+            "retry": retry,
+            "timeout": timeout,
+            "http_session": http_session,
+            "connection_limit": connection_limit,
+            "ssl": ssl,
+        }
+        self._transport: Transport | None = None
+        self._poller: Poller | None = None
+
+    def __repr__(self) -> str:
+        return f"<GameballSession {self._base_url} api_key=*** secret_key=*** {self._state}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> GameballSession:
+        if self._state == "closed":
+            raise SessionClosedError(
+                "a closed GameballSession cannot be reopened; create a new one"
+            )
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _open(self) -> Transport:
+        if self._state == "closed":
+            raise SessionClosedError("the session is closed")
+        if self._transport is None:
+            # anyio primitives need the running loop: build them on first use.
+            limiter = RateLimiter(self._rate_limit)
+            self._transport = Transport(limiter=limiter, **self._transport_args)
+            self._poller = Poller(
+                self.fetch_status, self._poll_policy, max_in_flight=self._max_in_flight
+            )
+            self._state = "open"
+        return self._transport
+
+    async def close(self) -> None:
+        """Stop polling, wake every waiter with :class:`SessionClosedError`, and
+        close the owned aiohttp session. Remote jobs are not stopped. Idempotent."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        poller, transport = self._poller, self._transport
+        with anyio.CancelScope(shield=True):
+            if poller is not None:
+                await poller.aclose()
+            if transport is not None:
+                await transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._state == "closed"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL in use."""
+        return self._base_url
+
+    @property
+    def poller(self) -> Poller:
+        """The session's poll scheduler (one per session)."""
+        self._open()
+        assert self._poller is not None
+        return self._poller
+
+    # -- creation ----------------------------------------------------------
+
+    async def create_batch(self, operation: Operation | str, items: Iterable[Any]) -> BatchJob:
+        """Create one batch job of 1 to 1,000 items.
+
+        :param operation: an :class:`Operation` or its string value.
+        :param items: records of the operation's class, or plain mappings
+            (camelCase, passed through); order-id strings for
+            ``order-transactions``.
+        :return: the job's handle; ``await`` it for the outcome.
+        :raises InvalidBatchError: before anything is sent, for an unknown
+            operation, an empty batch, more than 1,000 items or a bad item
+            (naming its index and field).
+        :raises AmbiguousSubmissionError: the request may have created a job
+            (it is not resent); carries the items.
+        :raises APIError: the server refused the batch.
+        :raises TransportError: the server could not be reached.
+        """
+        op = Operation.parse(operation)
+        batch: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
+        body = encode_batch(op, batch)
+        transport = self._open()
+        reply = await transport.create(self._routes[op.value], body, operation=op, items=batch)
+        try:
+            job_id = check_job_id(decode_job_id(reply.payload))
+        except GameballError as exc:
+            raise AmbiguousSubmissionError(
+                f"the server accepted a {op.value} batch of {len(batch)} items but its reply "
+                f"named no usable job id ({exc}); it was not resent",
+                operation=op,
+                items=batch,
+            ) from exc
+        logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
+        return BatchJob(self, job_id, op)
+
+    async def submit_many(
+        self,
+        operation: Operation | str,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        chunk_size: int = MAX_BATCH_ITEMS,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> list[BatchJob]:
+        """Split items into batches and create them concurrently, in input order.
+
+        The input is read lazily, so it may be a generator over a huge file.
+
+        :param chunk_size: items per batch, 1 to 1,000.
+        :param max_concurrency: creation requests in flight at once.
+        :return: one job per chunk, in input order.
+        :raises SubmissionError: when some chunks failed; it carries the jobs
+            created and each failed chunk's items with its error, so nothing
+            is lost or sent twice. After an authentication error (or a closed
+            session) no further input is read.
+        """
+        op = Operation.parse(operation)
+        if not 1 <= chunk_size <= MAX_BATCH_ITEMS:
+            raise InvalidBatchError(
+                f"chunk_size must be within 1..{MAX_BATCH_ITEMS}, got {chunk_size}"
+            )
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        jobs: list[BatchJob | None] = []
+        failed: list[tuple[int, list[Any], BaseException]] = []
+        slots = anyio.Semaphore(max_concurrency)
+        fatal: list[BaseException] = []
+
+        async def submit(position: int, offset: int, chunk: list[Any]) -> None:
+            try:
+                jobs[position] = await self.create_batch(op, chunk)
+            except InvalidBatchError as exc:
+                failed.append((position, chunk, _shift(exc, offset)))
+            except GameballError as exc:
+                failed.append((position, chunk, exc))
+                if isinstance(exc, _FATAL):
+                    fatal.append(exc)
+            finally:
+                slots.release()
+
+        offset = 0
+        async with anyio.create_task_group() as tg:
+            async for chunk in _chunks(items, chunk_size):
+                await slots.acquire()
+                if fatal:
+                    slots.release()
+                    jobs.append(None)
+                    failed.append((len(jobs) - 1, chunk, fatal[0]))
+                    break
+                jobs.append(None)
+                tg.start_soon(submit, len(jobs) - 1, offset, chunk)
+                offset += len(chunk)
+        if failed:
+            failed.sort(key=lambda entry: entry[0])
+            created = [job for job in jobs if job is not None]
+            raise SubmissionError(
+                f"{len(failed)} of {len(jobs)} chunks were not submitted "
+                f"({len(created)} jobs created); first error: {failed[0][2]}",
+                jobs=created,
+                failed=[(chunk, error) for _, chunk, error in failed],
+            )
+        return [job for job in jobs if job is not None]
+
+    # -- management --------------------------------------------------------
+
+    def job(self, job_id: int | str, operation: Operation | str | None = None) -> BatchJob:
+        """A handle for a job created elsewhere (another process, an earlier run).
+
+        :raises InvalidJobIdError: for an id that could change the route.
+        """
+        op = Operation.parse(operation) if operation is not None else None
+        return BatchJob(self, check_job_id(job_id), op)
+
+    def resume(self, token: str) -> BatchJob:
+        """Restore a handle from :meth:`BatchJob.to_token`.
+
+        :raises InvalidJobIdError: when the token is not a valid job token.
+        """
+        job_id, operation = BatchJob.parse_token(token)
+        return BatchJob(self, job_id, operation)
+
+    async def get_status(self, job_id: int | str) -> BatchStatus:
+        """Read a job's status once (``GET /batch/{jobId}``).
+
+        :raises NotFoundError: for an unknown job.
+        :raises ProtocolError: when the reply is not a status.
+        """
+        status, _ = await self.fetch_status(check_job_id(job_id), None)
+        return status
+
+    async def stop(self, job_id: int | str) -> BatchStatus | None:
+        """Ask the server to stop a job (``DELETE /batch/{jobId}``).
+
+        :return: the status the reply carried, or ``None`` when it carried none.
+        """
+        return await self.send_stop(check_job_id(job_id), None)
+
+    # -- what job handles and the poller use --------------------------------
+
+    def _job_path(self, job_id: str) -> str:
+        return self._routes["job"].replace("{job_id}", job_id)
+
+    async def fetch_status(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        """One status poll: the decoded status and the reply's Retry-After, if any."""
+        reply = await self._open().get(self._job_path(job_id))
+        if reply.payload is None:
+            raise ProtocolError(f"the status reply for job {job_id} was empty")
+        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+
+    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+        """One stop call: the status the reply carried, if it carried one."""
+        reply = await self._open().delete(self._job_path(job_id))
+        payload = reply.payload
+        if isinstance(payload, Mapping) and ("status" in payload or "state" in payload):
+            try:
+                return decode_status(payload, job_id=job_id, operation=operation)
+            except ProtocolError:
+                return None
+        return None
+
+
+def _shift(error: InvalidBatchError, offset: int) -> InvalidBatchError:
+    """Renumber a chunk's validation error to the item's place in the whole input."""
+    if error.index is None or offset == 0:
+        return error
+    index = error.index + offset
+    message = str(error).replace(f"item {error.index}:", f"item {index}:", 1)
+    shifted = InvalidBatchError(message, index=index, field=error.field)
+    shifted.__cause__ = error
+    return shifted
+
+
+async def _chunks(items: Iterable[Any] | AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
+    chunk: list[Any] = []
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    else:
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk

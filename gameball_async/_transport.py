@@ -1,0 +1,330 @@
+"""HTTP through aiohttp: headers, timeouts, retries, error mapping, rate limiting.
+
+This is the one place where aiohttp is touched. Every aiohttp exception is
+translated here (``raise ... from exc``); cancellation passes through untouched.
+What is retried follows DESIGN section 2:
+
+- ``GET`` and ``DELETE`` are retried on 429, 5xx, timeouts and network errors;
+- ``POST`` (creation) only where it provably did not take effect: a connection
+  never made, a 429 or a 503. Anything else after the body may have been sent
+  raises :class:`AmbiguousSubmissionError` with the items, and is not resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl as ssl_module
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import aiohttp
+import anyio
+import attrs
+
+from ._decode import decode_error, decode_json, parse_retry_after
+from ._errors import (
+    AmbiguousSubmissionError,
+    APIError,
+    GameballError,
+    ProtocolError,
+    SessionClosedError,
+    TransportError,
+)
+from ._models import Operation
+from ._policy import RetryPolicy, optional_positive, retry_delay
+from ._ratelimit import RateLimiter
+
+__all__ = ["DEFAULT_TIMEOUT", "Reply", "Timeout", "Transport"]
+
+logger: Final = logging.getLogger("gameball_async")
+
+DEFAULT_TOTAL_TIMEOUT: Final = 30.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_CONNECTION_LIMIT: Final = 32
+_USER_AGENT: Final = "gameball_async"
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """Time limits of one HTTP request (not of a whole ``wait()``).
+
+    :param total: seconds for the whole request, connection to last byte.
+    :param connect: seconds to get a connection (pool wait included).
+    """
+
+    total: float | None = attrs.field(default=DEFAULT_TOTAL_TIMEOUT, validator=optional_positive)
+    connect: float | None = attrs.field(
+        default=DEFAULT_CONNECT_TIMEOUT, validator=optional_positive
+    )
+
+    def to_aiohttp(self) -> aiohttp.ClientTimeout:
+        """The equivalent :class:`aiohttp.ClientTimeout`."""
+        return aiohttp.ClientTimeout(total=self.total, connect=self.connect)
+
+
+#: Per-request limits used when none are given.
+DEFAULT_TIMEOUT: Final = Timeout()
+
+
+@attrs.frozen
+class Reply:
+    """A successful (2xx) reply: status, decoded JSON (or ``None``) and Retry-After."""
+
+    status: int
+    payload: Any
+    retry_after: float | None
+
+
+class _Failure(Exception):
+    """A classified network failure, internal to the retry loop."""
+
+    def __init__(self, error: GameballError, *, never_connected: bool, retryable: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.never_connected = never_connected
+        self.retryable = retryable
+
+
+class Transport:
+    """Sends the Batch API's requests for one session.
+
+    :param base_url: the API base URL, without a trailing slash.
+    :param headers: headers for every request, the keys included.
+    :param secrets: strings that must never appear in an error message.
+    :param retry: the retry policy.
+    :param limiter: the session's rate limiter.
+    :param timeout: per-request time limits.
+    :param http_session: a caller's aiohttp session to borrow (never closed here).
+    :param connection_limit: connection pool size of an owned session.
+    :param ssl: an SSL context for HTTPS, or ``None`` for the system's defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        secrets: Sequence[str],
+        retry: RetryPolicy,
+        limiter: RateLimiter,
+        timeout: Timeout,
+        http_session: aiohttp.ClientSession | None,
+        connection_limit: int,
+        ssl: ssl_module.SSLContext | None,
+    ) -> None:
+        self.base_url = base_url
+        self._headers = dict(headers)
+        self._secrets = tuple(s for s in secrets if s)
+        self._retry = retry
+        self._limiter = limiter
+        self._timeout = timeout
+        self._client_timeout = timeout.to_aiohttp()
+        self._borrowed = http_session
+        self._owned: aiohttp.ClientSession | None = None
+        self._connection_limit = connection_limit
+        self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
+        self._rng = random.Random()
+        self._closed = False
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter every request of the session goes through."""
+        return self._limiter
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+        if self._borrowed is not None:
+            return self._borrowed
+        if self._owned is None:
+            # Created on first use, inside the running loop (aiohttp's rule).
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, ssl=self._ssl)
+            self._owned = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._client_timeout,
+                headers={"User-Agent": _USER_AGENT},
+            )
+        return self._owned
+
+    async def aclose(self) -> None:
+        """Close the owned aiohttp session (a borrowed one is left open). Idempotent."""
+        self._closed = True
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            await owned.close()
+
+    def redact(self, text: str) -> str:
+        """Replace every secret in ``text`` with ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # -- the three calls -------------------------------------------------
+
+    async def create(
+        self, path: str, body: bytes, *, operation: Operation, items: Sequence[Any]
+    ) -> Reply:
+        """``POST`` a creation request; retried only where it provably did not land.
+
+        :raises AmbiguousSubmissionError: when the request may have created a job.
+        """
+        return await self._send("POST", path, body, operation=operation, items=items)
+
+    async def get(self, path: str) -> Reply:
+        """``GET`` with retries on 429, 5xx, timeouts, network errors and garbled JSON."""
+        return await self._send("GET", path, None)
+
+    async def delete(self, path: str) -> Reply:
+        """``DELETE`` with the same retries as :meth:`get` (stopping twice is harmless)."""
+        return await self._send("DELETE", path, None)
+
+    # -- the retry loop --------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        operation: Operation | None = None,
+        items: Sequence[Any] = (),
+    ) -> Reply:
+        creating = method == "POST"
+        policy = self._retry
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            error: GameballError
+            retryable: bool
+            await self._limiter.acquire()
+            try:
+                status, headers, data = await self._once(method, url, body)
+            except _Failure as failure:
+                error = failure.error
+                if creating and not failure.never_connected:
+                    raise self._ambiguous(operation, items, str(error)) from error
+                retryable = failure.retryable and policy.retry_network_errors
+            else:
+                retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
+                if status < 300:
+                    payload = self._payload(data, status, method, path)
+                    if payload is not _GARBLED:
+                        return Reply(status, payload, retry_after)
+                    error = ProtocolError(f"{method} {path} answered {status} with a non-JSON body")
+                    if creating:
+                        raise self._ambiguous(
+                            operation, items, "the reply to the creation was not JSON"
+                        ) from error
+                    retryable = True
+                else:
+                    error = self._error(status, data, retry_after)
+                    if status == 429:
+                        self._limiter.pause(retry_after if retry_after is not None else 1.0)
+                        retryable = policy.retry_rate_limited
+                    elif status >= 500:
+                        if creating and status != 503:
+                            raise self._ambiguous(
+                                operation, items, f"the server answered {status}"
+                            ) from error
+                        retryable = policy.retry_server_errors
+                    else:
+                        retryable = False
+            attempt += 1
+            if not retryable or attempt >= policy.attempts:
+                raise error
+            if retry_after is not None and retry_after > policy.max_retry_after:
+                raise error
+            delay = retry_delay(policy, attempt - 1, retry_after=retry_after, rng=self._rng)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("retrying %s %s in %.2fs after: %s", method, path, delay, error)
+            await anyio.sleep(delay)
+
+    def _payload(self, data: bytes, status: int, method: str, path: str) -> Any:
+        if not data.strip():
+            return None
+        try:
+            return decode_json(data, f"the reply to {method} {path}")
+        except ProtocolError:
+            return _GARBLED
+
+    def _error(self, status: int, data: bytes, retry_after: float | None) -> APIError:
+        error = decode_error(status, data, retry_after=retry_after)
+        if self._secrets:
+            error.message = self.redact(error.message)
+            error.args = (error.message,)
+            if error.body is not None:
+                error.body = self.redact(error.body)
+        return error
+
+    def _ambiguous(
+        self, operation: Operation | None, items: Sequence[Any], why: str
+    ) -> AmbiguousSubmissionError:
+        assert operation is not None
+        return AmbiguousSubmissionError(
+            f"creating a {operation.value} batch of {len(items)} items may or may not have "
+            f"succeeded ({self.redact(why)}); it was not resent. Check the account before "
+            "submitting these items again.",
+            operation=operation,
+            items=items,
+        )
+
+    async def _once(
+        self, method: str, url: str, body: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        client = self._client()
+        started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+        try:
+            async with client.request(
+                method,
+                url,
+                data=body,
+                headers=self._headers,
+                timeout=self._client_timeout,
+                ssl=self._ssl,
+            ) as response:
+                data = await response.read()
+                status = response.status
+                headers = response.headers
+        except aiohttp.ClientSSLError as exc:
+            raise _Failure(
+                TransportError(f"TLS failed for {method} {self._where(url)}: {self._why(exc)}"),
+                never_connected=True,
+                retryable=False,
+            ) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise _Failure(
+                TransportError(
+                    f"could not connect for {method} {self._where(url)}: {self._why(exc)}"
+                ),
+                never_connected=True,
+                retryable=True,
+            ) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # 3.10: not TimeoutError
+            raise _Failure(
+                TransportError(f"{method} {self._where(url)} failed: {self._why(exc)}"),
+                never_connected=False,
+                retryable=True,
+            ) from exc
+        if started:
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                method,
+                self._where(url),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+        return status, headers, data
+
+    def _where(self, url: str) -> str:
+        return url[len(self.base_url) :] if url.startswith(self.base_url) else url
+
+    def _why(self, exc: BaseException) -> str:
+        text = str(exc) or type(exc).__name__
+        return self.redact(f"{type(exc).__name__}: {text}" if str(exc) else text)
+
+
+_GARBLED: Final = object()
