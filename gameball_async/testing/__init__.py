@@ -1,0 +1,43 @@
+"""Testing helpers: :class:`FakeGameball`, an in-process fake of the Batch API.
+
+The fake is a pure aiohttp.web server (it imports nothing from the rest of
+``gameball_async``); see DESIGN section 6. The ``fake_gameball`` pytest
+fixture comes from :mod:`gameball_async.testing._pytest_plugin`, registered
+as a ``pytest11`` entry point. ``python -m gameball_async.testing serve`` runs
+the fake in a separate process.
+
+Names are imported lazily, so that loading the pytest plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._fake_faults import Faults, InjectedReply, RecordedRequest
+    from ._fake_jobs import FakeJob
+    from ._fake_server import FakeGameball
+
+__all__ = ["FakeGameball", "FakeJob", "Faults", "InjectedReply", "RecordedRequest"]
+
+_HOMES: Final = {
+    "FakeGameball": "._fake_server",
+    "FakeJob": "._fake_jobs",
+    "Faults": "._fake_faults",
+    "InjectedReply": "._fake_faults",
+    "RecordedRequest": "._fake_faults",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
