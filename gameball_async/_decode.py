@@ -23,7 +23,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._models import BatchState, BatchStatus, ItemResult, Operation
+from ._models import BatchState, BatchStatus, ItemResult, ItemResults, Operation
 from ._wire import parse_datetime
 
 __all__ = [
@@ -90,13 +90,18 @@ def _count(payload: Mapping[str, Any], key: str) -> int | None:
         return None
     if isinstance(value, bool):
         raise ProtocolError(f"status field {key!r} is not a count: {value!r}")
+    count: int | None = None
     if isinstance(value, int):
         count = value
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and value.strip().isdigit()
-    ):
+    elif isinstance(value, float) and value.is_integer():
         count = int(value)
-    else:
+    elif isinstance(value, str) and value.strip().isdigit():
+        # isdigit() also holds for "²" and friends, which int() refuses
+        try:
+            count = int(value)
+        except ValueError:
+            count = None
+    if count is None:
         raise ProtocolError(f"status field {key!r} is not a count: {str(value)[:40]!r}")
     if count < 0:
         raise ProtocolError(f"status field {key!r} is negative: {count}")
@@ -115,7 +120,11 @@ def _code(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        # the check lets through "--5" and "²", which int() refuses
+        try:
+            return int(value)
+        except ValueError:
+            return None
     return None
 
 
@@ -134,36 +143,49 @@ def _item(entry: Any, ok: bool) -> ItemResult:
     return ItemResult(index=index, ok=ok, code=code, message=message, raw=entry)
 
 
-def _results(value: Any, ok: bool, key: str) -> tuple[ItemResult, ...]:
+def _succeeded(entry: Any) -> ItemResult:
+    return _item(entry, True)
+
+
+def _failed(entry: Any) -> ItemResult:
+    return _item(entry, False)
+
+
+def _results(value: Any, ok: bool, key: str) -> ItemResults:
     if value is None:
-        return ()
+        return ItemResults()
     if not isinstance(value, list):
         raise ProtocolError(f"status field {key!r} is not a list of results")
-    return tuple(_item(entry, ok) for entry in value)
+    # Decoded when read: the poller only needs the counts.
+    return ItemResults.lazy(value, _succeeded if ok else _failed)
 
 
-def _split_response(
-    response: Any,
-) -> tuple[tuple[ItemResult, ...], tuple[ItemResult, ...]]:
+def _split_response(response: Any) -> tuple[ItemResults, ItemResults]:
     if response is None:
-        return (), ()
+        return ItemResults(), ItemResults()
     if isinstance(response, list):
         # One list of mixed outcomes: an entry with an error code failed.
         items = [_item(entry, True) for entry in response]
-        ok = tuple(i for i in items if i.code is None)
-        bad = tuple(_item(i.raw, False) for i in items if i.code is not None)
+        ok = ItemResults(i for i in items if i.code is None)
+        bad = ItemResults(_item(i.raw, False) for i in items if i.code is not None)
         return ok, bad
     if not isinstance(response, Mapping):
         raise ProtocolError("status field 'response' is neither an object nor a list")
-    succeeded: tuple[ItemResult, ...] = ()
-    failed: tuple[ItemResult, ...] = ()
+    succeeded: list[ItemResults] = []
+    failed: list[ItemResults] = []
     for key, value in response.items():
         folded = _squash(str(key))
         if folded in _SUCCEEDED_KEYS:
-            succeeded += _results(value, True, f"response.{key}")
+            succeeded.append(_results(value, True, f"response.{key}"))
         elif folded in _FAILED_KEYS:
-            failed += _results(value, False, f"response.{key}")
-    return succeeded, failed
+            failed.append(_results(value, False, f"response.{key}"))
+    return _joined(succeeded), _joined(failed)
+
+
+def _joined(parts: list[ItemResults]) -> ItemResults:
+    if len(parts) == 1:
+        return parts[0]
+    return ItemResults(result for part in parts for result in part)
 
 
 def decode_status(payload: Any, *, job_id: str, operation: Operation | None = None) -> BatchStatus:

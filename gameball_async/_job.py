@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import Any, Final, Protocol
 
 import anyio
@@ -200,7 +200,7 @@ class BatchJob:
             return await self.wait(raise_on_failure=False)
         return status
 
-    async def watch(self) -> AsyncIterator[BatchStatus]:
+    async def watch(self) -> AsyncGenerator[BatchStatus, None]:
         """Yield each changed status (state or counts) until the terminal one.
 
         A slow consumer gets the newest status, not a backlog. Use
@@ -312,7 +312,7 @@ class _Collector:
             self.event.set()
 
 
-async def as_completed(jobs: Iterable[BatchJob]) -> AsyncIterator[BatchJob]:
+async def as_completed(jobs: Iterable[BatchJob]) -> AsyncGenerator[BatchJob, None]:
     """Yield jobs as they end, in the order they end.
 
     All of them are polled by their sessions' shared schedulers through one

@@ -7,10 +7,10 @@ datetimes) and back is the job of the one converter in ``_wire.py``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 import attrs
 
@@ -26,6 +26,7 @@ __all__ = [
     "CustomerAttributes",
     "Event",
     "ItemResult",
+    "ItemResults",
     "Operation",
     "Order",
     "Redemption",
@@ -261,6 +262,73 @@ class ItemResult:
     raw: Any = attrs.field(default=None, eq=False, repr=False)
 
 
+class ItemResults(Sequence[ItemResult]):
+    """An immutable sequence of per-item results, decoded on first use.
+
+    A status poll of a running 1,000-item job carries up to 1,000 results that
+    the poller never looks at; decoding them only when read keeps polls cheap.
+    It compares equal to a tuple of the same results.
+    """
+
+    __slots__ = ("_decode", "_items", "_raw")
+
+    def __init__(self, items: Iterable[ItemResult] = ()) -> None:
+        self._items: tuple[ItemResult, ...] | None = tuple(items)
+        self._raw: Sequence[Any] = ()
+        self._decode: Callable[[Any], ItemResult] | None = None
+
+    @classmethod
+    def lazy(cls, raw: Sequence[Any], decode: Callable[[Any], ItemResult]) -> ItemResults:
+        """Results decoded from ``raw`` entries by ``decode`` when first read."""
+        results = cls()
+        results._items = None
+        results._raw = raw
+        results._decode = decode
+        return results
+
+    def _all(self) -> tuple[ItemResult, ...]:
+        items = self._items
+        if items is None:
+            assert self._decode is not None
+            items = self._items = tuple(map(self._decode, self._raw))
+            self._raw = ()
+            self._decode = None
+        return items
+
+    def __len__(self) -> int:
+        return len(self._raw) if self._items is None else len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> ItemResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ItemResult, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> ItemResult | tuple[ItemResult, ...]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[ItemResult]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (ItemResults, tuple, list)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"<ItemResults: {len(self)} items>"
+
+
+def _results(value: Iterable[ItemResult] | ItemResults) -> ItemResults:
+    return value if isinstance(value, ItemResults) else ItemResults(value)
+
+
+_NO_RESULTS: Final = ItemResults()
+
+
 @attrs.frozen(kw_only=True)
 class BatchStatus:
     """One reading of a batch job's status.
@@ -274,7 +342,8 @@ class BatchStatus:
     :ivar error_count: items that failed so far.
     :ivar created_at: when the job was created, when reported and readable.
     :ivar started_at: when processing started, when reported and readable.
-    :ivar succeeded: per-item results of succeeded items, as reported.
+    :ivar succeeded: per-item results of succeeded items, as reported (a
+        tuple-like :class:`ItemResults`; any iterable of results is accepted).
     :ivar failed: per-item results of failed items, as reported.
     :ivar raw: the decoded JSON reply this status was read from.
     """
@@ -288,8 +357,8 @@ class BatchStatus:
     error_count: int = 0
     created_at: datetime | None = None
     started_at: datetime | None = None
-    succeeded: tuple[ItemResult, ...] = attrs.field(default=(), repr=False)
-    failed: tuple[ItemResult, ...] = attrs.field(default=(), repr=False)
+    succeeded: ItemResults = attrs.field(default=_NO_RESULTS, converter=_results, repr=False)
+    failed: ItemResults = attrs.field(default=_NO_RESULTS, converter=_results, repr=False)
     raw: Mapping[str, Any] = attrs.field(default=_EMPTY, eq=False, repr=False)
 
     @property

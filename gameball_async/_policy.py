@@ -187,15 +187,24 @@ def next_poll_delay(
     return delay
 
 
-# Aim a little past the estimated end: a poll that lands just before the end
-# costs a whole extra poll, one that lands just after costs a few milliseconds.
-_ETA_SLACK: Final = 1.05
-_ETA_PAD: Final = 0.05
+# How far an estimate of a job's end can be off: counts are whole items (one
+# item of ``done`` is the quantisation error) and reply times carry network
+# and timestamp noise of a few tens of milliseconds over the observed span.
+_TIMING_NOISE: Final = 0.05
+_ETA_PAD: Final = 0.02
 
 
 def _estimate_to_end(
     policy: PollPolicy, previous: Observation | None, current: Observation
 ) -> float | None:
+    """Seconds until the next poll, aimed by the job's processing rate, or ``None``.
+
+    When the estimate is sharp, aim just past the end: the end is then seen
+    with one poll. When it is not (few items seen, short span), aim early by
+    the error bound instead: that poll measures the rate over a longer span,
+    and the next one lands just past the end, instead of overshooting it by
+    the whole error.
+    """
     if previous is None or current.total is None or current.state is not BatchState.RUNNING:
         return None
     done = current.processed - previous.processed
@@ -204,4 +213,6 @@ def _estimate_to_end(
         return None
     remaining = max(current.total - current.processed, 0)
     eta = remaining * elapsed / done
-    return min(max(eta * _ETA_SLACK + _ETA_PAD, policy.min_delay), policy.max_delay)
+    error = eta * (1.0 / done + _TIMING_NOISE / elapsed)
+    delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
+    return min(max(delay, policy.min_delay), policy.max_delay)

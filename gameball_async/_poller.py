@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import GameballError, SessionClosedError
+from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchState, BatchStatus, Operation
 from ._policy import Observation, PollPolicy, next_poll_delay
 
@@ -77,6 +78,24 @@ class Entry:
     def finished(self) -> bool:
         """Polling is over: a terminal status or an error."""
         return self.error is not None or (self.status is not None and self.status.is_terminal)
+
+
+# A server clock this far from ours is not one to estimate a rate from.
+_MAX_PLAUSIBLE_RUN: Final = 86_400.0
+
+
+def _start_anchor(status: BatchStatus, current: Observation) -> Observation | None:
+    """An observation of zero progress at the job's reported start, if usable.
+
+    With it the first poll that sees a running job already has a processing
+    rate, so the second poll can aim at the job's end instead of backing off.
+    """
+    if status.started_at is None or current.processed <= 0:
+        return None
+    elapsed = time.time() - status.started_at.timestamp()
+    if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
+        return None
+    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
 
 
 def _changed(old: BatchStatus | None, new: BatchStatus) -> bool:
@@ -227,28 +246,55 @@ class Poller:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        async with anyio.create_task_group() as polls:
+        try:
+            # Leaving the task group yields to the loop; a job subscribed meanwhile
+            # would find this task not done yet and never be polled: go round again.
             while self._entries or self._in_flight:
-                heap = self._heap
-                now = self._clock()
-                while heap and self._in_flight < self._max_in_flight and heap[0][0] <= now:
-                    due, _, entry = heapq.heappop(heap)
-                    if due != entry.due or not entry.scheduled:
-                        continue  # superseded by a later _schedule
-                    entry.scheduled = False
-                    if self._entries.get(entry.job_id) is not entry or entry.in_flight:
-                        continue  # nobody waits for it any more, or its poll reschedules it
-                    entry.in_flight = True
-                    self._in_flight += 1
-                    polls.start_soon(self._poll, entry)
-                if not self._entries and not self._in_flight:
-                    break
-                self._wakeup = anyio.Event()
-                timeout = None
-                if heap and self._in_flight < self._max_in_flight:
-                    timeout = max(0.0, heap[0][0] - self._clock())
-                with anyio.move_on_after(timeout):
-                    await self._wakeup.wait()
+                await self._serve()
+        except Exception as exc:  # a bug here must not leave waiters hanging
+            error = GameballError(f"the poll scheduler failed: {exc!r}")
+            error.__cause__ = exc
+            for entry in list(self._entries.values()):
+                entry.error = error
+                self._finish(entry)
+            raise
+
+    async def _serve(self) -> None:
+        # A fixed pool of workers fed through a stream: spawning a task per
+        # poll cost several times the rest of the scheduling.
+        queue, ready = anyio.create_memory_object_stream[Entry](self._max_in_flight)
+        async with queue, ready, anyio.create_task_group() as workers:
+            for _ in range(self._max_in_flight):
+                workers.start_soon(self._work, ready, name="gameball_async poll worker")
+            await self._dispatch(queue)
+            workers.cancel_scope.cancel()
+
+    async def _work(self, ready: MemoryObjectReceiveStream[Entry]) -> None:
+        async for entry in ready:
+            await self._poll(entry)
+
+    async def _dispatch(self, queue: MemoryObjectSendStream[Entry]) -> None:
+        while self._entries or self._in_flight:
+            heap = self._heap
+            now = self._clock()
+            while heap and self._in_flight < self._max_in_flight and heap[0][0] <= now:
+                due, _, entry = heapq.heappop(heap)
+                if due != entry.due or not entry.scheduled:
+                    continue  # superseded by a later _schedule
+                entry.scheduled = False
+                if self._entries.get(entry.job_id) is not entry or entry.in_flight:
+                    continue  # nobody waits for it any more, or its poll reschedules it
+                entry.in_flight = True
+                self._in_flight += 1
+                queue.send_nowait(entry)  # never blocks: the buffer holds max_in_flight
+            if not self._entries and not self._in_flight:
+                break
+            self._wakeup = anyio.Event()
+            timeout = None
+            if heap and self._in_flight < self._max_in_flight:
+                timeout = max(0.0, heap[0][0] - self._clock())
+            with anyio.move_on_after(timeout):
+                await self._wakeup.wait()
 
     async def _poll(self, entry: Entry) -> None:
         try:
@@ -258,6 +304,11 @@ class Poller:
             # Retries are the transport's; what reaches here ends this job's
             # polling for its current waiters, and only for them.
             entry.error = exc
+            self._finish(entry)
+        except Exception as exc:  # not ours to crash on: fail this job only
+            error = ProtocolError(f"polling job {entry.job_id} failed: {exc!r}")
+            error.__cause__ = exc
+            entry.error = error
             self._finish(entry)
         else:
             self._observe(entry, status, retry_after)
@@ -284,7 +335,8 @@ class Poller:
         elif last is not None:
             entry.steps += 1
         if entry.anchor is None and status.state is BatchState.RUNNING:
-            entry.anchor = current
+            entry.anchor = _start_anchor(status, current) or current
+            progressed = progressed or entry.anchor is not current
         entry.last = current
         delay = next_poll_delay(
             self._policy,

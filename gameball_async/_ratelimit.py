@@ -9,10 +9,11 @@ first served, so a burst of creations cannot starve earlier polls.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -97,6 +98,10 @@ class RateLimiter:
         self._long: deque[float] = deque(maxlen=limit.per_window)
         self._paused_until = 0.0
         self._lock = anyio.Lock()
+        # Requests holding a slot() whose reply has not come yet, and the event
+        # a waiter sleeps on while every slot is held by one of them.
+        self._in_flight = 0
+        self._settled: anyio.Event | None = None
 
     @property
     def limit(self) -> RateLimit:
@@ -104,12 +109,18 @@ class RateLimiter:
         return self._limit
 
     def delay(self, now: float) -> float:
-        """Seconds until a request may go, from ``now``; 0.0 when it may go now."""
+        """Seconds until a request may go, from ``now``; 0.0 when it may go now.
+
+        ``math.inf`` when every slot is held by a request still in flight.
+        """
         limit = self._limit
+        busy = self._in_flight
+        if busy >= limit.per_second or busy >= limit.per_window:
+            return math.inf
         slot = max(
             self._paused_until,
-            next_slot(self._short, limit.per_second, 1.0 + limit.margin, now),
-            next_slot(self._long, limit.per_window, limit.window + limit.margin, now),
+            next_slot(self._short, limit.per_second - busy, 1.0 + limit.margin, now),
+            next_slot(self._long, limit.per_window - busy, limit.window + limit.margin, now),
         )
         return max(0.0, slot - now)
 
@@ -122,6 +133,14 @@ class RateLimiter:
         """Wait for a slot and take it. Cancellation before the slot takes nothing."""
         if not self._limit.enabled:
             return
+        if not self._lock.locked():
+            # Nobody queues ahead of us (a waiter holds the lock while it
+            # sleeps): take a free slot without a checkpoint.
+            now = self._clock()
+            if self.delay(now) <= 0.0:
+                self._short.append(now)
+                self._long.append(now)
+                return
         async with self._lock:  # anyio's Lock is FIFO: first come, first served
             while True:
                 now = self._clock()
@@ -130,4 +149,47 @@ class RateLimiter:
                     self._short.append(now)
                     self._long.append(now)
                     return
-                await anyio.sleep(wait)
+                await self._wait(wait)
+
+    async def _wait(self, seconds: float) -> None:
+        if math.isinf(seconds):
+            # every slot is held by a request in flight: wait for one to end
+            event = self._settled = anyio.Event()
+            await event.wait()
+        else:
+            await anyio.sleep(seconds)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot for one request, from before it is sent until its reply.
+
+        The server counts a request when it arrives, which may be well after
+        its slot was taken (a connection pool wait, a busy event loop), but is
+        always before its reply. So the request counts as in flight until the
+        reply, and then as sent at that moment: never earlier than the server
+        saw it, so no skew can push the server's windows over the limit.
+        Cancellation before the slot is taken takes nothing.
+        """
+        if not self._limit.enabled:
+            yield
+            return
+        if self._lock.locked() or self.delay(self._clock()) > 0.0:
+            async with self._lock:  # FIFO, shared with acquire()
+                while True:
+                    wait = self.delay(self._clock())
+                    if wait <= 0.0:
+                        break
+                    await self._wait(wait)
+        # else: nobody queues ahead (a waiter holds the lock while it sleeps)
+        # and a slot is free: take it without a checkpoint.
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            now = self._clock()
+            self._short.append(now)
+            self._long.append(now)
+            event, self._settled = self._settled, None
+            if event is not None:
+                event.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -28,7 +28,7 @@ from ._models import (
     Order,
     Redemption,
 )
-from ._wire import converter, dumps, parse_datetime, unstructure_record
+from ._wire import converter, dumps, format_datetime, parse_datetime, unstructure_record
 
 __all__ = ["MAX_BATCH_ITEMS", "RECORD_FOR", "encode_batch", "wire_items"]
 
@@ -154,50 +154,63 @@ def _is_number(value: object) -> bool:
     return isinstance(value, Decimal) and value.is_finite()
 
 
-def _problem(kind: Kind, value: object) -> str | None:
-    """Why ``value`` is not of ``kind``, or ``None`` when it is."""
-    ok: bool
-    if kind is Kind.ID:
-        ok = isinstance(value, str) and bool(value.strip())
-    elif kind is Kind.STR or kind is Kind.CHANNEL:
-        ok = isinstance(value, str) and (kind is Kind.STR or value in _CHANNELS)
-    elif kind is Kind.NUMBER:
-        ok = _is_number(value)
-    elif kind is Kind.INT:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is Kind.BOOL:
-        ok = isinstance(value, bool)
-    elif kind is Kind.DATETIME:
-        if isinstance(value, datetime):
-            if value.utcoffset() is None:
-                return "is a naive datetime (no time zone); give an aware datetime"
-            return None
-        if isinstance(value, str):
-            parsed = parse_datetime(value)
-            if parsed is None:
-                return f"is not an ISO 8601 timestamp: {value[:40]!r}"
-            if not _has_zone(value):
-                return f"has no time zone: {value[:40]!r}; add 'Z' or an offset"
-            return None
-        ok = False
-    elif kind is Kind.DATE:
-        ok = isinstance(value, (date, str))
-    elif kind is Kind.OBJECT:
-        ok = isinstance(value, Mapping)
-    elif kind is Kind.EVENTS:
-        ok = isinstance(value, Mapping) and all(
-            isinstance(name, str) and name and isinstance(meta, Mapping)
-            for name, meta in value.items()
-        )
-    elif kind is Kind.STRINGS:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-    else:  # Kind.ATTRIBUTES is checked field by field by the caller
-        ok = isinstance(value, Mapping)
-    if ok:
-        return None
+def _wrong(kind: Kind, value: object) -> str:
     if kind is Kind.NUMBER and isinstance(value, (float, Decimal)):
         return f"must be {kind.value}, got {value}"
     return f"must be {kind.value}, got {type(value).__name__}"
+
+
+def _timestamp_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        try:
+            # The C parser takes the usual "...Z" form in well under a microsecond.
+            parsed: datetime | None = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = parse_datetime(value)
+            if parsed is None:
+                return f"is not an ISO 8601 timestamp: {value[:40]!r}"
+            return None if _has_zone(value) else f"has no time zone: {value[:40]!r}; add 'Z'"
+        if parsed is not None and parsed.tzinfo is None:
+            return f"has no time zone: {value[:40]!r}; add 'Z' or an offset"
+        return None
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            return "is a naive datetime (no time zone); give an aware datetime"
+        return None
+    return _wrong(Kind.DATETIME, value)
+
+
+def _events_ok(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(name, str) and name and isinstance(meta, Mapping)
+        for name, meta in value.items()
+    )
+
+
+def _checker(kind: Kind) -> Callable[[Any], str | None]:
+    """The check of one kind: the value's problem, or ``None`` when it fits."""
+    if kind is Kind.DATETIME:
+        return _timestamp_problem
+    accepts: Callable[[Any], bool] = {
+        Kind.ID: lambda v: isinstance(v, str) and bool(v.strip()),
+        Kind.STR: lambda v: isinstance(v, str),
+        Kind.CHANNEL: lambda v: isinstance(v, str) and v in _CHANNELS,
+        Kind.NUMBER: _is_number,
+        Kind.INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        Kind.BOOL: lambda v: isinstance(v, bool),
+        Kind.DATE: lambda v: isinstance(v, (date, str)),
+        Kind.OBJECT: lambda v: isinstance(v, Mapping),
+        Kind.EVENTS: _events_ok,
+        Kind.STRINGS: lambda v: isinstance(v, (list, tuple)) and all(
+            isinstance(x, str) for x in v
+        ),
+        Kind.ATTRIBUTES: lambda v: isinstance(v, Mapping),
+    }[kind]
+
+    def check(value: Any) -> str | None:
+        return None if accepts(value) else _wrong(kind, value)
+
+    return check
 
 
 def _has_zone(text: str) -> bool:
@@ -205,26 +218,57 @@ def _has_zone(text: str) -> bool:
     return tail.endswith(("Z", "z")) or "+" in tail or "-" in tail
 
 
-def _check_fields(index: int, wire: Mapping[str, Any], specs: Sequence[Spec], prefix: str) -> None:
-    for spec in specs:
-        value = wire.get(spec.name)
+# (wire name, required, check, kind) per field, built once.
+_Compiled = tuple[tuple[str, bool, Callable[[Any], "str | None"], Kind], ...]
+
+
+def _compile(specs: Sequence[Spec]) -> _Compiled:
+    return tuple((spec.name, spec.required, _checker(spec.kind), spec.kind) for spec in specs)
+
+
+_COMPILED: Final[dict[Operation, _Compiled]] = {op: _compile(s) for op, s in _SCHEMAS.items()}
+_COMPILED_ATTRIBUTES: Final = _compile(_CUSTOMER_ATTRIBUTES)
+
+
+def _check_fields(
+    index: int, wire: Mapping[str, Any], fields: _Compiled, prefix: str, owned: bool
+) -> Mapping[str, Any]:
+    """Check ``wire``; return it with datetimes and dates formatted for JSON.
+
+    A mapping the caller gave (``owned`` false) is copied before it is
+    changed, never changed in place.
+    """
+    for name, required, check, kind in fields:
+        value = wire.get(name)
         if value is None:
-            if spec.required:
+            if required:
                 raise InvalidBatchError(
-                    f"item {index}: required field {prefix}{spec.name!r} is missing",
+                    f"item {index}: required field {prefix + name!r} is missing",
                     index=index,
-                    field=prefix + spec.name,
+                    field=prefix + name,
                 )
             continue
-        problem = _problem(spec.kind, value)
+        problem = check(value)
         if problem is not None:
             raise InvalidBatchError(
-                f"item {index}: field {prefix}{spec.name!r} {problem}",
+                f"item {index}: field {prefix + name!r} {problem}",
                 index=index,
-                field=prefix + spec.name,
+                field=prefix + name,
             )
-        if spec.kind is Kind.ATTRIBUTES:
-            _check_fields(index, value, _CUSTOMER_ATTRIBUTES, f"{spec.name}.")
+        formatted: Any = value
+        if kind is Kind.DATETIME or kind is Kind.DATE:
+            if not isinstance(value, str):
+                # Formatted here rather than by the JSON encoder's slow
+                # Python fallback, which would run once per value.
+                formatted = format_datetime(value) if kind is Kind.DATETIME else value.isoformat()
+        elif kind is Kind.ATTRIBUTES:
+            formatted = _check_fields(index, value, _COMPILED_ATTRIBUTES, f"{name}.", owned)
+        if formatted is not value:
+            if not owned:
+                wire = dict(wire)
+                owned = True
+            wire[name] = formatted  # type: ignore[index]
+    return wire
 
 
 def _wire_item(operation: Operation, index: int, item: Any) -> Any:
@@ -237,23 +281,19 @@ def _wire_item(operation: Operation, index: int, item: Any) -> Any:
             index=index,
         )
     record_cls = RECORD_FOR[operation]
-    wire: Mapping[str, Any]
     if type(item) is record_cls:
-        wire = unstructure_record(item)
-    elif isinstance(item, Mapping):
-        wire = item
-    else:
-        raise InvalidBatchError(
-            f"item {index}: operation {operation.value} takes {record_cls.__name__} records "
-            f"or mappings, got {type(item).__name__}",
-            index=index,
-        )
-    _check_fields(index, wire, _SCHEMAS[operation], "")
-    return wire
+        return _check_fields(index, unstructure_record(item), _COMPILED[operation], "", True)
+    if isinstance(item, Mapping):
+        return _check_fields(index, item, _COMPILED[operation], "", False)
+    raise InvalidBatchError(
+        f"item {index}: operation {operation.value} takes {record_cls.__name__} records "
+        f"or mappings, got {type(item).__name__}",
+        index=index,
+    )
 
 
 def wire_items(operation: Operation, items: Iterable[Any]) -> list[Any]:
-    """Validate items and return their wire form (datetimes not yet formatted).
+    """Validate items and return their wire form, ready for JSON.
 
     :raises InvalidBatchError: naming the first bad item and field.
     """

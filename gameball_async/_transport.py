@@ -117,6 +117,8 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._headers = dict(headers)
+        # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
         self._retry = retry
         self._limiter = limiter
@@ -200,16 +202,20 @@ class Transport:
             retry_after: float | None = None
             error: GameballError
             retryable: bool
-            await self._limiter.acquire()
             try:
-                status, headers, data = await self._once(method, url, body)
+                # the slot is held until the reply: see RateLimiter.slot
+                async with self._limiter.slot():
+                    status, headers, data = await self._once(method, url, body)
             except _Failure as failure:
                 error = failure.error
                 if creating and not failure.never_connected:
                     raise self._ambiguous(operation, items, str(error)) from error
                 retryable = failure.retryable and policy.retry_network_errors
             else:
-                retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
+                header = headers.get("Retry-After")
+                retry_after = (
+                    parse_retry_after(header, now=time.time()) if header is not None else None
+                )
                 if status < 300:
                     payload = self._payload(data, status, method, path)
                     if payload is not _GARBLED:
@@ -258,6 +264,11 @@ class Transport:
             error.args = (error.message,)
             if error.body is not None:
                 error.body = self.redact(error.body)
+            # str(error) shows these too: a server echoing a header must not leak it
+            if error.type is not None:
+                error.type = self.redact(error.type)
+            if error.request_id is not None:
+                error.request_id = self.redact(error.request_id)
         return error
 
     def _ambiguous(
@@ -282,7 +293,7 @@ class Transport:
                 method,
                 url,
                 data=body,
-                headers=self._headers,
+                headers=self._headers if body is None else self._json_headers,
                 timeout=self._client_timeout,
                 ssl=self._ssl,
             ) as response:

@@ -62,11 +62,12 @@ def format_datetime(value: datetime) -> str:
 
     :raises ValueError: for a naive datetime (its zone would be a guess).
     """
-    offset = value.utcoffset()
-    if offset is None:
-        raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if value.tzinfo is not timezone.utc:
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} has no time zone")
+        value = value.astimezone(timezone.utc)
+    # isoformat is C code; strftime would cost several times more per value.
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_datetime(value: str) -> datetime | None:

@@ -1,0 +1,256 @@
+"""Polling strategies: the shared scheduler against the loops people write today.
+
+Each strategy awaits its own fresh set of N jobs with the same varied lengths
+on the fake server (a child process enforcing Gameball's documented limits,
+30 requests/s and 360 per 30 s), one strategy after the other, in one run:
+
+- ``ours``: ``GameballSession`` defaults (shared scheduler, progress-aware
+  polling, client-side rate limit), jobs awaited with ``as_completed``;
+- ``naive-1s``: a task per job, ``GET`` then ``sleep(1)``;
+- ``expo-1s-x2-cap30``: a task per job, sleeping 1 s, x2, capped at 30 s;
+- ``backoff``: ``backoff.on_predicate(backoff.expo, max_value=30)``;
+- ``tenacity``: ``retry_if_result`` with ``wait_exponential(max=30)``.
+
+The peers use raw aiohttp and sleep 1 s on a 429 (as such code does). For
+each: polls per job, detection lag after the job ended (p50/p99, from the
+fake's start time and processing rate), 429s received, client CPU per 1,000
+polls, wall time. Then ``drain``: 1,000 jobs that are already finished, where
+the best any client can do is one poll each at the rate limit, so the wall
+time is compared with that bound (polls needed / 30 per second).
+
+Run: ``python -m benchmarks.polling [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import backoff
+import tenacity
+
+from gameball_async import BalanceInquiry, GameballSession, RateLimit, as_completed
+from gameball_async._decode import decode_status
+from gameball_async._wire import parse_datetime
+
+from ._common import FakeProcess
+
+RATE = 20.0  # items per second per job on the fake
+QUEUE_DELAY = 0.5
+FAST = RateLimit(per_second=1000, per_window=100_000)  # for setting jobs up
+
+
+@dataclass
+class Result:
+    strategy: str
+    jobs: int
+    polls: int = 0
+    rate_limited: int = 0
+    lags: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        lags = sorted(self.lags)
+        return {
+            "strategy": self.strategy,
+            "jobs": self.jobs,
+            "polls_per_job": round(self.polls / self.jobs, 2),
+            "lag_p50_s": round(statistics.median(lags), 3),
+            "lag_p99_s": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 3),
+            "rate_limited_429": self.rate_limited,
+            "cpu_ms_per_1000_polls": round(1e6 * self.cpu_seconds / max(self.polls, 1), 1),
+            "wall_s": round(self.wall_seconds, 1),
+        }
+
+
+def end_time(raw: dict[str, Any]) -> float:
+    """Wall-clock time at which the fake finished the job."""
+    started = parse_datetime(raw["startedAt"])
+    assert started is not None
+    return started.timestamp() + float(raw["totalCount"]) / RATE
+
+
+async def create_jobs(fake: FakeProcess, sizes: list[int], tag: str) -> list[str]:
+    """Create the jobs quickly (the fake's limit is reset afterwards)."""
+    async with GameballSession(
+        fake.api_key, fake.secret_key, base_url=fake.base_url, rate_limit=FAST
+    ) as gb:
+        ids = []
+        for n, size in enumerate(sizes):
+            items = [BalanceInquiry(customer_id=f"{tag}-{n}-{i}") for i in range(size)]
+            ids.append((await gb.create_batch("balance-inquiry", items)).job_id)
+    fake.reset()
+    return ids
+
+
+async def run_ours(fake: FakeProcess, ids: list[str], result: Result) -> None:
+    async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
+        jobs = [gb.job(job_id, "balance-inquiry") for job_id in ids]
+        cpu, wall = time.process_time(), time.perf_counter()
+        async for job in as_completed(jobs):
+            detected = time.time()
+            assert job.status is not None
+            assert job.status.is_terminal
+            result.lags.append(detected - end_time(dict(job.status.raw)))
+        result.cpu_seconds = time.process_time() - cpu
+        result.wall_seconds = time.perf_counter() - wall
+        result.polls = gb.poller.polls_sent
+    result.rate_limited = fake.stats()["counts"].get("rate_limited", 0)
+
+
+class _Throttled(Exception):
+    pass
+
+
+Poll = Callable[[str], Awaitable[Any]]
+
+
+def peer(make_poll: Callable[[Poll], Poll]) -> Callable[..., Awaitable[None]]:
+    """A strategy polling each job from its own task with raw aiohttp."""
+
+    async def run(fake: FakeProcess, ids: list[str], result: Result) -> None:
+        headers = {"APIKey": fake.api_key, "SecretKey": fake.secret_key}
+        async with aiohttp.ClientSession(headers=headers) as http:
+
+            async def get(job_id: str) -> Any:
+                result.polls += 1
+                async with http.get(f"{fake.base_url}/batch/{job_id}") as reply:
+                    body = await reply.read()
+                    if reply.status == 429:
+                        result.rate_limited += 1
+                        raise _Throttled
+                return decode_status(json.loads(body), job_id=job_id)
+
+            poll = make_poll(get)
+
+            async def one(job_id: str) -> None:
+                status = await poll(job_id)
+                result.lags.append(time.time() - end_time(dict(status.raw)))
+
+            cpu, wall = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(one(job_id) for job_id in ids))
+            result.cpu_seconds = time.process_time() - cpu
+            result.wall_seconds = time.perf_counter() - wall
+
+    return run
+
+
+def sleeping_loop(delay_for: Callable[[int], float]) -> Callable[[Poll], Poll]:
+    def make(get: Poll) -> Poll:
+        async def poll(job_id: str) -> Any:
+            attempt = 0
+            while True:
+                try:
+                    status = await get(job_id)
+                except _Throttled:
+                    await asyncio.sleep(1.0)
+                    continue
+                if status.is_terminal:
+                    return status
+                await asyncio.sleep(delay_for(attempt))
+                attempt += 1
+
+        return poll
+
+    return make
+
+
+def with_backoff(get: Poll) -> Poll:
+    @backoff.on_exception(backoff.constant, _Throttled, interval=1, jitter=None)
+    @backoff.on_predicate(backoff.expo, lambda status: not status.is_terminal, max_value=30)
+    async def poll(job_id: str) -> Any:
+        return await get(job_id)
+
+    return poll
+
+
+def with_tenacity(get: Poll) -> Poll:
+    @tenacity.retry(
+        retry=tenacity.retry_if_result(lambda status: not status.is_terminal)
+        | tenacity.retry_if_exception_type(_Throttled),
+        wait=tenacity.wait_exponential(multiplier=1, max=30),
+    )
+    async def poll(job_id: str) -> Any:
+        return await get(job_id)
+
+    return poll
+
+
+STRATEGIES: dict[str, Callable[..., Awaitable[None]]] = {
+    "ours": run_ours,
+    "naive-1s": peer(sleeping_loop(lambda attempt: 1.0)),
+    "expo-1s-x2-cap30": peer(sleeping_loop(lambda attempt: min(30.0, 2.0**attempt))),
+    "backoff": peer(with_backoff),
+    "tenacity": peer(with_tenacity),
+}
+
+
+async def strategies(jobs: int, max_items: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    sizes = [rng.randint(20, max_items) for _ in range(jobs)]
+    rows = []
+    with FakeProcess("--processing-rate", str(RATE), "--queue-delay", str(QUEUE_DELAY)) as fake:
+        for name, strategy in STRATEGIES.items():
+            ids = await create_jobs(fake, sizes, name)
+            result = Result(name, jobs)
+            await strategy(fake, ids, result)
+            rows.append(result.row())
+    return rows
+
+
+async def drain(jobs: int) -> dict[str, Any]:
+    """Await ``jobs`` already-finished jobs: the rate limit is the only bound."""
+    with FakeProcess("--processing-rate", "1000000", "--queue-delay", "0") as fake:
+        ids = await create_jobs(fake, [1] * jobs, "drain")
+        async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
+            handles = [gb.job(job_id, "balance-inquiry") for job_id in ids]
+            started = time.perf_counter()
+            async for _ in as_completed(handles):
+                pass
+            wall = time.perf_counter() - started
+            polls = gb.poller.polls_sent
+        stats = fake.stats()
+    # The first 30 polls may go at once, then 30 per second, and 360 per 30 s.
+    bound = max((polls - 30) / 30.0, (polls - 360) / 12.0, 0.0)
+    return {
+        "jobs": jobs,
+        "polls": polls,
+        "wall_s": round(wall, 2),
+        "lower_bound_s": round(bound, 2),
+        "ratio_to_bound": round(wall / bound, 3) if bound else None,
+        "rate_limited_429": stats["counts"].get("rate_limited", 0),
+        "target_ratio": 1.2,
+    }
+
+
+def run(quick: bool, seed: int = 7) -> dict[str, Any]:
+    """Run the polling benchmark and return its figures."""
+    jobs, max_items = (20, 240) if quick else (60, 800)
+    rows = asyncio.run(strategies(jobs, max_items, seed))
+    drained = asyncio.run(drain(60 if quick else 1000))
+    return {
+        "jobs": jobs,
+        "item_counts": f"20..{max_items} items at {RATE:g} items/s, {QUEUE_DELAY:g} s queued",
+        "strategies": rows,
+        "drain": drained,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Tests of gameball_async._policy: retry and poll arithmetic (pure functions)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from gameball_async import BatchState, PollPolicy, RetryPolicy
+from gameball_async._policy import Observation, next_poll_delay, retry_delay
+
+SEEDS = range(200)
+
+
+def _obs(at: float, processed: int, total: int | None = 100,
+         state: BatchState = BatchState.RUNNING) -> Observation:
+    return Observation(at=at, state=state, processed=processed, total=total)
+
+
+class TestRetryDelay:
+    @pytest.mark.parametrize("attempt", range(8))
+    def test_full_jitter_within_the_exponential_cap(self, attempt: int) -> None:
+        policy = RetryPolicy(backoff=0.5, max_backoff=20.0)
+        cap = min(20.0, 0.5 * 2**attempt)
+        delays = [
+            retry_delay(policy, attempt, retry_after=None, rng=random.Random(seed))
+            for seed in SEEDS
+        ]
+        assert all(0.0 <= d <= cap for d in delays)
+        # jittered, not constant, and it uses the range
+        assert len(set(delays)) > 100
+        assert max(delays) > 0.8 * cap
+        assert min(delays) < 0.2 * cap
+
+    def test_capped_at_max_backoff(self) -> None:
+        policy = RetryPolicy(backoff=1.0, max_backoff=3.0)
+        delays = [
+            retry_delay(policy, 30, retry_after=None, rng=random.Random(seed)) for seed in SEEDS
+        ]
+        assert max(delays) <= 3.0
+        assert max(delays) > 2.5
+
+    def test_retry_after_is_a_floor(self) -> None:
+        policy = RetryPolicy(backoff=0.01, max_backoff=0.05)
+        for seed in SEEDS:
+            assert retry_delay(policy, 0, retry_after=2.0, rng=random.Random(seed)) == 2.0
+        big = RetryPolicy(backoff=10.0, max_backoff=10.0)
+        delays = [retry_delay(big, 3, retry_after=1.0, rng=random.Random(s)) for s in SEEDS]
+        assert all(1.0 <= d <= 10.0 for d in delays)
+        assert max(delays) > 1.0
+
+    def test_zero_backoff(self) -> None:
+        policy = RetryPolicy(backoff=0.0)
+        assert retry_delay(policy, 5, retry_after=None, rng=random.Random(1)) == 0.0
+        assert retry_delay(policy, 5, retry_after=0.5, rng=random.Random(1)) == 0.5
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"attempts": 0}, {"backoff": -1}, {"max_backoff": -0.1}, {"max_retry_after": -1}],
+    )
+    def test_validation(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            RetryPolicy(**kwargs)
+
+    def test_defaults(self) -> None:
+        policy = RetryPolicy()
+        assert policy.attempts >= 2
+        assert policy.retry_rate_limited
+        assert policy.retry_server_errors
+        assert policy.retry_network_errors
+
+
+class TestNextPollDelay:
+    def _backoff(self, policy: PollPolicy, steps: int, seed: int = 0,
+                 retry_after: float | None = None) -> float:
+        return next_poll_delay(
+            policy,
+            previous=None,
+            current=_obs(0.0, 0, state=BatchState.QUEUED),
+            steps_without_progress=steps,
+            retry_after=retry_after,
+            rng=random.Random(seed),
+        )
+
+    def test_backoff_grows_then_caps(self) -> None:
+        policy = PollPolicy(initial_delay=1.0, multiplier=2.0, max_delay=10.0, min_delay=0.1,
+                            jitter=0.0)
+        delays = [self._backoff(policy, steps) for steps in range(8)]
+        assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
+
+    def test_multiplier_one_is_constant(self) -> None:
+        policy = PollPolicy(initial_delay=0.5, multiplier=1.0, jitter=0.0)
+        assert {self._backoff(policy, steps) for steps in range(10)} == {0.5}
+
+    def test_floor_at_min_delay(self) -> None:
+        policy = PollPolicy(initial_delay=0.01, multiplier=1.5, min_delay=0.25, jitter=1.0)
+        assert all(self._backoff(policy, 0, seed) >= 0.25 for seed in SEEDS)
+        assert self._backoff(PollPolicy(initial_delay=0.0, min_delay=0.3, jitter=0.0), 0) == 0.3
+
+    @pytest.mark.parametrize("jitter", [0.2, 0.5, 1.0])
+    def test_jitter_bounds(self, jitter: float) -> None:
+        policy = PollPolicy(initial_delay=4.0, multiplier=1.6, max_delay=30.0, min_delay=0.25,
+                            jitter=jitter)
+        base = 4.0 * 1.6**2
+        delays = [self._backoff(policy, 2, seed) for seed in SEEDS]
+        low = max(base * (1.0 - jitter), 0.25)
+        assert all(low <= d <= base for d in delays)
+        assert len(set(delays)) > 100  # really randomised
+        assert min(delays) < low + 0.25 * (base - low)
+
+    def test_retry_after_wins_when_longer(self) -> None:
+        policy = PollPolicy(initial_delay=1.0, max_delay=5.0, jitter=0.0)
+        assert self._backoff(policy, 0, retry_after=60.0) == 60.0  # beyond max_delay too
+        assert self._backoff(policy, 0, retry_after=0.1) == 1.0
+
+    @staticmethod
+    def _eta(policy: PollPolicy, previous: Observation, current: Observation, seed: int = 0,
+             retry_after: float | None = None) -> float:
+        return next_poll_delay(policy, previous=previous, current=current,
+                               steps_without_progress=0, retry_after=retry_after,
+                               rng=random.Random(seed))
+
+    def test_eta_from_two_observations(self) -> None:
+        policy = PollPolicy(initial_delay=1.0, max_delay=60.0, min_delay=0.25, jitter=0.5)
+        # a sharp estimate: 200 items/s over 10 s, 7,000 left -> about 35 s to go
+        previous, current = _obs(0.0, 1000, total=10_000), _obs(10.0, 3000, total=10_000)
+        delays = {self._eta(policy, previous, current, seed) for seed in range(20)}
+        (delay,) = delays  # an estimate, not jittered
+        assert 0.9 * 35.0 <= delay <= 1.1 * 35.0
+        # twice the rate, half the wait
+        faster = self._eta(policy, previous, _obs(10.0, 5000, total=11_000))
+        assert 0.9 * 15.0 <= faster <= 1.1 * 15.0
+
+    def test_rough_estimate_stays_near_the_eta(self) -> None:
+        policy = PollPolicy(initial_delay=1.0, max_delay=30.0, min_delay=0.1)
+        # 20 items/s over 1 s, 70 left: 3.5 s to go, known only roughly
+        delay = self._eta(policy, _obs(10.0, 10), _obs(11.0, 30))
+        assert 0.1 <= delay <= 1.2 * 3.5
+
+    def test_eta_bounded(self) -> None:
+        policy = PollPolicy(min_delay=0.5, max_delay=8.0)
+        # sharp, and far beyond max_delay
+        assert self._eta(policy, _obs(0.0, 1000, total=100_000),
+                         _obs(10.0, 1100, total=100_000)) == 8.0
+        # about to end
+        assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 99)) == 0.5
+        assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 100)) == 0.5
+        assert self._eta(policy, _obs(0.0, 1, total=10_000), _obs(1.0, 2, total=10_000)) >= 0.5
+        # Retry-After still wins over an estimate
+        assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 99), retry_after=3.0) == 3.0
+
+    @pytest.mark.parametrize(
+        ("previous", "current"),
+        [
+            (None, _obs(1.0, 50)),
+            (_obs(0.0, 50), _obs(1.0, 50)),  # no progress
+            (_obs(0.0, 10, total=None), _obs(1.0, 20, total=None)),  # no total
+            (_obs(0.0, 0, state=BatchState.QUEUED), _obs(1.0, 0, state=BatchState.QUEUED)),
+            (_obs(0.0, 10), _obs(1.0, 20, state=BatchState.UNKNOWN)),
+            (_obs(1.0, 10), _obs(1.0, 20)),  # no time elapsed
+        ],
+    )
+    def test_no_eta_falls_back_to_backoff(
+        self, previous: Observation | None, current: Observation
+    ) -> None:
+        policy = PollPolicy(initial_delay=2.0, multiplier=3.0, max_delay=100.0, jitter=0.0)
+        delay = next_poll_delay(policy, previous=previous, current=current,
+                                steps_without_progress=1, retry_after=None,
+                                rng=random.Random(0))
+        assert delay == 6.0
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"initial_delay": -1},
+            {"multiplier": 0.5},
+            {"max_delay": -1},
+            {"min_delay": -1},
+            {"jitter": 1.5},
+            {"jitter": -0.1},
+            {"timeout": 0},
+            {"min_delay": 5.0, "max_delay": 1.0},
+        ],
+    )
+    def test_validation(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match=r"delay|multiplier|jitter|timeout"):
+            PollPolicy(**kwargs)
