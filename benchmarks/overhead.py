@@ -128,7 +128,7 @@ async def measure(calls: int, rounds: int) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     """Run the overhead benchmark and return its figures."""
-    calls, rounds = (500, 3) if quick else (2000, 7)
+    calls, rounds = (300, 3) if quick else (2000, 7)
     return asyncio.run(measure(calls, rounds))
 
 

@@ -234,9 +234,9 @@ async def drain(jobs: int) -> dict[str, Any]:
 
 def run(quick: bool, seed: int = 7) -> dict[str, Any]:
     """Run the polling benchmark and return its figures."""
-    jobs, max_items = (20, 240) if quick else (60, 800)
+    jobs, max_items = (12, 120) if quick else (60, 800)
     rows = asyncio.run(strategies(jobs, max_items, seed))
-    drained = asyncio.run(drain(60 if quick else 1000))
+    drained = asyncio.run(drain(40 if quick else 1000))
     return {
         "jobs": jobs,
         "item_counts": f"20..{max_items} items at {RATE:g} items/s, {QUEUE_DELAY:g} s queued",

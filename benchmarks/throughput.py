@@ -119,7 +119,7 @@ def _encode_share(total: int) -> float:
 
 def run(quick: bool) -> dict[str, Any]:
     """Run the throughput benchmark and return its figures."""
-    total, rounds = (100_000, 2) if quick else (1_000_000, 3)
+    total, rounds = (30_000, 2) if quick else (1_000_000, 3)
     walls: dict[str, list[float]] = {"ours": [], "raw": []}
     cpus: dict[str, list[float]] = {"ours": [], "raw": []}
     with FakeProcess("--no-rate-limit", "--processing-rate", "1000000") as fake:

@@ -22,11 +22,12 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from ._checks import Kind, Spec
 from ._cli_manifest import LineRanges
 from ._cli_track import Tracker
 from ._errors import InvalidBatchError
 from ._models import Operation
-from ._schema import _CUSTOMER_ATTRIBUTES, _SCHEMAS, Kind, Spec, wire_items
+from ._schema import _CUSTOMER_ATTRIBUTES, _SCHEMAS, wire_items
 
 __all__ = [
     "FORMATS",

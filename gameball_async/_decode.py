@@ -11,7 +11,7 @@ import email.utils
 import json
 import math
 from collections.abc import Mapping
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from ._errors import (
@@ -55,7 +55,10 @@ _STATE_WORDS: Final[dict[str, BatchState]] = {
     ),
 }
 
-_OPERATIONS: Final[dict[str, Operation]] = {_squash(op.value): op for op in Operation}
+_OPERATIONS: Final[dict[str, Operation]] = {
+    **{op.value: op for op in Operation},
+    **{_squash(op.value): op for op in Operation},
+}
 
 _SUCCEEDED_KEYS: Final = frozenset(
     {"succeeded", "success", "successes", "succeededresults", "successresults", "results"}
@@ -67,9 +70,19 @@ _FAILED_KEYS: Final = frozenset(
 _TEXT_LIMIT: Final = 500
 
 
+# The words as the API spells them, looked up before any normalising.
+_EXACT_STATES: Final[dict[str, BatchState]] = {
+    **{state.value: state for state in BatchState if state is not BatchState.UNKNOWN},
+    **_STATE_WORDS,
+}
+
+
 def normalise_state(word: str) -> BatchState:
     """Map a status word in any case or documented spelling to a :class:`BatchState`."""
-    return _STATE_WORDS.get(_squash(word), BatchState.UNKNOWN)
+    state = _EXACT_STATES.get(word)
+    if state is None:
+        state = _STATE_WORDS.get(_squash(word), BatchState.UNKNOWN)
+    return state
 
 
 def decode_json(body: bytes, what: str) -> Any:
@@ -79,13 +92,15 @@ def decode_json(body: bytes, what: str) -> Any:
     """
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep: not JSON to us
         excerpt = body[:200].decode("utf-8", "replace")
         raise ProtocolError(f"{what} is not JSON: {excerpt!r}") from None
 
 
 def _count(payload: Mapping[str, Any], key: str) -> int | None:
     value = payload.get(key)
+    if type(value) is int and value >= 0:  # the usual case, first
+        return value
     if value is None:
         return None
     if isinstance(value, bool):
@@ -171,6 +186,12 @@ def _split_response(response: Any) -> tuple[ItemResults, ItemResults]:
         return ok, bad
     if not isinstance(response, Mapping):
         raise ProtocolError("status field 'response' is neither an object nor a list")
+    if len(response) == 2 and "succeeded" in response and "failed" in response:
+        # the developer guide's spelling: no key to normalise
+        return (
+            _results(response["succeeded"], True, "response.succeeded"),
+            _results(response["failed"], False, "response.failed"),
+        )
     succeeded: list[ItemResults] = []
     failed: list[ItemResults] = []
     for key, value in response.items():
@@ -186,6 +207,17 @@ def _joined(parts: list[ItemResults]) -> ItemResults:
     if len(parts) == 1:
         return parts[0]
     return ItemResults(result for part in parts for result in part)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        # Python 3.11's C parser reads the API's "...290Z" directly.
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return parse_datetime(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def decode_status(payload: Any, *, job_id: str, operation: Operation | None = None) -> BatchStatus:
@@ -229,9 +261,11 @@ def decode_status(payload: Any, *, job_id: str, operation: Operation | None = No
     reported_id = job_id if raw_id is None or isinstance(raw_id, (dict, list)) else str(raw_id)
 
     raw_operation = payload.get("operation")
-    decoded_operation = (
-        _OPERATIONS.get(_squash(raw_operation)) if isinstance(raw_operation, str) else None
-    )
+    decoded_operation = None
+    if isinstance(raw_operation, str):
+        decoded_operation = _OPERATIONS.get(raw_operation) or _OPERATIONS.get(
+            _squash(raw_operation)
+        )
 
     created = payload.get("createdAt")
     started = payload.get("startedAt")
@@ -243,8 +277,8 @@ def decode_status(payload: Any, *, job_id: str, operation: Operation | None = No
         total_count=total,
         finished_count=finished,
         error_count=error,
-        created_at=parse_datetime(created) if isinstance(created, str) else None,
-        started_at=parse_datetime(started) if isinstance(started, str) else None,
+        created_at=_timestamp(created),
+        started_at=_timestamp(started),
         succeeded=succeeded,
         failed=failed,
         raw=payload,
@@ -289,7 +323,7 @@ def decode_error(http_status: int, body: bytes, *, retry_after: float | None = N
     payload: Any = None
     try:
         payload = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         payload = None
     code: int | None = None
     type_: str | None = None

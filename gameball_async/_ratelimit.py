@@ -9,11 +9,10 @@ first served, so a burst of creations cannot starve earlier polls.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -159,9 +158,11 @@ class RateLimiter:
         else:
             await anyio.sleep(seconds)
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a slot for one request, from before it is sent until its reply.
+    def slot(self) -> _Slot:
+        """Hold a slot for one request, from before it is sent until its reply::
+
+            async with limiter.slot():
+                reply = await send(request)
 
         The server counts a request when it arrives, which may be well after
         its slot was taken (a connection pool wait, a busy event loop), but is
@@ -170,9 +171,9 @@ class RateLimiter:
         saw it, so no skew can push the server's windows over the limit.
         Cancellation before the slot is taken takes nothing.
         """
-        if not self._limit.enabled:
-            yield
-            return
+        return _Slot(self)
+
+    async def _take(self) -> None:
         if self._lock.locked() or self.delay(self._clock()) > 0.0:
             async with self._lock:  # FIFO, shared with acquire()
                 while True:
@@ -183,13 +184,33 @@ class RateLimiter:
         # else: nobody queues ahead (a waiter holds the lock while it sleeps)
         # and a slot is free: take it without a checkpoint.
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            now = self._clock()
-            self._short.append(now)
-            self._long.append(now)
-            event, self._settled = self._settled, None
-            if event is not None:
-                event.set()
+
+    def _give_back(self) -> None:
+        self._in_flight -= 1
+        now = self._clock()
+        self._short.append(now)
+        self._long.append(now)
+        event, self._settled = self._settled, None
+        if event is not None:
+            event.set()
+
+
+class _Slot:
+    """The async context manager of :meth:`RateLimiter.slot` (a class: this is
+    on every request's path, where a generator-based one costs more)."""
+
+    __slots__ = ("_limiter", "_taken")
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._taken = False
+
+    async def __aenter__(self) -> None:
+        if self._limiter.limit.enabled:
+            await self._limiter._take()
+            self._taken = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._taken:
+            self._taken = False
+            self._limiter._give_back()
