@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl as ssl_module
@@ -64,6 +65,18 @@ def _check_key(name: str, value: object) -> str:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError(f"{name} contains control characters (CR, LF...): refused")
     return value
+
+
+def _connector_ssl(http_session: aiohttp.ClientSession | None) -> object:
+    # aiohttp keeps a connector's ssl= setting private; True is its default
+    return getattr(http_session.connector, "_ssl", True) if http_session is not None else True
+
+
+def _verifies(setting: object) -> bool:
+    """Whether an aiohttp ``ssl`` setting checks certificates and host names."""
+    if isinstance(setting, ssl_module.SSLContext):
+        return setting.check_hostname and setting.verify_mode != ssl_module.CERT_NONE
+    return setting is True or isinstance(setting, aiohttp.Fingerprint)
 
 
 def _is_loopback(host: str) -> bool:
@@ -159,6 +172,16 @@ class GameballSession:
         secret_key = _check_key("secret_key", secret_key)
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ValueError("ssl must be an ssl.SSLContext; verification cannot be turned off")
+        # aiohttp uses a borrowed session's connector setting unless ssl= overrides it
+        setting: object = ssl
+        if ssl is None:
+            https = base_url.lower().startswith("https:")
+            setting = _connector_ssl(http_session) if https else True
+        if not _verifies(setting):
+            raise ValueError(
+                "certificate verification cannot be turned off: pass an ssl.SSLContext "
+                "that verifies (CERT_REQUIRED, check_hostname), e.g. trusting a private CA"
+            )
         if isinstance(timeout, (int, float)):
             timeout = Timeout(total=float(timeout))
         if connection_limit < 1 or max_in_flight_polls < 1:
@@ -222,12 +245,24 @@ class GameballSession:
         if self._state == "closed":
             return
         self._state = "closed"
-        poller, transport = self._poller, self._transport
+        if self._poller is None and self._transport is None:
+            return
+        # In a task of its own, waited for to the end: anyio's shield does not
+        # stop a plain task.cancel(), which would leave waiters hanging and the
+        # connection pool open. The caller's cancellation is re-raised after.
+        closing = asyncio.get_running_loop().create_task(
+            _shut(self._poller, self._transport), name="gameball_async close"
+        )
+        cancelled: BaseException | None = None
         with anyio.CancelScope(shield=True):
-            if poller is not None:
-                await poller.aclose()
-            if transport is not None:
-                await transport.aclose()
+            while not closing.done():
+                try:
+                    await asyncio.wait([closing])
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+        closing.result()
 
     @property
     def closed(self) -> bool:
@@ -406,6 +441,13 @@ class GameballSession:
             except ProtocolError:
                 return None
         return None
+
+
+async def _shut(poller: Poller | None, transport: Transport | None) -> None:
+    if poller is not None:
+        await poller.aclose()
+    if transport is not None:
+        await transport.aclose()
 
 
 def _shift(error: InvalidBatchError, offset: int) -> InvalidBatchError:

@@ -120,6 +120,7 @@ class Transport:
         # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
+        self._secret_bytes = tuple(s.encode() for s in self._secrets)
         self._retry = retry
         self._limiter = limiter
         self._timeout = timeout
@@ -157,6 +158,14 @@ class Transport:
         owned, self._owned = self._owned, None
         if owned is not None:
             await owned.close()
+
+    def _scrub(self, data: bytes) -> bytes:
+        # Before anything is decoded from a reply: a server (or proxy) echoing a
+        # header must not put a key, or the part of one left by a cut, in a message.
+        for secret in self._secret_bytes:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
 
     def redact(self, text: str) -> str:
         """Replace every secret in ``text`` with ``***``."""
@@ -208,10 +217,12 @@ class Transport:
                     status, headers, data = await self._once(method, url, body)
             except _Failure as failure:
                 error = failure.error
-                if creating and not failure.never_connected:
-                    raise self._ambiguous(operation, items, str(error)) from error
+                # raised below, outside this block: raised here, it would chain the
+                # aiohttp error, whose request_info holds the request headers (the keys)
+                lost = creating and not failure.never_connected
                 retryable = failure.retryable and policy.retry_network_errors
             else:
+                lost = False
                 header = headers.get("Retry-After")
                 retry_after = (
                     parse_retry_after(header, now=time.time()) if header is not None else None
@@ -239,6 +250,8 @@ class Transport:
                         retryable = policy.retry_server_errors
                     else:
                         retryable = False
+            if lost:
+                raise self._ambiguous(operation, items, str(error)) from error
             attempt += 1
             if not retryable or attempt >= policy.attempts:
                 raise error
@@ -297,7 +310,7 @@ class Transport:
                 timeout=self._client_timeout,
                 ssl=self._ssl,
             ) as response:
-                data = await response.read()
+                data = self._scrub(await response.read())
                 status = response.status
                 headers = response.headers
         except aiohttp.ClientSSLError as exc:
