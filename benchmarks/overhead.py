@@ -5,7 +5,8 @@ creation calls, sequential, against the fake server in a child process with no
 rate limit. The raw loop sends the same requests with pre-built headers and
 parses the JSON reply; ours includes validation, model conversion, the rate
 limiter (set high enough never to wait), retries' bookkeeping and decoding.
-Rounds alternate ours/raw; each figure is the median of the rounds.
+After a warm-up, rounds alternate which side goes first; each figure is the
+median of the rounds, each ratio the median of the per-round ratios.
 
 Run: ``python -m benchmarks.overhead [--quick]``.
 """
@@ -106,13 +107,18 @@ async def measure(calls: int, rounds: int) -> dict[str, Any]:
                         raise RuntimeError(reply.status)
                 json.loads(data)["jobId"]
 
-            for _ in range(rounds):
-                results["poll_ours"].append(await _cpu(calls, poll_ours))
-                results["poll_raw"].append(await _cpu(calls, poll_raw))
-                results["create_ours"].append(await _cpu(calls, create_ours))
-                offset += calls
-                results["create_raw"].append(await _cpu(calls, create_raw))
-                offset += calls
+            # Warm up both (connections, caches) before anything is measured.
+            await _cpu(calls // 4, poll_ours)
+            await _cpu(calls // 4, poll_raw)
+            pairs = (("poll_ours", poll_ours), ("poll_raw", poll_raw))
+            creations = (("create_ours", create_ours), ("create_raw", create_raw))
+            for round_ in range(rounds):
+                # Alternate which goes first, so drift in the machine's load
+                # does not always favour the same side.
+                for group in (pairs, creations):
+                    for name, call in group if round_ % 2 == 0 else group[::-1]:
+                        results[name].append(await _cpu(calls, call))
+                        offset += calls
     polls = [o / r for o, r in zip(results["poll_ours"], results["poll_raw"], strict=False)]
     creates = [o / r for o, r in zip(results["create_ours"], results["create_raw"], strict=False)]
     return {

@@ -207,6 +207,26 @@ async def strategies(jobs: int, max_items: int, seed: int) -> list[dict[str, Any
     return rows
 
 
+def fastest_schedule(
+    requests: int, per_second: int = 30, per_window: int = 360, window: float = 30.0
+) -> float:
+    """Seconds the last of ``requests`` needs at the earliest under both limits.
+
+    Greedy: request k goes as soon as the windows allow, so at the later of
+    1 s after request k-30 and 30 s after request k-360 (30 at once, 360 in
+    the first 12 s, then nothing until the first leaves the 30 s window).
+    """
+    times: list[float] = []
+    for k in range(requests):
+        earliest = 0.0
+        if k >= per_second:
+            earliest = max(earliest, times[k - per_second] + 1.0)
+        if k >= per_window:
+            earliest = max(earliest, times[k - per_window] + window)
+        times.append(earliest)
+    return times[-1] if times else 0.0
+
+
 async def drain(jobs: int) -> dict[str, Any]:
     """Await ``jobs`` already-finished jobs: the rate limit is the only bound."""
     with FakeProcess("--processing-rate", "1000000", "--queue-delay", "0") as fake:
@@ -219,8 +239,7 @@ async def drain(jobs: int) -> dict[str, Any]:
             wall = time.perf_counter() - started
             polls = gb.poller.polls_sent
         stats = fake.stats()
-    # The first 30 polls may go at once, then 30 per second, and 360 per 30 s.
-    bound = max((polls - 30) / 30.0, (polls - 360) / 12.0, 0.0)
+    bound = fastest_schedule(polls)
     return {
         "jobs": jobs,
         "polls": polls,
