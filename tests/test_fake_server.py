@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
+import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import anyio
@@ -599,6 +600,23 @@ async def test_fixture(fake_gameball: FakeGameball, http: aiohttp.ClientSession)
     assert fake_gameball.job_state(job_id) in {"Queued", "Running", "Completed"}
 
 
+# CPython 3.10's sslproto never marks the client's SSL transport closed when
+# the server aborts the connection, so its __del__ warns "unclosed transport"
+# (fixed by the rewritten sslproto in 3.11). The drop is still asserted.
+_T = TypeVar("_T")
+
+
+def _ssl_abort_warning_ignored_on_310(test: _T) -> _T:
+    if sys.version_info < (3, 11):
+        ignore: Any = pytest.mark.filterwarnings(
+            "ignore:Exception ignored in.*_SSLProtocolTransport"
+            ":pytest.PytestUnraisableExceptionWarning"
+        )
+        return cast("_T", ignore(test))
+    return test
+
+
+@_ssl_abort_warning_ignored_on_310
 async def test_https_with_trustme(http: aiohttp.ClientSession) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
