@@ -258,6 +258,23 @@ class TestPollerUnit:
         assert sorted(fetch.calls) == sorted(jobs)
         await poller.aclose()
 
+    async def test_a_burst_of_new_jobs_does_not_starve_an_old_one(self) -> None:
+        clock = ManualClock(100.0)
+        new = [f"new{n}" for n in range(200)]
+        fetch = ScriptedFetch(
+            {j: [make_status(j, BatchState.COMPLETED, 10)] for j in ["old", *new]}
+        )
+        policy = PollPolicy(initial_delay=1.0, jitter=0.0, min_delay=0.1, max_delay=5.0)
+        poller = Poller(fetch, policy, max_in_flight=1, clock=clock)
+        old = poller.subscribe("old", None, None, Recorder())
+        clock.now += 0.5  # the old job falls due at 101.0, the burst at 101.5
+        entries = [poller.subscribe(j, None, None, Recorder()) for j in new]
+        clock.now += 10.0  # all of them are due: one poll at a time, in due order
+        await until(lambda: old.finished and all(e.finished for e in entries))
+        assert fetch.calls[0] == "old"
+        assert fetch.calls[1:] == new
+        await poller.aclose()
+
     async def test_first_poll_is_jittered_and_retry_after_is_honoured(self) -> None:
         clock = ManualClock(100.0)
         policy = PollPolicy(initial_delay=0.05, min_delay=0.01, max_delay=1.0, jitter=0.5)
