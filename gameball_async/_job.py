@@ -18,7 +18,7 @@ from ._errors import (
     PollTimeoutError,
 )
 from ._models import BatchState, BatchStatus, Operation
-from ._poller import Entry, Poller
+from ._poller import Entry, Poller, status_changed
 
 __all__ = ["BatchJob", "as_completed", "check_job_id", "wait_all"]
 
@@ -222,7 +222,7 @@ class BatchJob:
                 if entry.error is not None:
                     raise entry.error
                 status = self._status
-                if status is not None and (last is None or _differs(last, status)):
+                if status is not None and status_changed(last, status):
                     last = status
                     yield status
                     if status.is_terminal:
@@ -268,16 +268,6 @@ class BatchJob:
             raise InvalidJobIdError(
                 f"job token names unknown operation {raw_operation!r}"
             ) from None
-
-
-def _differs(old: BatchStatus, new: BatchStatus) -> bool:
-    return (
-        old.state is not new.state
-        or old.state_word != new.state_word
-        or old.finished_count != new.finished_count
-        or old.error_count != new.error_count
-        or old.total_count != new.total_count
-    )
 
 
 def _outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:

@@ -27,7 +27,7 @@ from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchState, BatchStatus, Operation
 from ._policy import Observation, PollPolicy, next_poll_delay
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "Entry", "Poller", "Subscriber"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "Entry", "Poller", "Subscriber", "status_changed"]
 
 #: Polls of one session in flight at once (they still queue at the rate limiter).
 DEFAULT_MAX_IN_FLIGHT: Final = 16
@@ -98,7 +98,8 @@ def _start_anchor(status: BatchStatus, current: Observation) -> Observation | No
     return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
 
 
-def _changed(old: BatchStatus | None, new: BatchStatus) -> bool:
+def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:
+    """Whether ``new`` tells a waiter anything ``old`` did not (state or counts)."""
     return (
         old is None
         or old.state is not new.state
@@ -348,7 +349,7 @@ class Poller:
         )
         if self._entries.get(entry.job_id) is entry:
             self._schedule(entry, delay)
-        if _changed(previous, status):
+        if status_changed(previous, status):
             self._notify(entry)
 
     def _finish(self, entry: Entry) -> None:

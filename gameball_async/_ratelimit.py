@@ -132,23 +132,9 @@ class RateLimiter:
         """Wait for a slot and take it. Cancellation before the slot takes nothing."""
         if not self._limit.enabled:
             return
-        if not self._lock.locked():
-            # Nobody queues ahead of us (a waiter holds the lock while it
-            # sleeps): take a free slot without a checkpoint.
-            now = self._clock()
-            if self.delay(now) <= 0.0:
-                self._short.append(now)
-                self._long.append(now)
-                return
-        async with self._lock:  # anyio's Lock is FIFO: first come, first served
-            while True:
-                now = self._clock()
-                wait = self.delay(now)
-                if wait <= 0.0:
-                    self._short.append(now)
-                    self._long.append(now)
-                    return
-                await self._wait(wait)
+        # A request with no reply to wait for: it counts as sent right away.
+        await self._take()
+        self._give_back()
 
     async def _wait(self, seconds: float) -> None:
         if math.isinf(seconds):
