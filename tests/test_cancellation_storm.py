@@ -20,13 +20,15 @@ import random
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _support import session as shared_session
+from _support import until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -62,14 +64,6 @@ def cashbacks(count: int, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:
-    """Wait, bounded, for a condition other tasks make true (counters, states:
-    nothing announces them, so they are checked every few milliseconds)."""
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
-
-
 def sdk_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("gameball_async")]
 
@@ -97,17 +91,8 @@ class SkewedClock:
         return time.monotonic() + self.skew
 
 
-@asynccontextmanager
-async def session(fake: FakeGameball, **options: Any) -> AsyncIterator[GameballSession]:
-    settings: dict[str, Any] = {
-        "base_url": fake.base_url,
-        "poll": FAST_POLL,
-        "retry": FAST_RETRY,
-        "rate_limit": RateLimit.disabled(),
-    }
-    settings.update(options)
-    async with GameballSession(fake.api_key, fake.secret_key, **settings) as gb:
-        yield gb
+def session(fake: FakeGameball, **options: Any) -> AbstractAsyncContextManager[Any]:
+    return shared_session(fake, **{"poll": FAST_POLL, "retry": FAST_RETRY, **options})
 
 
 async def no_task_left(before: set[asyncio.Task[Any]]) -> None:

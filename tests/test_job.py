@@ -7,13 +7,14 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _support import PATIENCE, WHEN, session, until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -31,7 +32,6 @@ from gameball_async import (
     Operation,
     PollPolicy,
     PollTimeoutError,
-    RateLimit,
     RetryPolicy,
     ServerError,
     SubmissionError,
@@ -42,11 +42,6 @@ from gameball_async.testing import FakeGameball, InjectedReply, RecordedRequest
 
 pytestmark = pytest.mark.anyio
 
-WHEN = "2024-10-16T08:13:29.290Z"
-FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.5)
-FAST_RETRY = RetryPolicy(backoff=0.01, max_backoff=0.05)
-# Bound on any single wait in these tests: generous, it only turns a hang into a failure.
-PATIENCE = 15.0
 
 
 def cashback(n: int, *, transaction: str | None = None) -> dict[str, Any]:
@@ -68,30 +63,6 @@ def transaction_ids(items: Any) -> list[str]:
 
 def status_gets(fake: FakeGameball, job_id: str) -> list[RecordedRequest]:
     return [r for r in fake.requests if r.route == "status" and r.path.endswith(f"/{job_id}")]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:
-    """Wait, bounded, for a condition that other tasks make true.
-
-    The conditions are counters and states (the fake's, the scheduler's) that
-    no event announces, so they are checked every few milliseconds.
-    """
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
-
-
-@asynccontextmanager
-async def session(fake: FakeGameball, **options: Any) -> AsyncIterator[GameballSession]:
-    settings: dict[str, Any] = {
-        "base_url": fake.base_url,
-        "poll": FAST_POLL,
-        "retry": FAST_RETRY,
-        "rate_limit": RateLimit.disabled(),
-    }
-    settings.update(options)
-    async with GameballSession(fake.api_key, fake.secret_key, **settings) as gb:
-        yield gb
 
 
 @pytest.fixture

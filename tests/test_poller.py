@@ -9,13 +9,13 @@ import itertools
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _support import FAST_POLL, FAST_RETRY, PATIENCE, WHEN, session, until
 
 from gameball_async import (
     BatchJob,
@@ -27,7 +27,6 @@ from gameball_async import (
     Operation,
     PollPolicy,
     RateLimit,
-    RetryPolicy,
     SessionClosedError,
     as_completed,
     wait_all,
@@ -37,26 +36,11 @@ from gameball_async.testing import FakeGameball
 
 pytestmark = pytest.mark.anyio
 
-WHEN = "2024-10-16T08:13:29.290Z"
-FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.5)
-FAST_RETRY = RetryPolicy(backoff=0.01, max_backoff=0.05)
-PATIENCE = 15.0
 SCHEDULER_NAME = "gameball_async poller"
 
 
 def scheduler_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task.get_name() == SCHEDULER_NAME]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:
-    """Wait, bounded, for a condition that other tasks make true.
-
-    The conditions are counters and states (the fake's, the scheduler's) that
-    no event announces, so they are checked every few milliseconds.
-    """
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 def cashbacks(count: int, prefix: str = "t") -> list[dict[str, Any]]:
@@ -377,21 +361,6 @@ class ProbeSession(GameballSession):
             return await super().fetch_status(job_id, operation)
         finally:
             self.in_flight[job_id] -= 1
-
-
-@asynccontextmanager
-async def session(
-    fake: FakeGameball, cls: type[GameballSession] = GameballSession, **options: Any
-) -> AsyncIterator[Any]:
-    settings: dict[str, Any] = {
-        "base_url": fake.base_url,
-        "poll": FAST_POLL,
-        "retry": FAST_RETRY,
-        "rate_limit": RateLimit.disabled(),
-    }
-    settings.update(options)
-    async with cls(fake.api_key, fake.secret_key, **settings) as gb:
-        yield gb
 
 
 def gets_by_job(fake: FakeGameball) -> Counter[str]:

@@ -28,13 +28,13 @@ import random
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _support import until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -158,13 +158,6 @@ def make_chunks(plan: SoakPlan) -> list[Chunk]:
     for n, chunk in enumerate(stopped):
         chunk.stop = "client" if n % 2 == 0 else "fake"
     return chunks
-
-
-async def until(predicate: Callable[[], bool], timeout: float) -> None:
-    """Wait, bounded, for a condition nothing announces (the fake's job states)."""
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 async def run_soak(plan: SoakPlan) -> Figures:
