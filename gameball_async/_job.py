@@ -81,9 +81,20 @@ class BatchJob:
 
     :ivar job_id: the job's id, as a string.
     :ivar operation: the job's operation, when known.
+    :ivar input_range: positions of this job's items in the input they came from
+        (``submit_many``'s whole input; ``range(len(items))`` for ``create_batch``;
+        ``None`` for a handle made from a job id or token).
     """
 
-    __slots__ = ("_backend", "_error", "_status", "job_id", "operation")
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_error",
+        "_status",
+        "input_range",
+        "job_id",
+        "operation",
+    )
 
     def __init__(
         self,
@@ -91,10 +102,13 @@ class BatchJob:
         job_id: str,
         operation: Operation | None = None,
         status: BatchStatus | None = None,
+        *,
+        input_range: range | None = None,
     ) -> None:
         self._backend = backend
         self.job_id = job_id
         self.operation = operation
+        self.input_range = input_range
         self._status = status
         self._error: BaseException | None = None
 
