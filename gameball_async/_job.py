@@ -6,6 +6,7 @@ import json
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, Generator, Iterable
+from types import TracebackType
 from typing import Any, Final, Protocol
 
 import anyio
@@ -18,7 +19,7 @@ from ._errors import (
     PollTimeoutError,
 )
 from ._models import BatchState, BatchStatus, Operation
-from ._poller import Entry, Poller, status_changed
+from ._poller import Entry, Poller, Subscriber, status_changed
 
 __all__ = ["BatchJob", "as_completed", "check_job_id", "wait_all"]
 
@@ -89,8 +90,10 @@ class BatchJob:
     __slots__ = (
         "__weakref__",
         "_backend",
+        "_entry",
         "_error",
         "_status",
+        "_submitted_at",
         "input_range",
         "job_id",
         "operation",
@@ -104,15 +107,24 @@ class BatchJob:
         status: BatchStatus | None = None,
         *,
         input_range: range | None = None,
+        submitted_at: float | None = None,
     ) -> None:
         self._backend = backend
         self.job_id = job_id
         self.operation = operation
         self.input_range = input_range
         self._status = status
-        self._error: BaseException | None = None
+        # (error, traceback) that ended polling, raised once by the next wait
+        self._error: tuple[BaseException, TracebackType | None] | None = None
+        # The poller's entry from an earlier wait: its backoff and progress
+        # estimate carry over a gap between waits, and its news reaches
+        # ``status`` even while nobody waits.
+        self._entry: Entry | None = None
+        # monotonic time of the creation reply, when this session created the job
+        self._submitted_at = submitted_at
 
     def __repr__(self) -> str:
+        self._sync()
         state = self._status.state.value if self._status is not None else "not polled"
         operation = self.operation.value if self.operation is not None else "?"
         return f"<BatchJob {self.job_id} {operation} {state}>"
@@ -124,11 +136,18 @@ class BatchJob:
         It is not refreshed on its own: await the job, :meth:`refresh` it or
         :meth:`watch` it for news.
         """
+        self._sync()
         return self._status
 
     def done(self) -> bool:
         """``True`` once a terminal status (Completed, Failed, Stopped) was seen."""
+        self._sync()
         return self._status is not None and self._status.is_terminal
+
+    def _sync(self) -> None:
+        entry = self._entry
+        if entry is not None:
+            self._absorb(entry)
 
     def __await__(self) -> Generator[Any, None, BatchStatus]:
         return self.wait().__await__()
@@ -149,9 +168,10 @@ class BatchJob:
         :raises GameballError: polling failed past the retry policy (e.g.
             :class:`NotFoundError`), or the session was closed.
         """
+        self._sync()
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            (error, tb), self._error = self._error, None
+            raise error.with_traceback(tb)
         status = self._status
         if status is None or not status.is_terminal:
             if timeout is None:
@@ -167,16 +187,27 @@ class BatchJob:
                 )
         return _outcome(status, raise_on_failure)
 
+    def _subscribe(self, poller: Poller, subscriber: Subscriber) -> Entry:
+        entry = poller.subscribe(
+            self.job_id,
+            self.operation,
+            self._status,
+            subscriber,
+            entry=self._entry,
+            not_running_at=self._submitted_at,
+        )
+        self._entry = entry
+        return entry
+
     async def _until_terminal(self) -> BatchStatus:
         poller = self._backend.poller
         signal = _Signal()
-        entry = poller.subscribe(self.job_id, self.operation, self._status, signal)
+        entry = self._subscribe(poller, signal)
         try:
             while True:
                 signal.event = anyio.Event()
                 self._absorb(entry)
-                if entry.error is not None:
-                    raise entry.error
+                entry.raise_error()
                 status = self._status
                 if status is not None and status.is_terminal:
                     return status
@@ -185,14 +216,29 @@ class BatchJob:
             poller.unsubscribe(entry, signal)
 
     def _absorb(self, entry: Entry) -> None:
-        if entry.status is not None and (self._status is None or not self._status.is_terminal):
-            self._status = entry.status
+        status = entry.status
+        if status is not None and status is not self._status:
+            current = self._status
+            if current is None or not current.is_terminal:
+                self._status = status
+
+    def _take(self, status: BatchStatus, ticket: int) -> None:
+        """Apply a status this handle read itself, unless a newer one is known."""
+        newest = self._backend.poller.feed(self.job_id, status, ticket, entry=self._entry)
+        current = self._status
+        if current is None or not current.is_terminal:
+            self._status = newest if newest is not None else status
 
     async def refresh(self) -> BatchStatus:
-        """Poll the job once, now, and return its status."""
+        """Poll the job once, now, and return the status read.
+
+        ``status`` becomes the newest status known, which is this one unless a
+        poll sent later already reported more (a terminal status never changes).
+        """
+        poller = self._backend.poller
+        ticket = poller.ticket()
         status, _ = await self._backend.fetch_status(self.job_id, self.operation)
-        self._status = status
-        self._backend.poller.feed(self.job_id, status)
+        self._take(status, ticket)
         return status
 
     async def stop(self, *, wait: bool = False) -> BatchStatus | None:
@@ -205,11 +251,12 @@ class BatchJob:
         :return: with ``wait``, the terminal status (whatever it is); otherwise
             the status the stop reply carried, or ``None`` when it carried none.
         """
+        poller = self._backend.poller
+        ticket = poller.ticket()
         status = await self._backend.send_stop(self.job_id, self.operation)
         if status is not None:
-            self._status = status
-            self._backend.poller.feed(self.job_id, status)
-        self._backend.poller.poll_soon(self.job_id)
+            self._take(status, ticket)
+        poller.poll_soon(self.job_id)
         if wait:
             return await self.wait(raise_on_failure=False)
         return status
@@ -228,13 +275,12 @@ class BatchJob:
             return
         poller = self._backend.poller
         signal = _Signal()
-        entry = poller.subscribe(self.job_id, self.operation, self._status, signal)
+        entry = self._subscribe(poller, signal)
         try:
             while True:
                 signal.event = anyio.Event()
                 self._absorb(entry)
-                if entry.error is not None:
-                    raise entry.error
+                entry.raise_error()
                 status = self._status
                 if status is not None and status_changed(last, status):
                     last = status
@@ -337,7 +383,7 @@ async def as_completed(jobs: Iterable[BatchJob]) -> AsyncGenerator[BatchJob, Non
                 continue
             pending[key] = [job]
             poller = job._backend.poller
-            entry = poller.subscribe(job.job_id, job.operation, job._status, collector)
+            entry = job._subscribe(poller, collector)
             subscriptions[entry] = (poller, key)
             if entry.finished:
                 collector.notify(entry)
@@ -347,9 +393,10 @@ async def as_completed(jobs: Iterable[BatchJob]) -> AsyncGenerator[BatchJob, Non
                 entry = collector.ready.popleft()
                 _, key = subscriptions[entry]
                 for job in pending.pop(key, []):
+                    job._entry = entry
                     job._absorb(entry)
                     if entry.error is not None and not job.done():
-                        job._error = entry.error
+                        job._error = (entry.error, entry.error_tb)
                     yield job
             if pending:
                 await collector.event.wait()
@@ -375,9 +422,8 @@ async def wait_all(
     statuses: list[BatchStatus] = []
     for job in handles:
         if job._error is not None:
-            error: BaseException = job._error
-            job._error = None
-            raise error
+            (error, tb), job._error = job._error, None
+            raise error.with_traceback(tb)
         status = job.status
         if status is None:  # pragma: no cover - as_completed saw every job end
             raise GameballError(f"job {job.job_id} ended without a status")

@@ -7,6 +7,7 @@ the transport own the waiting.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Final
 
@@ -20,6 +21,7 @@ __all__ = [
     "Observation",
     "PollPolicy",
     "RetryPolicy",
+    "capped_growth",
     "next_poll_delay",
     "optional_positive",
     "retry_delay",
@@ -125,6 +127,33 @@ DEFAULT_POLL_POLICY: Final = PollPolicy()
 DEFAULT_RETRY_POLICY: Final = RetryPolicy()
 
 
+def capped_growth(base: float, factor: float, steps: int, cap: float) -> float:
+    """``min(base * factor ** steps, cap)``, for any ``steps``, without overflow.
+
+    A job can sit in Queued (or report an unknown status word) for days, so
+    the count of polls without progress has no bound; ``factor ** steps``
+    overflows a float after about 1,500 steps of 1.6. The power is taken only
+    while it can still be below ``cap``.
+    """
+    if base <= 0.0 or steps <= 0:
+        return min(max(base, 0.0), cap)
+    if factor <= 1.0 or base >= cap:
+        return min(base, cap)
+    if not math.isfinite(cap):
+        try:
+            return base * factor**steps
+        except OverflowError:
+            return cap
+    # steps beyond this reach the cap whatever their number
+    reach = math.log(cap / base) / math.log(factor)
+    if steps >= reach:
+        return cap
+    try:
+        return min(base * factor**steps, cap)
+    except OverflowError:  # rounding at the edge of ``reach``
+        return cap
+
+
 def retry_delay(
     policy: RetryPolicy,
     attempt: int,
@@ -136,7 +165,7 @@ def retry_delay(
 
     Full jitter below the exponential cap; never less than ``retry_after``.
     """
-    cap = min(policy.max_backoff, policy.backoff * (2.0**attempt))
+    cap = capped_growth(policy.backoff, 2.0, attempt, policy.max_backoff)
     delay = rng.uniform(0.0, cap) if cap > 0 else 0.0
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -178,7 +207,9 @@ def next_poll_delay(
     """
     delay = _estimate_to_end(policy, previous, current)
     if delay is None:
-        base = policy.initial_delay * policy.multiplier ** max(steps_without_progress, 0)
+        base = capped_growth(
+            policy.initial_delay, policy.multiplier, steps_without_progress, policy.max_delay
+        )
         base = min(max(base, policy.min_delay), policy.max_delay)
         delay = base - policy.jitter * rng.uniform(0.0, base)
         delay = max(delay, policy.min_delay)

@@ -6,33 +6,77 @@ task serves them, so 10,000 awaited jobs cost one task and a few hundred bytes
 each, not 10,000 loops. Polls go through the session's rate limiter in the
 order they fall due, so new jobs cannot starve old ones.
 
+A poll is one request: a transient failure (5xx, 429, a timeout, a dropped
+connection, an undecodable reply) puts the entry back on the heap with backoff
+instead of retrying inside a worker, so a hanging server holds a worker for at
+most one request timeout and never delays other jobs' polls by more. Only a
+final answer (401/403/404, another 4xx, a redirect) ends the polling of a job;
+a wait bounds itself with its own deadline.
+
 Waiters subscribe to an entry and are told of every new status (or of the
-error that ended polling); when the last one leaves, the entry leaves the heap
-and the job gets no more polls. The remote job is never stopped from here.
+error that ended polling). When the last one leaves, the entry stays for its
+next due poll (so a caller making short waits in a row still sees the job
+move), then leaves the heap; its state stays with the job handles, so a later
+wait picks up the backoff and progress estimate where they were. The remote job
+is never stopped from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Final, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import GameballError, ProtocolError, SessionClosedError
+from ._errors import (
+    GameballError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    SessionClosedError,
+    TransportError,
+)
 from ._models import BatchState, BatchStatus, Operation
-from ._policy import Observation, PollPolicy, next_poll_delay
+from ._policy import Observation, PollPolicy, capped_growth, next_poll_delay
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "Entry", "Poller", "Subscriber", "status_changed"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "Entry",
+    "Fetch",
+    "Poller",
+    "Subscriber",
+    "is_transient",
+    "status_changed",
+]
+
+logger: Final = logging.getLogger("gameball_async")
 
 #: Polls of one session in flight at once (they still queue at the rate limiter).
 DEFAULT_MAX_IN_FLIGHT: Final = 16
 
+#: The strategy that reads one status: ``(job_id, operation) -> (status, retry_after)``.
+#: One attempt; failures raise :class:`GameballError` subclasses.
 Fetch = Callable[[str, "Operation | None"], Awaitable[tuple[BatchStatus, "float | None"]]]
+
+# Failures after which the same read may well succeed: the wait goes on.
+_TRANSIENT: Final = (TransportError, ServerError, RateLimitError, ProtocolError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed status read is worth repeating (a wait keeps polling).
+
+    5xx, 429, network failures and undecodable replies are; final answers
+    (401/403/404, other 4xx, redirects), a closed session and bugs are not.
+    """
+    return isinstance(error, _TRANSIENT)
 
 
 class Subscriber(Protocol):
@@ -43,58 +87,118 @@ class Subscriber(Protocol):
 
 
 class Entry:
-    """The polling state of one job."""
+    """The polling state of one job.
+
+    :ivar status: the newest status applied (never replaced once terminal).
+    :ivar error: the final error that ended polling, if any.
+    :ivar ticket: the ticket of the request whose reply gave ``status``; a reply
+        to an older request is dropped.
+    """
 
     __slots__ = (
         "anchor",
         "due",
         "error",
+        "error_tb",
+        "failures",
+        "hint",
         "in_flight",
         "job_id",
         "last",
+        "not_running_at",
         "operation",
         "scheduled",
+        "soon",
         "status",
         "steps",
         "subscribers",
+        "ticket",
     )
 
-    def __init__(self, job_id: str, operation: Operation | None, status: BatchStatus | None):
+    def __init__(
+        self,
+        job_id: str,
+        operation: Operation | None,
+        status: BatchStatus | None,
+        not_running_at: float | None = None,
+    ):
         self.job_id = job_id
         self.operation = operation
         self.status = status
         self.error: BaseException | None = None
+        self.error_tb: TracebackType | None = None
         self.subscribers: set[Subscriber] = set()
         self.due = 0.0
         self.scheduled = False
         self.in_flight = False
+        self.soon = False
         self.steps = 0
+        self.failures = 0
+        self.ticket = 0
         # ``anchor``: first observation while Running, for the processing rate;
-        # ``last``: the previous observation, to tell whether there was progress.
+        # ``hint``: an anchor derived from the server's startedAt, used only
+        # until there are two observations of our own; ``last``: the previous
+        # observation, to tell whether there was progress; ``not_running_at``:
+        # the latest local time the job was known not to be running yet (its
+        # creation, a Queued reply), a floor under what startedAt may claim.
         self.anchor: Observation | None = None
+        self.hint: Observation | None = None
         self.last: Observation | None = None
+        self.not_running_at = not_running_at
 
     @property
     def finished(self) -> bool:
         """Polling is over: a terminal status or an error."""
         return self.error is not None or (self.status is not None and self.status.is_terminal)
 
+    def fail(self, error: BaseException) -> None:
+        """End polling with ``error``, keeping the traceback it has now.
+
+        Every waiter re-raises the error with this traceback, so each raise
+        carries only its own frames (as :class:`asyncio.Future` does).
+        """
+        self.error = error
+        self.error_tb = error.__traceback__
+
+    def raise_error(self) -> None:
+        """Raise the error that ended polling (see :meth:`fail`)."""
+        error = self.error
+        if error is not None:
+            raise error.with_traceback(self.error_tb)
+
 
 # A server clock this far from ours is not one to estimate a rate from.
 _MAX_PLAUSIBLE_RUN: Final = 86_400.0
 
 
-def _start_anchor(status: BatchStatus, current: Observation) -> Observation | None:
-    """An observation of zero progress at the job's reported start, if usable.
+def start_hint(
+    status: BatchStatus,
+    current: Observation,
+    *,
+    not_running_at: float | None,
+    wall_now: float,
+) -> Observation | None:
+    """An observation of zero progress at the job's reported start, if plausible.
 
-    With it the first poll that sees a running job already has a processing
-    rate, so the second poll can aim at the job's end instead of backing off.
+    ``startedAt`` is the server's clock, which may be off by any amount (or a
+    naive local time read as UTC), so it is checked against what this process
+    saw: the job cannot have started before ``not_running_at`` (its creation,
+    or a reply that still said Queued). A claimed start in the future, or an
+    implausibly old one with no floor to check it against, gives no hint.
+
+    :param current: the observation the status was read in (monotonic clock).
+    :param not_running_at: monotonic time the job was last known not running.
+    :param wall_now: the local wall clock (``time.time()``) at ``current``.
     """
     if status.started_at is None or current.processed <= 0:
         return None
-    elapsed = time.time() - status.started_at.timestamp()
+    elapsed = wall_now - status.started_at.timestamp()
     if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
         return None
+    if not_running_at is not None:
+        elapsed = min(elapsed, current.at - not_running_at)
+        if elapsed <= 0.0:
+            return None
     return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
 
 
@@ -113,10 +217,11 @@ def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:
 class Poller:
     """Schedules the polls of every awaited job of one session.
 
-    :param fetch: does one status poll: ``(job_id, operation) -> (status, retry_after)``.
+    :param fetch: the :data:`Fetch` strategy: one status read, one attempt.
     :param policy: poll timing.
     :param max_in_flight: polls in flight at once.
     :param clock: monotonic clock.
+    :param wall_clock: the local wall clock, to read the server's timestamps against.
     """
 
     def __init__(
@@ -126,21 +231,29 @@ class Poller:
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._fetch = fetch
         self._policy = policy
         self._max_in_flight = max_in_flight
         self._clock = clock
+        self._wall_clock = wall_clock
         self._rng = random.Random()
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
+        self._tickets = itertools.count(1)
         self._in_flight = 0
         self._wakeup = anyio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # One WARNING per outage, not one per failed poll.
+        self._outage_since: float | None = None
+        self._outage_failures = 0
         #: Polls sent since the session opened (for tests and benchmarks).
         self.polls_sent = 0
+        #: Polls that failed transiently and were put back on the schedule.
+        self.polls_failed = 0
 
     # -- subscription ------------------------------------------------------
 
@@ -150,41 +263,100 @@ class Poller:
         operation: Operation | None,
         status: BatchStatus | None,
         subscriber: Subscriber,
+        *,
+        entry: Entry | None = None,
+        not_running_at: float | None = None,
     ) -> Entry:
         """Register interest in a job; polling starts (or continues) for it.
 
+        :param entry: the entry a job handle kept from an earlier wait: its
+            backoff and progress estimate carry on instead of starting over.
+        :param not_running_at: monotonic time the job was known not to run yet
+            (its creation), a check on the server's ``startedAt``.
         :raises SessionClosedError: when the session is closed.
         """
         if self._closed:
             raise SessionClosedError("the session is closed; open a new one to poll jobs")
-        entry = self._entries.get(job_id)
-        if entry is None:
-            entry = Entry(job_id, operation, status)
-            self._entries[job_id] = entry
-            self._schedule(entry, self._first_delay(status))
-        elif entry.operation is None:
-            entry.operation = operation
-        entry.subscribers.add(subscriber)
+        current = self._entries.get(job_id)
+        if current is None:
+            if entry is not None and entry.job_id == job_id:
+                current = self._revive(entry)
+            else:
+                current = Entry(job_id, operation, status, not_running_at)
+                self._entries[job_id] = current
+                self._schedule(current, self._first_delay(status))
+        if current.operation is None:
+            current.operation = operation
+        current.subscribers.add(subscriber)
         self._ensure_running()
+        return current
+
+    def _revive(self, entry: Entry) -> Entry:
+        if entry.error is not None:
+            entry.error = entry.error_tb = None  # a new wait tries again
+            entry.failures = 0
+        if entry.finished:
+            return entry  # terminal: the waiter reads it and leaves, nothing to poll
+        self._entries[entry.job_id] = entry
+        if not entry.scheduled and not entry.in_flight:
+            self._schedule(entry, max(0.0, entry.due - self._clock()))
         return entry
 
     def unsubscribe(self, entry: Entry, subscriber: Subscriber) -> None:
-        """Withdraw interest; the last one out takes the job off the schedule."""
-        entry.subscribers.discard(subscriber)
-        if not entry.subscribers and self._entries.get(entry.job_id) is entry:
-            del self._entries[entry.job_id]  # its heap item is skipped when popped
+        """Withdraw interest.
 
-    def feed(self, job_id: str, status: BatchStatus) -> None:
-        """Hand over a status read elsewhere (``refresh()``, ``stop()``)."""
-        entry = self._entries.get(job_id)
-        if entry is not None and not entry.finished:
-            self._observe(entry, status, None)
+        The last one out leaves the entry on the schedule for its next due poll
+        only; after that poll it leaves (see the module docstring).
+        """
+        entry.subscribers.discard(subscriber)
+        if entry.subscribers or self._entries.get(entry.job_id) is not entry:
+            return
+        if entry.finished or not (entry.scheduled or entry.in_flight):
+            del self._entries[entry.job_id]
+
+    def ticket(self) -> int:
+        """A ticket for a status read about to be sent; see :meth:`feed`."""
+        return next(self._tickets)
+
+    def feed(
+        self,
+        job_id: str,
+        status: BatchStatus,
+        ticket: int | None = None,
+        *,
+        entry: Entry | None = None,
+    ) -> BatchStatus | None:
+        """Hand over a status read elsewhere (``refresh()``, ``stop()``).
+
+        :param ticket: from :meth:`ticket`, taken before the read was sent; a
+            status read before the newest one applied is dropped. ``None``
+            treats it as the newest.
+        :param entry: the job handle's entry, when it has one.
+        :return: the newest status known for the job after this one.
+        """
+        target = self._entries.get(job_id)
+        if target is None and entry is not None and entry.job_id == job_id:
+            target = entry
+        if target is None:
+            return status
+        if ticket is None:
+            ticket = self.ticket()
+        self._apply(target, status, None, ticket)
+        return target.status
 
     def poll_soon(self, job_id: str) -> None:
-        """Poll a job at the shortest delay, e.g. right after stopping it."""
+        """Poll a job at the shortest delay, e.g. right after stopping it.
+
+        A poll already in flight was sent before whatever prompted this, so
+        the next one after it is brought forward too.
+        """
         entry = self._entries.get(job_id)
-        if entry is not None and not entry.finished and not entry.in_flight:
-            entry.steps = 0
+        if entry is None or entry.finished:
+            return
+        entry.steps = 0
+        if entry.in_flight:
+            entry.soon = True
+        else:
             self._schedule(entry, self._policy.min_delay)
 
     @property
@@ -195,7 +367,7 @@ class Poller:
     @property
     def awaited_jobs(self) -> int:
         """Jobs with at least one waiter."""
-        return len(self._entries)
+        return sum(1 for entry in self._entries.values() if entry.subscribers)
 
     @property
     def running(self) -> bool:
@@ -218,8 +390,9 @@ class Poller:
         self._entries.clear()
         self._heap.clear()
         for entry in entries:
+            entry.scheduled = False
             if not entry.finished:
-                entry.error = error
+                entry.fail(error)
             self._notify(entry)
 
     def _ensure_running(self) -> None:
@@ -247,18 +420,18 @@ class Poller:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        try:
-            # Leaving the task group yields to the loop; a job subscribed meanwhile
-            # would find this task not done yet and never be polled: go round again.
-            while self._entries or self._in_flight:
+        # Leaving the task group yields to the loop; a job subscribed meanwhile
+        # would find this task not done yet and never be polled: go round again.
+        while self._entries or self._in_flight:
+            try:
                 await self._serve()
-        except Exception as exc:  # a bug here must not leave waiters hanging
-            error = GameballError(f"the poll scheduler failed: {exc!r}")
-            error.__cause__ = exc
-            for entry in list(self._entries.values()):
-                entry.error = error
-                self._finish(entry)
-            raise
+            except Exception:  # a bug must not end every wait of the session
+                logger.exception("gameball_async: the poll scheduler failed; restarting it")
+                await anyio.sleep(self._policy.min_delay)
+                # polls cancelled with the workers are owed a new turn
+                for entry in self._entries.values():
+                    if not (entry.finished or entry.scheduled or entry.in_flight):
+                        self._schedule(entry, self._policy.min_delay)
 
     async def _serve(self) -> None:
         # A fixed pool of workers fed through a stream: spawning a task per
@@ -298,25 +471,107 @@ class Poller:
                 await self._wakeup.wait()
 
     async def _poll(self, entry: Entry) -> None:
+        ticket = self.ticket()
+        failure: Exception | None = None
+        status: BatchStatus | None = None
+        retry_after: float | None = None
         try:
             self.polls_sent += 1
             status, retry_after = await self._fetch(entry.job_id, entry.operation)
-        except GameballError as exc:
-            # Retries are the transport's; what reaches here ends this job's
-            # polling for its current waiters, and only for them.
-            entry.error = exc
-            self._finish(entry)
-        except Exception as exc:  # not ours to crash on: fail this job only
-            error = ProtocolError(f"polling job {entry.job_id} failed: {exc!r}")
-            error.__cause__ = exc
-            entry.error = error
-            self._finish(entry)
-        else:
-            self._observe(entry, status, retry_after)
+        except Exception as exc:
+            failure = exc
         finally:
             entry.in_flight = False
             self._in_flight -= 1
             self._wakeup.set()
+        try:
+            if failure is not None:
+                self._failed(entry, failure)
+            elif status is not None:
+                self._recovered()
+                entry.failures = 0
+                self._apply(entry, status, retry_after, ticket)
+        except Exception as exc:  # a bug handling one job's reply ends that job's wait only
+            error = ProtocolError(f"handling the status of job {entry.job_id} failed: {exc!r}")
+            error.__cause__ = exc
+            entry.fail(error)
+            self._finish(entry)
+        self._after_poll(entry)
+
+    def _after_poll(self, entry: Entry) -> None:
+        if self._entries.get(entry.job_id) is not entry or entry.finished:
+            return
+        if not entry.subscribers:
+            # it lingered for this one poll after its last waiter left
+            del self._entries[entry.job_id]
+            entry.scheduled = False
+            return
+        if entry.soon:
+            entry.soon = False
+            self._schedule(entry, self._policy.min_delay)
+        elif not entry.scheduled:
+            # its reply was dropped as stale, or a status fed meanwhile moved it
+            self._schedule(entry, max(0.0, entry.due - self._clock()))
+
+    def _failed(self, entry: Entry, failure: Exception) -> None:
+        if not is_transient(failure):
+            if not isinstance(failure, GameballError):
+                error = ProtocolError(f"polling job {entry.job_id} failed: {failure!r}")
+                error.__cause__ = failure
+                failure = error
+            entry.fail(failure)
+            self._finish(entry)
+            return
+        self.polls_failed += 1
+        self._note_outage(failure)
+        entry.failures += 1
+        policy = self._policy
+        base = capped_growth(
+            max(policy.initial_delay, policy.min_delay),
+            policy.multiplier,
+            entry.failures - 1,
+            policy.max_delay,
+        )
+        delay = max(base - policy.jitter * self._rng.uniform(0.0, base), policy.min_delay)
+        retry_after = getattr(failure, "retry_after", None)
+        if isinstance(retry_after, (int, float)):
+            delay = max(delay, float(retry_after))
+        self._schedule(entry, delay)
+
+    def _note_outage(self, failure: Exception) -> None:
+        self._outage_failures += 1
+        if self._outage_since is None:
+            self._outage_since = self._clock()
+            logger.warning(
+                "gameball_async: status polls are failing (%s); "
+                "waits keep polling with backoff until their own deadlines",
+                failure,
+            )
+
+    def _recovered(self) -> None:
+        if self._outage_since is None:
+            return
+        logger.info(
+            "gameball_async: status polls recovered after %d failed polls in %.1f s",
+            self._outage_failures,
+            self._clock() - self._outage_since,
+        )
+        self._outage_since = None
+        self._outage_failures = 0
+
+    def _apply(
+        self, entry: Entry, status: BatchStatus, retry_after: float | None, ticket: int
+    ) -> None:
+        current = entry.status
+        if current is not None and current.is_terminal:
+            return  # nothing changes a job seen terminal
+        if ticket < entry.ticket:
+            return  # read before the newest status applied: stale
+        entry.ticket = ticket
+        if entry.error is not None and not status.is_terminal:
+            # a fresh read after a final error: polling may go on for new waiters
+            entry.error = entry.error_tb = None
+        self._observe(entry, status, retry_after)
 
     def _observe(self, entry: Entry, status: BatchStatus, retry_after: float | None) -> None:
         previous = entry.status
@@ -330,25 +585,55 @@ class Poller:
         progressed = last is not None and current.processed > last.processed
         if previous is not None and previous.state is not status.state:
             entry.steps = 0
-            entry.anchor = None
+            entry.anchor = entry.hint = None
+        if status.state is BatchState.QUEUED:
+            entry.not_running_at = now
         if progressed:
             entry.steps = 0
         elif last is not None:
             entry.steps += 1
+        reference: Observation | None = entry.anchor if progressed else None
         if entry.anchor is None and status.state is BatchState.RUNNING:
-            entry.anchor = _start_anchor(status, current) or current
-            progressed = progressed or entry.anchor is not current
+            hint = start_hint(
+                status,
+                current,
+                not_running_at=entry.not_running_at,
+                wall_now=self._wall_clock(),
+            )
+            if hint is not None and entry.not_running_at is not None:
+                # checked against a floor of ours: at worst it makes the job
+                # look faster and the next poll early, so it anchors the rate
+                entry.anchor = hint
+                reference = hint
+            else:
+                entry.anchor = current
+                entry.hint = hint
         entry.last = current
         delay = next_poll_delay(
             self._policy,
-            previous=entry.anchor if progressed else None,
+            previous=reference,
             current=current,
             steps_without_progress=entry.steps,
             retry_after=retry_after,
             rng=self._rng,
         )
-        if self._entries.get(entry.job_id) is entry:
+        if reference is None and entry.hint is not None and entry.anchor is current:
+            # One observation of our own and an unchecked start time: it may
+            # bring the next poll forward, never put it off.
+            hinted = next_poll_delay(
+                self._policy,
+                previous=entry.hint,
+                current=current,
+                steps_without_progress=entry.steps,
+                retry_after=retry_after,
+                rng=self._rng,
+            )
+            delay = min(delay, hinted)
+        if self._entries.get(entry.job_id) is entry and not entry.in_flight:
             self._schedule(entry, delay)
+        else:
+            # polled again after the poll in flight (or when a waiter returns)
+            entry.due = now + delay
         if status_changed(previous, status):
             self._notify(entry)
 
@@ -356,6 +641,7 @@ class Poller:
         if self._entries.get(entry.job_id) is entry:
             del self._entries[entry.job_id]
         entry.scheduled = False
+        entry.soon = False
         self._notify(entry)
 
     @staticmethod

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl as ssl_module
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -314,7 +315,7 @@ class GameballSession:
                 items=batch,
             ) from exc
         logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
-        return BatchJob(self, job_id, op)
+        return BatchJob(self, job_id, op, submitted_at=time.monotonic())
 
     async def submit_many(
         self,

@@ -197,9 +197,8 @@ class TestWaiterStorm:
                 snapshot = gets_by_job(fake)
                 await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 2
                                         for j in survivors))
-                assert {j: gets_by_job(fake)[j] for j in abandoned} == {
-                    j: snapshot[j] for j in abandoned
-                }
+                # an abandoned job keeps at most its one next due poll
+                assert all(gets_by_job(fake)[j] <= snapshot[j] + 1 for j in abandoned)
                 clock.skew = 2000.0  # every job ends now, on the fake's clock
                 with anyio.fail_after(PATIENCE):
                     await asyncio.wait(tasks)

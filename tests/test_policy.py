@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gameball_async import BatchState, PollPolicy, RetryPolicy
-from gameball_async._policy import Observation, next_poll_delay, retry_delay
+from gameball_async._policy import Observation, capped_growth, next_poll_delay, retry_delay
 
 SEEDS = range(200)
 
@@ -186,3 +189,41 @@ class TestNextPollDelay:
     def test_validation(self, kwargs: dict[str, Any]) -> None:
         with pytest.raises(ValueError, match=r"delay|multiplier|jitter|timeout"):
             PollPolicy(**kwargs)
+
+
+class TestArithmeticIsTotal:
+    """Issue 9.1: a job stuck for days must not overflow the backoff arithmetic."""
+
+    def test_thousands_of_polls_without_progress(self) -> None:
+        # 1,500 steps of 1.6 overflowed a float (about 11 hours stuck in Queued).
+        policy = PollPolicy()
+        for steps in (1_500, 10_000, 10**9):
+            delay = next_poll_delay(
+                policy,
+                previous=None,
+                current=_obs(0.0, 0, state=BatchState.QUEUED),
+                steps_without_progress=steps,
+                retry_after=None,
+                rng=random.Random(0),
+            )
+            assert policy.min_delay <= delay <= policy.max_delay
+
+    def test_retry_delay_for_any_attempt(self) -> None:
+        policy = RetryPolicy(backoff=0.5, max_backoff=20.0)
+        for attempt in (1_100, 10**6):
+            delay = retry_delay(policy, attempt, retry_after=None, rng=random.Random(1))
+            assert 0.0 <= delay <= 20.0
+
+    @given(
+        base=st.floats(min_value=0.0, max_value=1e6),
+        factor=st.floats(min_value=1.0, max_value=1e3),
+        steps=st.integers(min_value=-5, max_value=10**12),
+        cap=st.floats(min_value=0.0, max_value=1e9) | st.just(math.inf),
+    )
+    def test_capped_growth_never_raises_and_stays_capped(
+        self, base: float, factor: float, steps: int, cap: float
+    ) -> None:
+        value = capped_growth(base, factor, steps, cap)
+        assert 0.0 <= value <= cap
+        if steps <= 0:
+            assert value == min(base, cap)

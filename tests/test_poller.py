@@ -576,7 +576,8 @@ class TestCancellationAndClose:
         assert survivors
         final = gets_by_job(fake)
         for job_id in abandoned:
-            assert final[job_id] == snapshot[job_id], job_id
+            # at most the one poll an entry keeps after its last waiter left
+            assert final[job_id] <= snapshot[job_id] + 1, job_id
         outcomes = {id(scope): outcome for _, scope, outcome in ended}
         for _, scope in waiters:
             if id(scope) in doomed_scopes:

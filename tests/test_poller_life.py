@@ -1,0 +1,407 @@
+"""The poll scheduler over a long life (issue 9, points 1-8): it never dies, one
+job never hurts another, outages and short waits do not end or starve waits,
+stale replies never overwrite news, and every waiter raises with its own frames."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from _support import PATIENCE, until
+from test_poller import ManualClock, Recorder, ScriptedFetch, make_status
+
+from gameball_async import (
+    BatchJob,
+    BatchState,
+    BatchStatus,
+    NotFoundError,
+    Operation,
+    PollPolicy,
+    PollTimeoutError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    SessionClosedError,
+    TransportError,
+    as_completed,
+)
+from gameball_async._policy import Observation
+from gameball_async._poller import Poller, start_hint
+
+pytestmark = pytest.mark.anyio
+
+QUICK = PollPolicy(initial_delay=0.01, min_delay=0.005, max_delay=0.05)
+
+
+class Backend:
+    """What a job handle needs from a session, around a bare Poller."""
+
+    def __init__(self, poller: Poller, reads: list[BatchStatus] | None = None) -> None:
+        self._poller = poller
+        self.reads = reads or []
+        self.gate = anyio.Event()
+        self.gate.set()
+
+    @property
+    def poller(self) -> Poller:
+        return self._poller
+
+    async def fetch_status(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        await self.gate.wait()
+        return self.reads.pop(0), None
+
+    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+        return None
+
+
+class BrokenStatus(BatchStatus):
+    """A status whose handling raises, as a bug in the scheduler's arithmetic would."""
+
+    @property
+    def processed_count(self) -> int:
+        raise OverflowError("boom")
+
+
+def broken(job_id: str) -> BrokenStatus:
+    return BrokenStatus(
+        job_id=job_id, operation=None, state=BatchState.RUNNING, state_word="Running"
+    )
+
+
+class TestTheSchedulerNeverDies:
+    async def test_a_job_stuck_for_days_keeps_polling(self) -> None:
+        # 1,500 polls without progress overflowed the backoff and killed the task.
+        fetch = ScriptedFetch({"q": [make_status("q", BatchState.QUEUED)]})
+        poller = Poller(fetch, QUICK)
+        entry = poller.subscribe("q", None, None, Recorder())
+        entry.steps = 5_000
+        await until(lambda: len(fetch.calls) >= 3)
+        assert poller.running
+        assert entry.error is None
+        assert entry.steps >= 5_002
+        await poller.aclose()
+
+    async def test_a_reply_that_breaks_the_handling_ends_that_job_only(self) -> None:
+        fetch = ScriptedFetch(
+            {
+                "bad": [broken("bad")],
+                "good": [
+                    make_status("good", BatchState.RUNNING, 2),
+                    make_status("good", BatchState.COMPLETED, 10),
+                ],
+            }
+        )
+        poller = Poller(fetch, QUICK)
+        bad = poller.subscribe("bad", None, None, Recorder())
+        good = poller.subscribe("good", None, None, Recorder())
+        await until(lambda: bad.finished and good.finished)
+        assert isinstance(bad.error, ProtocolError)
+        assert isinstance(bad.error.__cause__, OverflowError)
+        assert good.error is None
+        assert good.status is not None
+        assert good.status.state is BatchState.COMPLETED
+        # and the scheduler still serves new jobs
+        fetch.script["later"] = [make_status("later", BatchState.COMPLETED)]
+        later = poller.subscribe("later", None, None, Recorder())
+        await until(lambda: later.finished)
+        assert later.error is None
+        await poller.aclose()
+
+
+class TestOutages:
+    async def test_transient_failures_keep_a_wait_polling(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        failures: list[Any] = [
+            ServerError("down", http_status=503),
+            TransportError("connection refused"),
+            ProtocolError("a proxy's HTML page"),
+            RateLimitError("slow down", http_status=429),
+            ServerError("still down", http_status=500),
+        ]
+        fetch = ScriptedFetch({"j": [*failures, make_status("j", BatchState.COMPLETED, 10)]})
+        poller = Poller(fetch, QUICK)
+        recorder = Recorder()
+        caplog.set_level(logging.INFO, logger="gameball_async")
+        entry = poller.subscribe("j", None, None, recorder)
+        await until(lambda: entry.finished)
+        assert entry.error is None
+        assert recorder.states == [BatchState.COMPLETED]
+        assert len(fetch.calls) == 6
+        assert poller.polls_failed == 5
+        records = [r for r in caplog.records if r.name == "gameball_async"]
+        warnings = [r for r in records if r.levelno == logging.WARNING]
+        infos = [r for r in records if r.levelno == logging.INFO]
+        # once per outage, not once per attempt
+        assert len(warnings) == 1
+        assert "failing" in warnings[0].getMessage()
+        assert len(infos) == 1
+        assert "recovered after 5 failed polls" in infos[0].getMessage()
+        await poller.aclose()
+
+    async def test_a_final_answer_still_ends_the_wait(self) -> None:
+        missing = NotFoundError("no such job", http_status=404)
+        fetch = ScriptedFetch({"j": [ServerError("down", http_status=503), missing]})
+        poller = Poller(fetch, QUICK)
+        entry = poller.subscribe("j", None, None, Recorder())
+        await until(lambda: entry.finished)
+        assert entry.error is missing
+        assert len(fetch.calls) == 2
+        await poller.aclose()
+
+    async def test_retry_after_of_a_429_spaces_the_next_poll(self) -> None:
+        clock = ManualClock(100.0)
+        limited = RateLimitError("slow down", http_status=429)
+        limited.retry_after = 7.0
+        fetch = ScriptedFetch({"j": [limited, make_status("j", BatchState.RUNNING)]})
+        poller = Poller(fetch, QUICK, clock=clock)
+        entry = poller.subscribe("j", None, None, Recorder())
+        clock.now = 101.0
+        await until(lambda: len(fetch.calls) == 1 and not entry.in_flight)
+        assert entry.due == pytest.approx(108.0)
+        await poller.aclose()
+
+    async def test_polls_of_a_left_job_stop_after_one_more(self) -> None:
+        fetch = ScriptedFetch({"j": [ServerError("down", http_status=503)]})
+        poller = Poller(fetch, QUICK)
+        recorder = Recorder()
+        entry = poller.subscribe("j", None, None, recorder)
+        await until(lambda: len(fetch.calls) >= 2)
+        poller.unsubscribe(entry, recorder)
+        left_at = len(fetch.calls)
+        await until(lambda: not poller.running)
+        assert len(fetch.calls) <= left_at + 1
+        assert entry.error is None  # nobody was told of a failure: it just stopped
+        await poller.aclose()
+
+
+class TestStaleReplies:
+    async def test_a_terminal_status_fed_during_a_poll_is_not_overwritten(self) -> None:
+        fetch = ScriptedFetch({"s": [make_status("s", BatchState.RUNNING, 3)]})
+        fetch.gate = anyio.Event()
+        poller = Poller(fetch, QUICK)
+        backend = Backend(poller, [make_status("s", BatchState.COMPLETED, 10)])
+        job = BatchJob(backend, "s")
+        waiting: list[BatchStatus] = []
+
+        async def waiter() -> None:
+            waiting.append(await job)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await until(lambda: fetch.in_flight["s"] == 1)
+            refreshed = await job.refresh()  # read after the poll was sent
+            assert refreshed.state is BatchState.COMPLETED
+            fetch.gate.set()  # the older poll's Running reply arrives now
+        assert waiting[0].state is BatchState.COMPLETED
+        assert job.done()
+        assert job.status is not None
+        assert job.status.state is BatchState.COMPLETED
+        yielded = [j async for j in as_completed([job])]
+        assert yielded == [job]
+        assert all(j.done() for j in yielded)
+        await poller.aclose()
+
+    async def test_a_reply_to_an_older_request_is_dropped(self) -> None:
+        fetch = ScriptedFetch({"s": [make_status("s", BatchState.RUNNING, 1)]})
+        fetch.gate = anyio.Event()
+        poller = Poller(fetch, QUICK)
+        recorder = Recorder()
+        entry = poller.subscribe("s", None, None, recorder)
+        older = poller.ticket()  # e.g. a refresh() sent now...
+        poller.feed("s", make_status("s", BatchState.RUNNING, 500, 1000))  # ...overtaken
+        newest = poller.feed("s", make_status("s", BatchState.RUNNING, 300, 1000), older)
+        assert newest is not None
+        assert newest.finished_count == 500
+        assert entry.status is not None
+        assert entry.status.finished_count == 500
+        await poller.aclose()
+
+
+class TestShortWaits:
+    async def test_repeated_short_waits_see_the_job_finish(self) -> None:
+        # The first poll is due after 0.2-0.25 s; each wait lasts 0.05 s.
+        policy = PollPolicy(initial_delay=0.25, min_delay=0.2, max_delay=1.0)
+        fetch = ScriptedFetch({"w": [make_status("w", BatchState.COMPLETED, 5)]})
+        poller = Poller(fetch, policy)
+        job = BatchJob(Backend(poller), "w")
+        outcome: BatchStatus | None = None
+        with anyio.fail_after(PATIENCE):
+            for _ in range(400):
+                try:
+                    outcome = await job.wait(timeout=0.05)
+                    break
+                except PollTimeoutError:
+                    await anyio.lowlevel.checkpoint()
+        assert outcome is not None
+        assert outcome.state is BatchState.COMPLETED
+        assert fetch.calls == ["w"]
+        await poller.aclose()
+
+    async def test_the_backoff_survives_a_gap_between_waits(self) -> None:
+        fetch = ScriptedFetch({"g": [make_status("g", BatchState.QUEUED)]})
+        poller = Poller(fetch, QUICK)
+        job = BatchJob(Backend(poller), "g")
+        with pytest.raises(PollTimeoutError):
+            await job.wait(timeout=0.3)
+        await until(lambda: not poller.running)
+        entry = job._entry
+        assert entry is not None
+        steps = entry.steps
+        assert steps >= 2
+        with pytest.raises(PollTimeoutError):
+            await job.wait(timeout=0.1)
+        assert job._entry is entry  # the same state, not a fresh start
+        assert entry.steps >= steps
+        await poller.aclose()
+
+
+def frames(error: BaseException) -> int:
+    return len(list(traceback.walk_tb(error.__traceback__)))
+
+
+class TestEachRaiseHasItsOwnFrames:
+    async def test_two_thousand_waiters_on_a_404(self) -> None:
+        missing = NotFoundError("no such job", http_status=404)
+        fetch = ScriptedFetch({"x": [missing]})
+        fetch.gate = anyio.Event()
+        poller = Poller(fetch, QUICK)
+        job = BatchJob(Backend(poller), "x")
+        depths: list[int] = []
+
+        async def waiter() -> None:
+            try:
+                await job.wait()
+            except NotFoundError as exc:
+                depths.append(frames(exc))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2000):
+                tg.start_soon(waiter)
+            await until(lambda: poller.awaited_jobs == 1 and fetch.in_flight["x"] == 1)
+            fetch.gate.set()
+        assert len(depths) == 2000
+        assert max(depths) < 20  # was 4,004 for the last one
+        await poller.aclose()
+
+    async def test_three_thousand_waiters_at_close(self) -> None:
+        fetch = ScriptedFetch({"c": [make_status("c", BatchState.RUNNING)]})
+        fetch.gate = anyio.Event()
+        poller = Poller(fetch, QUICK)
+        job = BatchJob(Backend(poller), "c")
+        depths: list[int] = []
+
+        async def waiter() -> None:
+            try:
+                await job.wait()
+            except SessionClosedError as exc:
+                depths.append(frames(exc))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3000):
+                tg.start_soon(waiter)
+            await until(lambda: fetch.in_flight["c"] == 1)
+            await poller.aclose()
+        assert len(depths) == 3000
+        assert max(depths) < 20
+
+
+WALL = 1_700_000_000.0
+
+
+def running(processed: int, started_at: float | None) -> BatchStatus:
+    started = datetime.fromtimestamp(started_at, timezone.utc) if started_at is not None else None
+    return BatchStatus(
+        job_id="k",
+        operation=None,
+        state=BatchState.RUNNING,
+        state_word="Running",
+        total_count=1000,
+        finished_count=processed,
+        started_at=started,
+    )
+
+
+class TestClockSkew:
+    """The server's startedAt is a hint, checked against what we saw."""
+
+    @staticmethod
+    async def first_due(status: BatchStatus, *, created: bool) -> float:
+        clock = ManualClock(100.0)
+        policy = PollPolicy(initial_delay=1.0, min_delay=0.1, max_delay=30.0, jitter=0.0)
+        poller = Poller(ScriptedFetch({}), policy, clock=clock, wall_clock=lambda: WALL)
+        entry = poller.subscribe(
+            "k", None, None, Recorder(), not_running_at=99.0 if created else None
+        )
+        poller.feed("k", status)  # the clock stands still: no poll of its own
+        due = entry.due - clock.now
+        await poller.aclose()
+        return due
+
+    @pytest.mark.parametrize("created", [True, False])
+    async def test_a_server_ten_seconds_behind_does_not_delay_the_next_poll(
+        self, created: bool
+    ) -> None:
+        # Created 1 s ago, 250 of 1,000 done: the job ends in about 3 s. A
+        # startedAt 10 s behind claimed 11 s of work: 30 s until the next poll.
+        unhinted = await self.first_due(running(250, None), created=created)
+        skewed = await self.first_due(running(250, WALL - 11.0), created=created)
+        if created:
+            # the claim is cut to the second we know of: aimed at (or before) the end
+            assert skewed <= 4.0
+        else:
+            # nothing to check it against: it may not put the poll off
+            assert skewed <= unhinted
+
+    async def test_a_server_ahead_gives_no_hint(self) -> None:
+        unhinted = await self.first_due(running(250, None), created=True)
+        ahead = await self.first_due(running(250, WALL + 9.0), created=True)
+        assert ahead == pytest.approx(unhinted)
+
+    async def test_a_plausible_start_is_used(self) -> None:
+        # right clocks: started 1 s ago at creation, 250 done: aim near 4 s
+        due = await self.first_due(running(250, WALL - 1.0), created=True)
+        assert 2.0 <= due <= 4.5
+
+    def test_start_hint_is_clamped_to_what_we_saw(self) -> None:
+        current = Observation(at=101.0, state=BatchState.RUNNING, processed=250, total=1000)
+        hint = start_hint(running(250, WALL - 11.0), current, not_running_at=100.0, wall_now=WALL)
+        assert hint is not None
+        assert hint.at == pytest.approx(100.0)
+        assert (
+            start_hint(running(250, WALL + 5.0), current, not_running_at=100.0, wall_now=WALL)
+            is None
+        )
+        assert (
+            start_hint(
+                running(250, WALL - timedelta(days=3).total_seconds()),
+                current,
+                not_running_at=None,
+                wall_now=WALL,
+            )
+            is None
+        )
+
+
+class TestStopDuringAPoll:
+    async def test_a_stop_while_a_poll_is_in_flight_is_followed_by_a_quick_poll(self) -> None:
+        clock = ManualClock(100.0)
+        policy = PollPolicy(initial_delay=5.0, min_delay=0.01, max_delay=30.0, jitter=0.0)
+        fetch = ScriptedFetch({"p": [make_status("p", BatchState.RUNNING, 1)]})
+        fetch.gate = anyio.Event()
+        poller = Poller(fetch, policy, clock=clock)
+        entry = poller.subscribe("p", None, None, Recorder())
+        clock.now = 106.0
+        await until(lambda: fetch.in_flight["p"] == 1)
+        poller.poll_soon("p")  # what job.stop() does after its DELETE
+        fetch.gate.set()  # the poll sent before the stop comes back: Running
+        await until(lambda: not entry.in_flight and entry.scheduled)
+        assert entry.due <= clock.now + policy.min_delay + 1e-9
+        await poller.aclose()
