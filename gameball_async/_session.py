@@ -235,7 +235,7 @@ class GameballSession:
             limiter = RateLimiter(self._rate_limit)
             self._transport = Transport(limiter=limiter, **self._transport_args)
             self._poller = Poller(
-                self.fetch_status, self._poll_policy, max_in_flight=self._max_in_flight
+                self._poll_once, self._poll_policy, max_in_flight=self._max_in_flight
             )
             self._state = "open"
         return self._transport
@@ -430,6 +430,14 @@ class GameballSession:
         reply = await self._open().get(self._job_path(job_id))
         if reply.payload is None:
             raise ProtocolError(f"the status reply for job {job_id} was empty")
+        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+
+    async def _poll_once(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        # The poller's fetch: one attempt, no retry loop and no sleeping, so a slow
+        # or failing job costs one request timeout per poll; the poller retries.
+        reply = await self._open().get_once(self._job_path(job_id))
         return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
 
     async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:

@@ -88,6 +88,20 @@ class _Failure(Exception):
         self.retryable = retryable
 
 
+@attrs.frozen
+class _Miss:
+    """One attempt that gave no usable reply and certainly created nothing.
+
+    :ivar retry_after: the server's delay, clamped to ``max_retry_after``.
+    :ivar too_long: the server asked for more than ``max_retry_after``.
+    """
+
+    error: GameballError
+    retryable: bool
+    retry_after: float | None
+    too_long: bool = attrs.field(kw_only=True)
+
+
 class Transport:
     """Sends the Batch API's requests for one session.
 
@@ -173,7 +187,7 @@ class Transport:
             text = text.replace(secret, "***")
         return text
 
-    # -- the three calls -------------------------------------------------
+    # -- the calls ---------------------------------------------------------
 
     async def create(
         self, path: str, body: bytes, *, operation: Operation, items: Sequence[Any]
@@ -188,11 +202,31 @@ class Transport:
         """``GET`` with retries on 429, 5xx, timeouts, network errors and garbled JSON."""
         return await self._send("GET", path, None)
 
+    async def get_once(self, path: str) -> Reply:
+        """One ``GET`` attempt: no retry, no sleeping (the caller schedules the next).
+
+        It still takes a rate-limiter slot, waits out a limiter pause and, on a
+        429, pauses the limiter (for the clamped ``Retry-After``).
+
+        :return: a 2xx reply whose payload is decoded JSON (never ``None``).
+        :raises RateLimitError: on 429, ``retry_after`` clamped to ``max_retry_after``.
+        :raises ServerError: on 5xx.
+        :raises APIError: on any other error status (its subclasses by status).
+        :raises TransportError: when the network failed.
+        :raises ProtocolError: on a 2xx whose body is empty or not JSON.
+        """
+        outcome = await self._attempt("GET", path, None)
+        if isinstance(outcome, _Miss):
+            raise outcome.error
+        if outcome.payload is None:
+            raise ProtocolError(f"GET {path} answered {outcome.status} with an empty body")
+        return outcome
+
     async def delete(self, path: str) -> Reply:
         """``DELETE`` with the same retries as :meth:`get` (stopping twice is harmless)."""
         return await self._send("DELETE", path, None)
 
-    # -- the retry loop --------------------------------------------------
+    # -- the retry loop and one attempt ------------------------------------
 
     async def _send(
         self,
@@ -203,64 +237,75 @@ class Transport:
         operation: Operation | None = None,
         items: Sequence[Any] = (),
     ) -> Reply:
-        creating = method == "POST"
         policy = self._retry
-        url = self.base_url + path
         attempt = 0
         while True:
-            retry_after: float | None = None
-            error: GameballError
-            retryable: bool
-            try:
-                # the slot is held until the reply: see RateLimiter.slot
-                async with self._limiter.slot():
-                    status, headers, data = await self._once(method, url, body)
-            except _Failure as failure:
-                error = failure.error
-                # raised below, outside this block: raised here, it would chain the
-                # aiohttp error, whose request_info holds the request headers (the keys)
-                lost = creating and not failure.never_connected
-                retryable = failure.retryable and policy.retry_network_errors
-            else:
-                lost = False
-                header = headers.get("Retry-After")
-                retry_after = (
-                    parse_retry_after(header, now=time.time()) if header is not None else None
-                )
-                if status < 300:
-                    payload = self._payload(data, status, method, path)
-                    if payload is not _GARBLED:
-                        return Reply(status, payload, retry_after)
-                    error = ProtocolError(f"{method} {path} answered {status} with a non-JSON body")
-                    if creating:
-                        raise self._ambiguous(
-                            operation, items, "the reply to the creation was not JSON"
-                        ) from error
-                    retryable = True
-                else:
-                    error = self._error(status, data, retry_after)
-                    if status == 429:
-                        self._limiter.pause(retry_after if retry_after is not None else 1.0)
-                        retryable = policy.retry_rate_limited
-                    elif status >= 500:
-                        if creating and status != 503:
-                            raise self._ambiguous(
-                                operation, items, f"the server answered {status}"
-                            ) from error
-                        retryable = policy.retry_server_errors
-                    else:
-                        retryable = False
-            if lost:
-                raise self._ambiguous(operation, items, str(error)) from error
+            outcome = await self._attempt(method, path, body, operation=operation, items=items)
+            if isinstance(outcome, Reply):
+                return outcome
             attempt += 1
-            if not retryable or attempt >= policy.attempts:
-                raise error
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                raise error
-            delay = retry_delay(policy, attempt - 1, retry_after=retry_after, rng=self._rng)
+            if not outcome.retryable or attempt >= policy.attempts or outcome.too_long:
+                raise outcome.error
+            delay = retry_delay(policy, attempt - 1, retry_after=outcome.retry_after, rng=self._rng)
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("retrying %s %s in %.2fs after: %s", method, path, delay, error)
+                logger.debug(
+                    "retrying %s %s in %.2fs after: %s", method, path, delay, outcome.error
+                )
             await anyio.sleep(delay)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        operation: Operation | None = None,
+        items: Sequence[Any] = (),
+    ) -> Reply | _Miss:
+        """One request. A creation that may have landed raises
+        :class:`AmbiguousSubmissionError`; every other failure is returned as a
+        :class:`_Miss` for the caller to retry or raise."""
+        creating = method == "POST"
+        policy = self._retry
+        failure: _Failure | None = None
+        try:
+            # the slot is held until the reply: see RateLimiter.slot
+            async with self._limiter.slot():
+                status, headers, data = await self._once(method, self.base_url + path, body)
+        except _Failure as exc:
+            failure = exc
+        if failure is not None:
+            # handled here, outside the except block: raised there, the error would
+            # chain the aiohttp error, whose request_info holds the request headers
+            if creating and not failure.never_connected:
+                raise self._ambiguous(operation, items, str(failure.error)) from failure.error
+            retryable = failure.retryable and policy.retry_network_errors
+            return _Miss(failure.error, retryable, None, too_long=False)
+        header = headers.get("Retry-After")
+        asked = parse_retry_after(header, now=time.time()) if header is not None else None
+        retry_after = min(asked, policy.max_retry_after) if asked is not None else None
+        too_long = asked is not None and asked > policy.max_retry_after
+        if status < 300:
+            payload = self._payload(data, status, method, path)
+            if payload is not _GARBLED:
+                return Reply(status, payload, retry_after)
+            error: GameballError = ProtocolError(
+                f"{method} {path} answered {status} with a non-JSON body"
+            )
+            if creating:
+                raise self._ambiguous(
+                    operation, items, "the reply to the creation was not JSON"
+                ) from error
+            return _Miss(error, True, retry_after, too_long=False)
+        error = self._error(status, data, retry_after)
+        if status == 429:
+            self._limiter.pause(retry_after if retry_after is not None else 1.0)
+            return _Miss(error, policy.retry_rate_limited, retry_after, too_long=too_long)
+        if status >= 500:
+            if creating and status != 503:
+                raise self._ambiguous(operation, items, f"the server answered {status}") from error
+            return _Miss(error, policy.retry_server_errors, retry_after, too_long=too_long)
+        return _Miss(error, False, retry_after, too_long=too_long)
 
     def _payload(self, data: bytes, status: int, method: str, path: str) -> Any:
         if not data.strip():
