@@ -42,6 +42,7 @@ from gameball_async import (
     RateLimit,
     RetryPolicy,
     SessionClosedError,
+    Timeout,
     as_completed,
     wait_all,
 )
@@ -214,7 +215,7 @@ class TestWaiterStorm:
                         assert outcome.state is BatchState.COMPLETED, kind
                 assert fake.counts["fault:unknown_status"] > 0  # the odd words did show
                 final = gets_by_job(fake)
-                assert all(final[j] == snapshot[j] for j in abandoned)
+                assert all(final[j] <= snapshot[j] + 1 for j in abandoned)
                 assert fake.counts["stop"] == 0  # cancelling never stops a remote job
             assert not sdk_tasks()
             assert all(fake.job_state(int(j)) == "Completed" for j in abandoned)
@@ -430,27 +431,30 @@ def retrying(caplog: pytest.LogCaptureFixture) -> Iterable[_Retrying]:
 
 
 class TestTimeoutDuringBackoff:
-    @pytest.mark.parametrize("stall", ["503 Retry-After 60", "reply 60 s late"])
+    @pytest.mark.parametrize("stall", ["503 Retry-After 2", "reply 60 s late"])
     async def test_wait_times_out_mid_backoff_and_waiting_again_completes(
-        self, retrying: _Retrying, stall: str
+        self, stall: str
     ) -> None:
+        # A poll is one request: a 503's Retry-After puts the job's next poll
+        # off (the scheduler waits, no worker sleeps), and a stalled reply
+        # holds the job's poll for at most one request timeout.
         before = set(asyncio.all_tasks())
         async with FakeGameball(queue_delay=0.0, enforce_rate_limit=False) as fake:
             async with session(fake, retry=RetryPolicy(attempts=3, backoff=0.01,
-                                                       max_retry_after=120)) as gb:
+                                                       max_retry_after=120),
+                               timeout=Timeout(total=2.0)) as gb:
                 job = await gb.create_batch("cashback", cashbacks(5, "b"))
                 if stall.startswith("503"):
                     fake.inject("status", InjectedReply(status=503,
-                                                        headers={"Retry-After": "60"}))
+                                                        headers={"Retry-After": "2"}))
                 else:
                     fake.inject("status", InjectedReply(action="slow", delay=60))
-                # A first waiter gets the job's one poll stalled...
+                # A first waiter gets the job's one poll failed or stalled...
                 first = asyncio.ensure_future(job.wait())
                 with anyio.fail_after(PATIENCE):
+                    await until(lambda: fake.counts["status"] == 1)
                     if stall.startswith("503"):
-                        await retrying.event.wait()  # the poll sleeps before its retry
-                    else:
-                        await until(lambda: fake.counts["status"] == 1)
+                        await until(lambda: gb.poller.polls_failed == 1)
                 # ...and a second one, sharing that poll, runs out of time meanwhile.
                 started = time.monotonic()
                 with pytest.raises(PollTimeoutError) as info:
@@ -458,7 +462,7 @@ class TestTimeoutDuringBackoff:
                 assert time.monotonic() - started >= 0.3
                 assert isinstance(info.value, TimeoutError)
                 assert info.value.last_status is None  # no poll has come back yet
-                assert fake.counts["status"] == 1  # the retry has not gone out
+                assert fake.counts["status"] == 1  # the next poll has not gone out
                 # The first waiter is cancelled (cancellation, not a timeout)...
                 first.cancel()
                 with anyio.fail_after(PATIENCE):
@@ -470,7 +474,6 @@ class TestTimeoutDuringBackoff:
                     status = await job.wait(timeout=PATIENCE)
                 assert status.state is BatchState.COMPLETED
                 assert len(status.succeeded) == 5
-                # the stalled poll is still asleep (or waiting) inside the session
                 assert fake.counts["status"] == 2
                 with anyio.fail_after(PATIENCE):  # close does not wait out the stall
                     await gb.close()

@@ -350,7 +350,7 @@ class ProbeSession(GameballSession):
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight_per_job = 0
 
-    async def fetch_status(
+    async def _poll_once(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         self.awaited_at_poll.append(self.poller.awaited_jobs)
@@ -358,7 +358,7 @@ class ProbeSession(GameballSession):
         self.in_flight[job_id] += 1
         self.max_in_flight_per_job = max(self.max_in_flight_per_job, self.in_flight[job_id])
         try:
-            return await super().fetch_status(job_id, operation)
+            return await super()._poll_once(job_id, operation)
         finally:
             self.in_flight[job_id] -= 1
 

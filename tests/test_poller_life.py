@@ -4,6 +4,7 @@ stale replies never overwrite news, and every waiter raises with its own frames.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from datetime import datetime, timedelta, timezone
@@ -13,20 +14,25 @@ import anyio
 import anyio.lowlevel
 import pytest
 from _support import PATIENCE, until
+from aiohttp import web
 from test_poller import ManualClock, Recorder, ScriptedFetch, make_status
 
 from gameball_async import (
     BatchJob,
     BatchState,
     BatchStatus,
+    GameballSession,
     NotFoundError,
     Operation,
     PollPolicy,
     PollTimeoutError,
     ProtocolError,
+    RateLimit,
     RateLimitError,
+    RetryPolicy,
     ServerError,
     SessionClosedError,
+    Timeout,
     TransportError,
     as_completed,
 )
@@ -405,3 +411,55 @@ class TestStopDuringAPoll:
         await until(lambda: not entry.in_flight and entry.scheduled)
         assert entry.due <= clock.now + policy.min_delay + 1e-9
         await poller.aclose()
+
+
+class TestHeadOfLine:
+    """Issue 9.2: hanging polls of some jobs must not hold up the others."""
+
+    async def test_a_done_job_is_seen_while_other_polls_hang(self) -> None:
+        hang = anyio.Event()  # never set: those replies never come
+        requests: dict[str, int] = {}
+
+        async def status(request: web.Request) -> web.Response:
+            job_id = request.match_info["job_id"]
+            requests[job_id] = requests.get(job_id, 0) + 1
+            if job_id.startswith("slow"):
+                await hang.wait()
+            return web.json_response(
+                {"jobId": job_id, "status": "Completed", "totalCount": 1, "finishedCount": 1}
+            )
+
+        app = web.Application()
+        app.router.add_get("/batch/{job_id}", status)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with GameballSession(
+                "test-api-key",
+                "test-secret-key",
+                base_url=f"http://127.0.0.1:{port}",
+                poll=QUICK,
+                retry=RetryPolicy(attempts=6, backoff=0.01, max_backoff=0.02),
+                rate_limit=RateLimit.disabled(),
+                timeout=Timeout(total=0.5),
+                max_in_flight_polls=2,
+            ) as gb:
+                slow = [gb.job("slow1"), gb.job("slow2")]
+                waits = [asyncio.ensure_future(job.wait()) for job in slow]
+                await until(lambda: requests.get("slow1", 0) and requests.get("slow2", 0))
+                with anyio.fail_after(PATIENCE):
+                    status_ = await gb.job("done").wait()
+                assert status_.state is BatchState.COMPLETED
+                # One request timeout freed a worker; the hanging jobs' polls did
+                # not retry in it (six tries each held both workers for 3 s).
+                assert requests["slow1"] <= 2
+                assert requests["slow2"] <= 2
+                for task in waits:
+                    task.cancel()
+                await asyncio.wait(waits)
+        finally:
+            hang.set()
+            await runner.cleanup()
