@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
+# The package's own version (one source), not a copy kept here.
+from . import __version__
 from ._cli_results import EXIT_INTERRUPTED, EXIT_USAGE
 from ._cli_run import (
     POLLS_IN_FLIGHT,
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_global_options(parser, sub=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = argparse.ArgumentParser(add_help=False)
