@@ -259,6 +259,9 @@ async def run(
     except UsageError as exc:
         ui.error(str(exc))
         return EXIT_USAGE
+    except anyio.get_cancelled_exc_class():
+        ui.aborted()  # says how to resume, then the cancellation goes on
+        raise
 
 
 async def _dispatch(
@@ -353,8 +356,7 @@ async def _main(argv: Sequence[str] | None) -> int:
     try:
         return await run(argv, interrupt=interrupt)
     except asyncio.CancelledError:
-        if presses > 1:
-            print("gameball-batch: aborted", file=sys.stderr)
+        if presses > 1:  # run() has said it was aborted, and how to resume
             return EXIT_INTERRUPTED
         raise
     finally:

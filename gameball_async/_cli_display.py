@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -143,6 +144,7 @@ class ConsoleUI:
         self.err = Console(stderr=True, highlight=False)
         self._allow_live = live
         self._live: Live | None = None
+        self._manifest: Path | None = None
 
     @property
     def is_live(self) -> bool:
@@ -157,8 +159,31 @@ class ConsoleUI:
         self.out.print(text, markup=False, soft_wrap=True)
 
     def error(self, text: str) -> None:
-        """Print a problem to stderr."""
-        self.err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
+        """Print a problem to stderr (above the live display when there is one)."""
+        self._problem(f"[bold red]error:[/] {escape(text)}")
+
+    def _problem(self, markup: str) -> None:
+        # rich's stderr console writes past the live display's redirection, so
+        # on a shared terminal the line landed inside the frame and the next
+        # redraw erased it with part of the frame left behind. While live, a
+        # terminal stderr goes through the live console instead (a redirected
+        # stderr is another file: nothing to draw around).
+        console = self.out if self._live is not None and self.err.is_terminal else self.err
+        console.print(markup, soft_wrap=True)
+
+    def resumable(self, manifest: Path) -> None:
+        """Tell the UI the run can be finished from ``manifest`` (for :meth:`aborted`)."""
+        self._manifest = manifest
+
+    def aborted(self) -> None:
+        """Say the command was aborted (a second Ctrl-C) and how to finish the run."""
+        if self._manifest is not None and self._manifest.exists():
+            self._problem(
+                "[bold red]aborted:[/] finish the run with "
+                f"`gameball-batch resume {escape(str(self._manifest))}`"
+            )
+        else:
+            self._problem("[bold red]aborted[/]")
 
     def print(self, renderable: RenderableType) -> None:
         """Print anything rich can render to stdout."""
@@ -170,16 +195,8 @@ class ConsoleUI:
         if not self.is_live:
             yield
             return
-        with Live(
-            get_renderable=lambda: render_run(tracker),
-            console=self.out,
-            refresh_per_second=4,
-        ) as live:
-            self._live = live
-            try:
-                yield
-            finally:
-                self._live = None
+        with self._showing(lambda: render_run(tracker)):
+            yield
 
     @contextmanager
     def live_view(self, render: Any) -> Iterator[bool]:
@@ -187,8 +204,24 @@ class ConsoleUI:
         if not self.is_live:
             yield False
             return
-        with Live(get_renderable=render, console=self.out, refresh_per_second=4):
+        with self._showing(render):
             yield True
+
+    @contextmanager
+    def _showing(self, render: Any) -> Iterator[None]:
+        with Live(get_renderable=render, console=self.out, refresh_per_second=4) as live:
+            live.refresh()  # the first frame now, not a refresh period later
+            self._live = live
+            try:
+                yield
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Aborted (cancelled, KeyboardInterrupt): the last frame
+                    # would show a run that is no longer going on; clear it.
+                    live.transient = True
+                raise
+            finally:
+                self._live = None
 
     def report(self, report: Report) -> None:
         """Print the summary of a run: outcomes, failure codes, files, exit code."""

@@ -248,6 +248,7 @@ async def _submit(
                 chunk_size=options.chunk_size,
                 created_at=datetime.now(timezone.utc).isoformat(),
             )
+            ui.resumable(manifest)
             if scan.rejected:
                 write_rejected(
                     (reject_from_json(row) for row in read_jsonl(rejects)), out, writer, tracker
@@ -291,15 +292,17 @@ async def resume(
 
     :raises UsageError: for a missing or malformed manifest, or bad credentials.
     """
+    # Shown absolute, as submit shows it: the resume command works from anywhere.
+    manifest = options.manifest.resolve()
     try:
-        state = ManifestState.read(options.manifest)
+        state = ManifestState.read(manifest)
         header = state.header
         op = Operation(header["operation"])
         results = Path(header["results"])
         records, rejected = int(header["records"]), int(header["rejected"])
         chunk_size, fmt = int(header["chunk_size"]), str(header["format"])
     except (ManifestError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"cannot resume from {options.manifest}: {exc}") from None
+        raise UsageError(f"cannot resume from {manifest}: {exc}") from None
     gb = make_session(header.get("base_url"))
     tracker = Tracker(operation=op.value, phase="resuming")
     if not _exists(results):
@@ -309,11 +312,12 @@ async def resume(
     dropped = prune_results(results, state)
     if dropped:
         ui.note(f"dropped {dropped} results lines of unsettled jobs; they are written again")
-    source = options.input or Path(header["input"])
+    ui.resumable(manifest)
+    source = options.input.resolve() if options.input is not None else Path(header["input"])
     runner: Runner | None = None
     async with gb:
         with ui.live(tracker):
-            writer = ManifestWriter(options.manifest, fresh=False, observer=observer)
+            writer = ManifestWriter(manifest, fresh=False, observer=observer)
             out = ResultsWriter(results, fresh=False)
             try:
                 runner = Runner(
@@ -388,8 +392,8 @@ async def resume(
             finally:
                 writer.close()
                 out.close()
-    files = [("results", str(results)), ("manifest", str(options.manifest))]
+    files = [("results", str(results)), ("manifest", str(manifest))]
     return conclude(
         ui, "resume", runner, tracker,
-        expected=records + rejected, results=results, manifest=options.manifest, files=files,
+        expected=records + rejected, results=results, manifest=manifest, files=files,
     )

@@ -591,6 +591,105 @@ class TestInterruptAndResume:
             fake.communicate(timeout=10)  # also closes its stdout pipe
 
 
+class TestAbort:
+    """A second Ctrl-C cancels the run at once: it says how to finish it."""
+
+    async def test_abort_names_the_resume_command_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(30)])
+        monkeypatch.chdir(tmp_path)  # the input is named relative to the working directory
+        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=50,
+                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+            with anyio.CancelScope() as scope:
+
+                def on_entry(entry: Mapping[str, Any]) -> None:
+                    if entry["type"] == "job":
+                        scope.cancel()  # as the second Ctrl-C does
+
+                await cli(slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3",
+                          observer=on_entry)
+            assert scope.cancelled_caught
+        manifest = tmp_path / "in.jsonl.manifest.jsonl"
+        assert f"aborted: finish the run with `gameball-batch resume {manifest}`" in (
+            capsys.readouterr().err
+        )
+
+    async def test_abort_without_a_run_to_resume_says_aborted(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await cli(fake, "status", "1")
+        err = capsys.readouterr().err
+        assert "aborted" in err
+        assert "resume" not in err
+
+    async def test_resume_shows_the_manifest_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+        monkeypatch.chdir(tmp_path)
+        manifest = tmp_path / "in.jsonl.manifest.jsonl"
+        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=20,
+                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+            submit = ["submit", "cashback", "in.jsonl", "--chunk-size", "4"]
+            for command in (submit, ["resume", manifest.name]):
+                interrupt = anyio.Event()
+
+                def on_entry(entry: Mapping[str, Any], interrupt: anyio.Event = interrupt) -> None:
+                    if entry["type"] == "job":
+                        interrupt.set()  # as the first Ctrl-C does
+
+                code = await cli(slow, *command, "--concurrency", "1", interrupt=interrupt,
+                                 observer=on_entry)
+                assert code == 130
+                captured = capsys.readouterr()
+                assert f" manifest: {manifest}\n" in captured.out, command
+                assert f"run `gameball-batch resume {manifest}`" in captured.err, command
+
+    def test_second_ctrl_c_aborts_and_names_the_resume_command(self, tmp_path: Path) -> None:
+        """Two real SIGINTs through main(): the second one aborts, once, with the hint."""
+        # Every reply takes seconds: the first Ctrl-C leaves creations in flight.
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "gameball_async.testing", "serve", "--no-rate-limit",
+             "--latency", "4", "4", "--api-key", API_KEY, "--secret-key", SECRET_KEY],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert fake.stdout is not None
+            info = json.loads(fake.stdout.readline())
+            source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+            child_env = {**os.environ, "GAMEBALL_API_KEY": API_KEY,
+                         "GAMEBALL_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
+            child = subprocess.Popen(
+                [sys.executable, "-m", "gameball_async", "--base-url", info["base_url"],
+                 "--poll-interval", "0.05", "submit", "cashback", str(source),
+                 "--chunk-size", "4", "--concurrency", "2"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
+            )
+            assert child.stdout is not None
+            assert child.stderr is not None
+            for line in child.stdout:  # wait for a condition: a job created
+                if " created: " in line:
+                    child.send_signal(signal.SIGINT)
+                    break
+            for line in child.stderr:  # the first Ctrl-C was taken: now the second
+                if "interrupted: no more chunks" in line:
+                    child.send_signal(signal.SIGINT)
+                    break
+            _, err = child.communicate(timeout=60)
+            assert child.returncode == 130, err
+            manifest = tmp_path / "in.jsonl.manifest.jsonl"
+            assert err.count("aborted") == 1, err
+            assert f"`gameball-batch resume {manifest}`" in err
+        finally:
+            fake.terminate()
+            fake.communicate(timeout=10)
+
+
 class TestJobCommands:
     async def make_jobs(self, fake: FakeGameball, count: int) -> list[str]:
         async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
