@@ -101,7 +101,7 @@ def _positive_int(text: str) -> int:
 def _chunk_size(text: str) -> int:
     value = _positive_int(text)
     if value > MAX_BATCH_ITEMS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_ITEMS}, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_ITEMS:,}, got {value}")
     return value
 
 
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true",
                    help="send the valid records and write the invalid ones to the rejects file")
     p.add_argument("--chunk-size", type=_chunk_size, default=MAX_BATCH_ITEMS, metavar="N",
-                   help=f"records per job, 1-{MAX_BATCH_ITEMS} (default {MAX_BATCH_ITEMS})")
+                   help=f"records per job, 1-{MAX_BATCH_ITEMS:,} (default {MAX_BATCH_ITEMS:,})")
     p.add_argument("--max-errors", type=_positive_int, default=20, metavar="N",
                    help="invalid records shown (all go to the rejects file; default 20)")
     p.add_argument("--force", action="store_true",

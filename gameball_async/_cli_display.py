@@ -71,18 +71,21 @@ def render_run(tracker: Tracker) -> RenderableType:
     grid.add_row(
         "jobs",
         Text.assemble(
-            f"{tracker.jobs_created} created · ",
-            (f"{queued} queued", "yellow"),
+            f"{tracker.jobs_created:,} created · ",
+            (f"{queued:,} queued", "yellow"),
             " · ",
-            (f"{running} running", "cyan"),
+            (f"{running:,} running", "cyan"),
             " · ",
-            (f"{done} done", "green"),
+            (f"{done:,} done", "green"),
         ),
     )
+    # Counts what jobs report while they run, so at an interrupt it is ahead
+    # of the summary, which counts the results file: say so on both.
     grid.add_row(
         "items",
         Text.assemble(
-            (f"{succeeded:,} succeeded", "green"), " · ", (f"{failed:,} failed", "red")
+            (f"{succeeded:,} succeeded", "green"), " · ", (f"{failed:,} failed", "red"),
+            (" (this run, running jobs included)", "dim"),
         ),
     )
     views = tracker.active_views()
@@ -102,7 +105,7 @@ def render_run(tracker: Tracker) -> RenderableType:
                 f"{view.errors:,}",
             )
         if len(views) > _ACTIVE_ROWS:
-            table.caption = f"{len(views) - _ACTIVE_ROWS} more jobs in flight"
+            table.caption = f"{len(views) - _ACTIVE_ROWS:,} more jobs in flight"
         parts.append(table)
     return Group(*parts)
 
@@ -226,7 +229,13 @@ class ConsoleUI:
     def report(self, report: Report) -> None:
         """Print the summary of a run: outcomes, failure codes, files, exit code."""
         tracker = report.tracker
-        table = Table(title=f"{report.title}: summary", show_header=True)
+        # What the results file holds (all runs of this manifest), not the live count;
+        # a line of its own, as a table title would wrap at the table's width.
+        self.out.print(
+            f"{report.title}: summary of the results file", style="italic", soft_wrap=True,
+            markup=False,
+        )
+        table = Table(show_header=True)
         table.add_column("outcome")
         table.add_column("records", justify="right")
         for outcome in OUTCOMES:
@@ -247,13 +256,22 @@ class ConsoleUI:
                     f"{count:,}", Text(sample)
                 )
             self.out.print(failures)
-        ended = ", ".join(f"{n} {state}" for state, n in sorted(tracker.jobs_ended.items()))
+        ended = ", ".join(f"{n:,} {state}" for state, n in sorted(tracker.jobs_ended.items()))
         self.out.print(
-            f"{tracker.jobs_created} jobs this run" + (f" ({ended})" if ended else "")
+            f"{tracker.jobs_created:,} jobs this run" + (f" ({ended})" if ended else "")
             + f" in {tracker.elapsed:.1f} s",
             markup=False,
             soft_wrap=True,
         )
+        unended = tracker.active_views()
+        if unended:
+            self.out.print(
+                f"jobs not ended: {len(unended):,} ({sum(v.total for v in unended):,} records); "
+                f"the {sum(v.finished for v in unended):,} items they had reported succeeded "
+                "are not in the results file yet",
+                markup=False,
+                soft_wrap=True,
+            )
         for label, path in report.files:
             self.out.print(f"{label:>9}: {path}", markup=False, soft_wrap=True)
         for hint in report.hints:

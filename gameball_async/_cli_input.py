@@ -300,7 +300,7 @@ def _row_record(
     # zip stops at the shorter: missing trailing cells are absent fields
     shown = {column.header: cell for column, cell in zip(columns, row, strict=False)}
     if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns) :]):
-        error = f"the row has {len(row)} cells but the header has {len(columns)} columns"
+        error = f"the row has {len(row):,} cells but the header has {len(columns):,} columns"
         return None, Reject(line, None, error, row)
     if operation is Operation.ORDER_TRANSACTIONS:
         at = next(i for i, column in enumerate(columns) if column.kind is Kind.ID)

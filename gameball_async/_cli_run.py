@@ -222,8 +222,8 @@ async def _submit(
                 ui.error(str(reject))
             more = scan.rejected - len(shown)
             ui.error(
-                (f"... and {more} more; " if more else "")
-                + f"{scan.rejected} invalid records, nothing was sent. All are listed in "
+                (f"... and {more:,} more; " if more else "")
+                + f"{scan.rejected:,} invalid records, nothing was sent. All are listed in "
                 f"{rejects}; fix them, or pass --skip-invalid to send the valid ones"
             )
             return EXIT_INVALID
@@ -274,7 +274,7 @@ async def _submit(
             out.close()
     written = [("results", str(results)), ("manifest", str(manifest))]
     if scan.rejected:
-        written.append(("rejects", f"{rejects} ({scan.rejected} records)"))
+        written.append(("rejects", f"{rejects} ({scan.rejected:,} records)"))
     return conclude(
         ui, f"submit {op.value}", runner, tracker,
         expected=scan.records + scan.rejected, results=results, manifest=manifest, files=written,
@@ -311,7 +311,7 @@ async def resume(
         ui.error(f"{results} is missing: collecting the outcomes of every job again")
     dropped = prune_results(results, state)
     if dropped:
-        ui.note(f"dropped {dropped} results lines of unsettled jobs; they are written again")
+        ui.note(f"dropped {dropped:,} results lines of unsettled jobs; they are written again")
     ui.resumable(manifest)
     source = options.input.resolve() if options.input is not None else Path(header["input"])
     runner: Runner | None = None
@@ -354,7 +354,7 @@ async def resume(
                     if scan.sha256 != header.get("input_sha256"):
                         ui.error(
                             f"{source} is missing or changed since the run started: the "
-                            f"{max(remaining, 0)} records never sent are not sent now (pass "
+                            f"{max(remaining, 0):,} records never sent are not sent now (pass "
                             "--input with the original file)"
                         )
                     else:
@@ -376,8 +376,8 @@ async def resume(
                         chunk.job_id, chunk.lines.first, chunk.lines.last, chunk.lines.count
                     )
                 ui.note(
-                    f"resuming: {len(reattach)} unfinished jobs"
-                    + (f", {remaining} records still to send" if chunks is not None else "")
+                    f"resuming: {len(reattach):,} unfinished jobs"
+                    + (f", {remaining:,} records still to send" if chunks is not None else "")
                 )
                 with closing(chunks) if chunks is not None else nullcontext():
                     await runner.execute(chunks, reattach)

@@ -253,6 +253,19 @@ class TestSubmit:
         assert any(row["outcome"] == "not_processed" for row in rows)
 
 
+    async def test_notes_count_with_thousands_separators(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        records = [{"customerId": f"c{n}"} for n in range(2500)]
+        source = write_jsonl(tmp_path / "in.jsonl", records)
+        assert await cli(fake, "submit", "balance-inquiry", str(source)) == 0
+        out = capsys.readouterr().out
+        # counts carry separators as the tables do; line numbers are positions, not counts
+        assert "created: 1,000 records (lines 1001-2000)" in out
+        assert "Completed: 1,000 succeeded, 0 failed" in out
+        assert "2,500" in out  # the summary table
+
+
 class TestOutcomes:
     def status(self, state: BatchState, *results: ItemResult, errors: int = 0) -> BatchStatus:
         return BatchStatus(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 import gameball_async
+from gameball_async import BatchState, BatchStatus
 from gameball_async._cli import main
-from gameball_async._cli_display import ConsoleUI
-from gameball_async._cli_track import Tracker
+from gameball_async._cli_display import ConsoleUI, render_run
+from gameball_async._cli_results import conclude
+from gameball_async._cli_track import SUCCEEDED, UNKNOWN, Report, Tracker
 
 
 class TestVersion:
@@ -99,3 +104,114 @@ class TestLiveDisplay:
         with pytest.raises(RuntimeError), ui.live(run_tracker()):
             raise RuntimeError("a bug: its traceback follows the frame")
         assert screen(tty.getvalue())[0].startswith("gameball-batch cashback · submitting")
+
+
+class RecordingUI:
+    """A RunInterface that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.reports: list[Report] = []
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+
+    def error(self, text: str) -> None:
+        self.lines.append(text)
+
+    def live(self, tracker: Tracker) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def report(self, report: Report) -> None:
+        self.reports.append(report)
+
+    def resumable(self, manifest: Path) -> None:
+        pass
+
+
+def text_of(renderable: Any) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def interrupted_tracker() -> Tracker:
+    """1,234 jobs created, 2,345 items written as succeeded, one job still running."""
+    tracker = Tracker(operation="cashback", phase="interrupted", records=5000)
+    tracker.jobs_created = 1233
+    tracker.outcomes[SUCCEEDED] = 2345
+    tracker.job_created("99", 4001, 5000, 1000)
+    tracker.job_status(
+        "99",
+        BatchStatus(
+            job_id="99",
+            operation=None,
+            state=BatchState.RUNNING,
+            state_word="Running",
+            total_count=1000,
+            finished_count=400,
+        ),
+    )
+    return tracker
+
+
+class TestCounts:
+    def test_live_view_counts_with_separators_and_says_what_it_counts(self) -> None:
+        shown = text_of(render_run(interrupted_tracker()))
+        assert "1,234 created" in shown
+        assert "2,745 succeeded · 0 failed (this run, running jobs included)" in shown
+
+    def test_summary_says_what_it_counts_and_what_is_left_out(self, tmp_path: Path) -> None:
+        ui, tty = terminal_ui()
+        ui.out = Console(file=tty, width=200, color_system=None)
+        ui.err = ui.out
+        tracker = interrupted_tracker()
+        conclude(
+            ui,
+            "submit cashback",
+            None,
+            tracker,
+            expected=5000,
+            results=tmp_path / "none.results.jsonl",
+            manifest=tmp_path / "in.manifest.jsonl",
+            files=[],
+        )
+        shown = tty.getvalue()
+        assert "submit cashback: summary of the results file" in shown
+        assert (
+            "jobs not ended: 1 (1,000 records); the 400 items they had reported succeeded "
+            "are not in the results file yet"
+        ) in shown
+        assert "1,234 jobs this run" in shown
+        assert "5,000 records have no outcome yet" in shown
+
+    def test_hints_count_with_separators(self, tmp_path: Path) -> None:
+        results = tmp_path / "r.jsonl"
+        results.write_text(
+            "".join(
+                json.dumps({"line": n, "outcome": UNKNOWN, "code": None, "message": None}) + "\n"
+                for n in range(1, 1501)
+            ),
+            encoding="utf-8",
+        )
+        ui = RecordingUI()
+        code = conclude(
+            ui,
+            "resume",
+            None,
+            Tracker(operation="cashback"),
+            expected=2500,
+            results=results,
+            manifest=tmp_path / "m.jsonl",
+            files=[],
+        )
+        assert code == 4
+        (report,) = ui.reports
+        assert report.hints[0].startswith("1,000 records have no outcome yet: run ")
+        assert report.hints[1].startswith("1,500 records have an unknown outcome")
+
+    def test_chunk_size_help_and_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["submit", "--help"]) == 0
+        assert "1-1,000 (default 1,000)" in capsys.readouterr().out
+        assert main(["submit", "cashback", "f.jsonl", "--chunk-size", "1001"]) == 2
+        assert "must be at most 1,000, got 1001" in capsys.readouterr().err
