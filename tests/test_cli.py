@@ -735,13 +735,19 @@ class TestJobCommands:
             assert slow.job_state(int(job.job_id)) == "Stopped"
             assert await cli(slow, "watch", job.job_id) == 1  # ended Stopped
             out = capsys.readouterr().out
-            assert f"job {job.job_id}: stop requested" in out
+            assert f"job {job.job_id}: stopped\n" in out
             assert "Stopped" in out
         async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=500,
                                 queue_delay=0.01, enforce_rate_limit=False) as quick:
             ids = await self.make_jobs(quick, 2)
             assert await cli(quick, "watch", *ids) == 0
             assert "Completed" in capsys.readouterr().out
+            # a job that already ended is not "stop requested": it says so, and exits 0
+            assert await cli(quick, "stop", ids[0]) == 0
+            assert capsys.readouterr().out == (
+                f"job {ids[0]}: already finished (Completed), nothing to stop\n"
+            )
+            assert quick.job_state(int(ids[0])) == "Completed"
 
 
 class TestCommandLine:

@@ -17,6 +17,7 @@ import gameball_async
 from gameball_async import BatchState, BatchStatus
 from gameball_async._cli import main
 from gameball_async._cli_display import ConsoleUI, render_run
+from gameball_async._cli_jobs import stop_message
 from gameball_async._cli_results import conclude
 from gameball_async._cli_track import SUCCEEDED, UNKNOWN, Report, Tracker
 
@@ -215,3 +216,24 @@ class TestCounts:
         assert "1-1,000 (default 1,000)" in capsys.readouterr().out
         assert main(["submit", "cashback", "f.jsonl", "--chunk-size", "1001"]) == 2
         assert "must be at most 1,000, got 1001" in capsys.readouterr().err
+
+
+class TestStopMessage:
+    def reply(self, state: BatchState, word: str | None = None) -> BatchStatus:
+        return BatchStatus(job_id="7", operation=None, state=state, state_word=word or state.value)
+
+    @pytest.mark.parametrize("state", [BatchState.COMPLETED, BatchState.FAILED])
+    def test_a_finished_job_is_said_to_be_finished(self, state: BatchState) -> None:
+        assert stop_message("7", self.reply(state)) == (
+            f"job 7: already finished ({state.value}), nothing to stop"
+        )
+
+    def test_other_replies(self) -> None:
+        assert stop_message("7", self.reply(BatchState.STOPPED)) == "job 7: stopped"
+        assert stop_message("7", None) == "job 7: stop requested"
+        assert stop_message("7", self.reply(BatchState.RUNNING)) == (
+            "job 7: stop requested (still Running)"
+        )
+        assert stop_message("7", self.reply(BatchState.UNKNOWN, "Halting")) == (
+            "job 7: stop requested (still Halting)"
+        )
