@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._checks import Kind, Spec
+from ._checks import Kind, Spec, misspelling
 from ._cli_manifest import LineRanges
 from ._cli_track import Tracker
 from ._errors import InvalidBatchError
@@ -245,9 +245,16 @@ def _columns(operation: Operation, header: list[str]) -> list[_Column]:
     ]
     if missing:
         required = ", ".join(s.name for s in _SCHEMAS[operation] if s.required)
+        found = [(m, misspelling(m, present)) for m in missing]
+        hints = "".join(
+            f"; found {spelt!r}: use the camelCase wire name {name!r}"
+            for name, spelt in found
+            if spelt is not None
+        )
         raise InputError(
             f"the CSV header lacks required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(m) for m in missing)} (operation {operation.value} needs {required})"
+            + hints
         )
     columns = []
     for name in names:

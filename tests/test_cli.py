@@ -345,6 +345,28 @@ class TestBadInput:
         assert [(r["line"], r["field"]) for r in rejects] == [(2, "amount"), (4, "amount")]
         assert rejects[1]["record"] == records[3]
 
+    async def test_snake_case_keys_get_the_camel_case_name(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = cashback(1)
+        record["customer_id"] = record.pop("customerId")
+        source = write_jsonl(tmp_path / "in.jsonl", [cashback(0), record])
+        assert await self.bad(fake, source) == 3
+        assert (
+            "line 2: required field 'customerId' is missing (found 'customer_id': use the "
+            "camelCase wire name 'customerId')"
+        ) in capsys.readouterr().err
+        csv_source = tmp_path / "in.csv"
+        csv_source.write_text(
+            f"customer_id,transactionId,transaction_time,amount\nc1,t1,{WHEN},1\n",
+            encoding="utf-8",
+        )
+        assert await self.bad(fake, csv_source) == 3
+        err = capsys.readouterr().err
+        assert "lacks required columns 'customerId', 'transactionTime'" in err
+        assert "found 'customer_id': use the camelCase wire name 'customerId'" in err
+        assert "found 'transaction_time': use the camelCase wire name 'transactionTime'" in err
+
     async def test_nan_and_naive_datetime(
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
