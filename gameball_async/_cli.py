@@ -64,7 +64,8 @@ exit codes (submit and resume):
   3    invalid input: nothing was sent (bad records are listed with line and field)
   4    submission errors: some records were not sent, may have been sent
        (never resent), or have no outcome yet (run `resume`)
-  130  interrupted (Ctrl-C); `gameball-batch resume MANIFEST` finishes the run
+  130  interrupted (Ctrl-C; a second one aborts at once); `gameball-batch resume
+       MANIFEST` finishes the run
 status, stop and watch exit 0 when every job was read (watch: and completed with
 no failed item), else 1.
 """
@@ -239,6 +240,8 @@ async def run(
     :param argv: the arguments (default ``sys.argv[1:]``).
     :param interrupt: set it to interrupt the run as Ctrl-C does: no more chunks
         are sent, requests in flight finish, the manifest stays consistent.
+        Cancelling the call instead is the second Ctrl-C: it stops at once and
+        prints the ``resume`` command that finishes the run (when a manifest exists).
     :param observer: called with each manifest entry once it is on disk.
     :param env: where credentials are looked up (default ``os.environ``).
     """
