@@ -131,9 +131,9 @@ class RecordingUI:
 
 
 def text_of(renderable: Any) -> str:
-    console = Console(file=io.StringIO(), width=160, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, color_system=None).print(renderable)
+    return buffer.getvalue()
 
 
 def interrupted_tracker() -> Tracker:
