@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -24,7 +24,7 @@ import attrs
 from ._errors import InvalidBatchError
 from ._wire import format_datetime, parse_datetime
 
-__all__ = ["Kind", "Spec", "Validator", "compile_validator"]
+__all__ = ["Kind", "Spec", "Validator", "compile_validator", "misspelling"]
 
 class Kind(enum.Enum):
     ID = "a non-empty string"
@@ -151,10 +151,33 @@ _FAST: Final[dict[Kind, str]] = {
 }
 
 
-def _missing(index: int, field: str) -> InvalidBatchError:
-    return InvalidBatchError(
-        f"item {index}: required field {field!r} is missing", index=index, field=field
-    )
+def _fold(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def misspelling(name: str, keys: Iterable[object]) -> str | None:
+    """A key among ``keys`` that spells the wire name ``name`` another way, if any.
+
+    ``customer_id``, ``CustomerID`` and ``customer-id`` all spell ``customerId``:
+    the same letters, whatever the case and the ``_``/``-`` separators.
+    """
+    folded = _fold(name)
+    for key in keys:
+        if isinstance(key, str) and key != name and _fold(key) == folded:
+            return key
+    return None
+
+
+def _missing(
+    index: int, field: str, name: str, wire: Mapping[str, Any]
+) -> InvalidBatchError:
+    # Only on the error path: a valid item never pays for the search below.
+    message = f"item {index}: required field {field!r} is missing"
+    found = misspelling(name, wire)
+    if found is not None:
+        where = field[: len(field) - len(name)]  # the nested object's prefix, if any
+        message += f" (found {where + found!r}: use the camelCase wire name {field!r})"
+    return InvalidBatchError(message, index=index, field=field)
 
 
 def _invalid(index: int, field: str, problem: str) -> InvalidBatchError:
@@ -184,7 +207,11 @@ def compile_validator(
         name, field = spec.name, prefix + spec.name
         namespace[f"check_{n}"] = _checker(spec.kind)
         lines += [f"    v = wire.get({name!r})", "    if v is None:"]
-        lines.append(f"        raise missing(index, {field!r})" if spec.required else "        ...")
+        lines.append(
+            f"        raise missing(index, {field!r}, {name!r}, wire)"
+            if spec.required
+            else "        ..."
+        )
         lines.append("    else:")
         fast = _FAST.get(spec.kind)
         indent = "        "

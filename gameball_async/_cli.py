@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
+# The package's own version (one source), not a copy kept here.
+from . import __version__
 from ._cli_results import EXIT_INTERRUPTED, EXIT_USAGE
 from ._cli_run import (
     POLLS_IN_FLIGHT,
@@ -62,7 +64,8 @@ exit codes (submit and resume):
   3    invalid input: nothing was sent (bad records are listed with line and field)
   4    submission errors: some records were not sent, may have been sent
        (never resent), or have no outcome yet (run `resume`)
-  130  interrupted (Ctrl-C); `gameball-batch resume MANIFEST` finishes the run
+  130  interrupted (Ctrl-C; a second one aborts at once); `gameball-batch resume
+       MANIFEST` finishes the run
 status, stop and watch exit 0 when every job was read (watch: and completed with
 no failed item), else 1.
 """
@@ -99,7 +102,7 @@ def _positive_int(text: str) -> int:
 def _chunk_size(text: str) -> int:
     value = _positive_int(text)
     if value > MAX_BATCH_ITEMS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_ITEMS}, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_ITEMS:,}, got {value}")
     return value
 
 
@@ -130,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_global_options(parser, sub=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = argparse.ArgumentParser(add_help=False)
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true",
                    help="send the valid records and write the invalid ones to the rejects file")
     p.add_argument("--chunk-size", type=_chunk_size, default=MAX_BATCH_ITEMS, metavar="N",
-                   help=f"records per job, 1-{MAX_BATCH_ITEMS} (default {MAX_BATCH_ITEMS})")
+                   help=f"records per job, 1-{MAX_BATCH_ITEMS:,} (default {MAX_BATCH_ITEMS:,})")
     p.add_argument("--max-errors", type=_positive_int, default=20, metavar="N",
                    help="invalid records shown (all go to the rejects file; default 20)")
     p.add_argument("--force", action="store_true",
@@ -236,6 +240,8 @@ async def run(
     :param argv: the arguments (default ``sys.argv[1:]``).
     :param interrupt: set it to interrupt the run as Ctrl-C does: no more chunks
         are sent, requests in flight finish, the manifest stays consistent.
+        Cancelling the call instead is the second Ctrl-C: it stops at once and
+        prints the ``resume`` command that finishes the run (when a manifest exists).
     :param observer: called with each manifest entry once it is on disk.
     :param env: where credentials are looked up (default ``os.environ``).
     """
@@ -256,6 +262,9 @@ async def run(
     except UsageError as exc:
         ui.error(str(exc))
         return EXIT_USAGE
+    except anyio.get_cancelled_exc_class():
+        ui.aborted()  # says how to resume, then the cancellation goes on
+        raise
 
 
 async def _dispatch(
@@ -350,8 +359,7 @@ async def _main(argv: Sequence[str] | None) -> int:
     try:
         return await run(argv, interrupt=interrupt)
     except asyncio.CancelledError:
-        if presses > 1:
-            print("gameball-batch: aborted", file=sys.stderr)
+        if presses > 1:  # run() has said it was aborted, and how to resume
             return EXIT_INTERRUPTED
         raise
     finally:

@@ -90,8 +90,8 @@ async def demo(
     source = folder / "cashback.jsonl"
     failing, invalid = await anyio.to_thread.run_sync(write_demo_file, source, records)
     ui.note(
-        f"demo: wrote {records:,} cashback records to {source} (plus {invalid} invalid lines; "
-        f"{failing} records are bound to fail: unknown customers and repeated transaction ids)"
+        f"demo: wrote {records:,} cashback records to {source} (plus {invalid:,} invalid lines; "
+        f"{failing:,} records are bound to fail: unknown customers and repeated transaction ids)"
     )
     fake = FakeGameball(
         processing_rate=max(chunk / job_seconds, 1.0),
@@ -105,7 +105,7 @@ async def demo(
     async with fake:
         ui.note(
             f"fake Gameball API on {fake.base_url} (in this process: no credentials, "
-            f"no network); {math.ceil(records / chunk)} jobs of up to {chunk:,} records"
+            f"no network); {math.ceil(records / chunk):,} jobs of up to {chunk:,} records"
         )
 
         def make_session(_recorded: str | None) -> GameballSession:
@@ -119,8 +119,8 @@ async def demo(
         code = await submit(options, make_session, ui, interrupt)
         counts = fake.counts
         ui.note(
-            f"the fake saw {counts['create']} creations, {counts['status']} status polls and "
-            f"sent {counts['fault:429'] + counts['rate_limited']} 429s (retried by the SDK)"
+            f"the fake saw {counts['create']:,} creations, {counts['status']:,} status polls "
+            f"and sent {counts['fault:429'] + counts['rate_limited']:,} 429s (retried by the SDK)"
         )
     ui.note(f"the input, results, manifest and rejects files are in {folder}")
     if code == EXIT_FAILED:

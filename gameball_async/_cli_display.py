@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -70,18 +71,21 @@ def render_run(tracker: Tracker) -> RenderableType:
     grid.add_row(
         "jobs",
         Text.assemble(
-            f"{tracker.jobs_created} created · ",
-            (f"{queued} queued", "yellow"),
+            f"{tracker.jobs_created:,} created · ",
+            (f"{queued:,} queued", "yellow"),
             " · ",
-            (f"{running} running", "cyan"),
+            (f"{running:,} running", "cyan"),
             " · ",
-            (f"{done} done", "green"),
+            (f"{done:,} done", "green"),
         ),
     )
+    # Counts what jobs report while they run, so at an interrupt it is ahead
+    # of the summary, which counts the results file: say so on both.
     grid.add_row(
         "items",
         Text.assemble(
-            (f"{succeeded:,} succeeded", "green"), " · ", (f"{failed:,} failed", "red")
+            (f"{succeeded:,} succeeded", "green"), " · ", (f"{failed:,} failed", "red"),
+            (" (this run, running jobs included)", "dim"),
         ),
     )
     views = tracker.active_views()
@@ -101,7 +105,7 @@ def render_run(tracker: Tracker) -> RenderableType:
                 f"{view.errors:,}",
             )
         if len(views) > _ACTIVE_ROWS:
-            table.caption = f"{len(views) - _ACTIVE_ROWS} more jobs in flight"
+            table.caption = f"{len(views) - _ACTIVE_ROWS:,} more jobs in flight"
         parts.append(table)
     return Group(*parts)
 
@@ -143,6 +147,7 @@ class ConsoleUI:
         self.err = Console(stderr=True, highlight=False)
         self._allow_live = live
         self._live: Live | None = None
+        self._manifest: Path | None = None
 
     @property
     def is_live(self) -> bool:
@@ -157,8 +162,31 @@ class ConsoleUI:
         self.out.print(text, markup=False, soft_wrap=True)
 
     def error(self, text: str) -> None:
-        """Print a problem to stderr."""
-        self.err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
+        """Print a problem to stderr (above the live display when there is one)."""
+        self._problem(f"[bold red]error:[/] {escape(text)}")
+
+    def _problem(self, markup: str) -> None:
+        # rich's stderr console writes past the live display's redirection, so
+        # on a shared terminal the line landed inside the frame and the next
+        # redraw erased it with part of the frame left behind. While live, a
+        # terminal stderr goes through the live console instead (a redirected
+        # stderr is another file: nothing to draw around).
+        console = self.out if self._live is not None and self.err.is_terminal else self.err
+        console.print(markup, soft_wrap=True)
+
+    def resumable(self, manifest: Path) -> None:
+        """Tell the UI the run can be finished from ``manifest`` (for :meth:`aborted`)."""
+        self._manifest = manifest
+
+    def aborted(self) -> None:
+        """Say the command was aborted (a second Ctrl-C) and how to finish the run."""
+        if self._manifest is not None and self._manifest.exists():
+            self._problem(
+                "[bold red]aborted:[/] finish the run with "
+                f"`gameball-batch resume {escape(str(self._manifest))}`"
+            )
+        else:
+            self._problem("[bold red]aborted[/]")
 
     def print(self, renderable: RenderableType) -> None:
         """Print anything rich can render to stdout."""
@@ -170,16 +198,8 @@ class ConsoleUI:
         if not self.is_live:
             yield
             return
-        with Live(
-            get_renderable=lambda: render_run(tracker),
-            console=self.out,
-            refresh_per_second=4,
-        ) as live:
-            self._live = live
-            try:
-                yield
-            finally:
-                self._live = None
+        with self._showing(lambda: render_run(tracker)):
+            yield
 
     @contextmanager
     def live_view(self, render: Any) -> Iterator[bool]:
@@ -187,13 +207,35 @@ class ConsoleUI:
         if not self.is_live:
             yield False
             return
-        with Live(get_renderable=render, console=self.out, refresh_per_second=4):
+        with self._showing(render):
             yield True
+
+    @contextmanager
+    def _showing(self, render: Any) -> Iterator[None]:
+        with Live(get_renderable=render, console=self.out, refresh_per_second=4) as live:
+            live.refresh()  # the first frame now, not a refresh period later
+            self._live = live
+            try:
+                yield
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Aborted (cancelled, KeyboardInterrupt): the last frame
+                    # would show a run that is no longer going on; clear it.
+                    live.transient = True
+                raise
+            finally:
+                self._live = None
 
     def report(self, report: Report) -> None:
         """Print the summary of a run: outcomes, failure codes, files, exit code."""
         tracker = report.tracker
-        table = Table(title=f"{report.title}: summary", show_header=True)
+        # What the results file holds (all runs of this manifest), not the live count;
+        # a line of its own, as a table title would wrap at the table's width.
+        self.out.print(
+            f"{report.title}: summary of the results file", style="italic", soft_wrap=True,
+            markup=False,
+        )
+        table = Table(show_header=True)
         table.add_column("outcome")
         table.add_column("records", justify="right")
         for outcome in OUTCOMES:
@@ -214,13 +256,22 @@ class ConsoleUI:
                     f"{count:,}", Text(sample)
                 )
             self.out.print(failures)
-        ended = ", ".join(f"{n} {state}" for state, n in sorted(tracker.jobs_ended.items()))
+        ended = ", ".join(f"{n:,} {state}" for state, n in sorted(tracker.jobs_ended.items()))
         self.out.print(
-            f"{tracker.jobs_created} jobs this run" + (f" ({ended})" if ended else "")
+            f"{tracker.jobs_created:,} jobs this run" + (f" ({ended})" if ended else "")
             + f" in {tracker.elapsed:.1f} s",
             markup=False,
             soft_wrap=True,
         )
+        unended = tracker.active_views()
+        if unended:
+            self.out.print(
+                f"jobs not ended: {len(unended):,} ({sum(v.total for v in unended):,} records); "
+                f"the {sum(v.finished for v in unended):,} items they had reported succeeded "
+                "are not in the results file yet",
+                markup=False,
+                soft_wrap=True,
+            )
         for label, path in report.files:
             self.out.print(f"{label:>9}: {path}", markup=False, soft_wrap=True)
         for hint in report.hints:

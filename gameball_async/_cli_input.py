@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._checks import Kind, Spec
+from ._checks import Kind, Spec, misspelling
 from ._cli_manifest import LineRanges
 from ._cli_track import Tracker
 from ._errors import InvalidBatchError
@@ -245,9 +245,16 @@ def _columns(operation: Operation, header: list[str]) -> list[_Column]:
     ]
     if missing:
         required = ", ".join(s.name for s in _SCHEMAS[operation] if s.required)
+        found = [(m, misspelling(m, present)) for m in missing]
+        hints = "".join(
+            f"; found {spelt!r}: use the camelCase wire name {name!r}"
+            for name, spelt in found
+            if spelt is not None
+        )
         raise InputError(
             f"the CSV header lacks required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(m) for m in missing)} (operation {operation.value} needs {required})"
+            + hints
         )
     columns = []
     for name in names:
@@ -300,7 +307,7 @@ def _row_record(
     # zip stops at the shorter: missing trailing cells are absent fields
     shown = {column.header: cell for column, cell in zip(columns, row, strict=False)}
     if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns) :]):
-        error = f"the row has {len(row)} cells but the header has {len(columns)} columns"
+        error = f"the row has {len(row):,} cells but the header has {len(columns):,} columns"
         return None, Reject(line, None, error, row)
     if operation is Operation.ORDER_TRANSACTIONS:
         at = next(i for i, column in enumerate(columns) if column.kind is Kind.ID)

@@ -15,7 +15,7 @@ from ._job import check_job_id
 from ._models import BatchState, BatchStatus
 from ._session import GameballSession
 
-__all__ = ["job_id", "status", "status_json", "stop", "watch"]
+__all__ = ["job_id", "status", "status_json", "stop", "stop_message", "watch"]
 
 T = TypeVar("T")
 
@@ -85,13 +85,29 @@ async def status(
     return 0 if len(found) == len(ids) else 1
 
 
+def stop_message(job: str, reply: BatchStatus | None) -> str:
+    """What ``stop`` says about one job, given the status the stop reply carried.
+
+    A job that had already ended cannot be stopped: the server answers with
+    its final state, which is said as such (exit 0 all the same: the job is
+    not running, which is what ``stop`` is for).
+    """
+    if reply is None:
+        return f"job {job}: stop requested"
+    if reply.state in (BatchState.COMPLETED, BatchState.FAILED):
+        return f"job {job}: already finished ({reply.state.value}), nothing to stop"
+    if reply.state is BatchState.STOPPED:
+        return f"job {job}: stopped"
+    word = reply.state.value if reply.state is not BatchState.UNKNOWN else reply.state_word
+    return f"job {job}: stop requested (still {word})"
+
+
 async def stop(gb: GameballSession, ids: Sequence[str], ui: ConsoleUI) -> int:
     """Ask the server to stop each job; exit 0 when every request was accepted."""
 
     async def one(job: str) -> bool:
         reply = await gb.stop(job)
-        state = f" (now {reply.state.value})" if reply is not None else ""
-        ui.out.print(f"job {job}: stop requested{state}", markup=False, soft_wrap=True)
+        ui.out.print(stop_message(job, reply), markup=False, soft_wrap=True)
         return True
 
     done = await _each(ids, one, ui)

@@ -127,7 +127,7 @@ class LineRanges:
     def describe(self) -> str:
         """``"2-1001"`` or ``"2-10, 12-1002"`` (shortened when long)."""
         parts = [f"{a}-{b}" if a != b else str(a) for a, b in self.pairs[:3]]
-        more = f", +{len(self.pairs) - 3} ranges" if len(self.pairs) > 3 else ""
+        more = f", +{len(self.pairs) - 3:,} ranges" if len(self.pairs) > 3 else ""
         return ", ".join(parts) + more
 
 

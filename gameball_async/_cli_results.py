@@ -266,11 +266,11 @@ def conclude(
     hints: list[str] = []
     if missing > 0:
         hints.append(
-            f"{missing} records have no outcome yet: run `gameball-batch resume {manifest}`"
+            f"{missing:,} records have no outcome yet: run `gameball-batch resume {manifest}`"
         )
     if outcomes[UNKNOWN]:
         hints.append(
-            f"{outcomes[UNKNOWN]} records have an unknown outcome: check the account before "
+            f"{outcomes[UNKNOWN]:,} records have an unknown outcome: check the account before "
             "sending them again (they were never resent)"
         )
     failures = [

@@ -222,8 +222,8 @@ async def _submit(
                 ui.error(str(reject))
             more = scan.rejected - len(shown)
             ui.error(
-                (f"... and {more} more; " if more else "")
-                + f"{scan.rejected} invalid records, nothing was sent. All are listed in "
+                (f"... and {more:,} more; " if more else "")
+                + f"{scan.rejected:,} invalid records, nothing was sent. All are listed in "
                 f"{rejects}; fix them, or pass --skip-invalid to send the valid ones"
             )
             return EXIT_INVALID
@@ -248,6 +248,7 @@ async def _submit(
                 chunk_size=options.chunk_size,
                 created_at=datetime.now(timezone.utc).isoformat(),
             )
+            ui.resumable(manifest)
             if scan.rejected:
                 write_rejected(
                     (reject_from_json(row) for row in read_jsonl(rejects)), out, writer, tracker
@@ -273,7 +274,7 @@ async def _submit(
             out.close()
     written = [("results", str(results)), ("manifest", str(manifest))]
     if scan.rejected:
-        written.append(("rejects", f"{rejects} ({scan.rejected} records)"))
+        written.append(("rejects", f"{rejects} ({scan.rejected:,} records)"))
     return conclude(
         ui, f"submit {op.value}", runner, tracker,
         expected=scan.records + scan.rejected, results=results, manifest=manifest, files=written,
@@ -291,15 +292,17 @@ async def resume(
 
     :raises UsageError: for a missing or malformed manifest, or bad credentials.
     """
+    # Shown absolute, as submit shows it: the resume command works from anywhere.
+    manifest = options.manifest.resolve()
     try:
-        state = ManifestState.read(options.manifest)
+        state = ManifestState.read(manifest)
         header = state.header
         op = Operation(header["operation"])
         results = Path(header["results"])
         records, rejected = int(header["records"]), int(header["rejected"])
         chunk_size, fmt = int(header["chunk_size"]), str(header["format"])
     except (ManifestError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"cannot resume from {options.manifest}: {exc}") from None
+        raise UsageError(f"cannot resume from {manifest}: {exc}") from None
     gb = make_session(header.get("base_url"))
     tracker = Tracker(operation=op.value, phase="resuming")
     if not _exists(results):
@@ -308,12 +311,13 @@ async def resume(
         ui.error(f"{results} is missing: collecting the outcomes of every job again")
     dropped = prune_results(results, state)
     if dropped:
-        ui.note(f"dropped {dropped} results lines of unsettled jobs; they are written again")
-    source = options.input or Path(header["input"])
+        ui.note(f"dropped {dropped:,} results lines of unsettled jobs; they are written again")
+    ui.resumable(manifest)
+    source = options.input.resolve() if options.input is not None else Path(header["input"])
     runner: Runner | None = None
     async with gb:
         with ui.live(tracker):
-            writer = ManifestWriter(options.manifest, fresh=False, observer=observer)
+            writer = ManifestWriter(manifest, fresh=False, observer=observer)
             out = ResultsWriter(results, fresh=False)
             try:
                 runner = Runner(
@@ -350,7 +354,7 @@ async def resume(
                     if scan.sha256 != header.get("input_sha256"):
                         ui.error(
                             f"{source} is missing or changed since the run started: the "
-                            f"{max(remaining, 0)} records never sent are not sent now (pass "
+                            f"{max(remaining, 0):,} records never sent are not sent now (pass "
                             "--input with the original file)"
                         )
                     else:
@@ -372,8 +376,8 @@ async def resume(
                         chunk.job_id, chunk.lines.first, chunk.lines.last, chunk.lines.count
                     )
                 ui.note(
-                    f"resuming: {len(reattach)} unfinished jobs"
-                    + (f", {remaining} records still to send" if chunks is not None else "")
+                    f"resuming: {len(reattach):,} unfinished jobs"
+                    + (f", {remaining:,} records still to send" if chunks is not None else "")
                 )
                 with closing(chunks) if chunks is not None else nullcontext():
                     await runner.execute(chunks, reattach)
@@ -388,8 +392,8 @@ async def resume(
             finally:
                 writer.close()
                 out.close()
-    files = [("results", str(results)), ("manifest", str(options.manifest))]
+    files = [("results", str(results)), ("manifest", str(manifest))]
     return conclude(
         ui, "resume", runner, tracker,
-        expected=records + rejected, results=results, manifest=options.manifest, files=files,
+        expected=records + rejected, results=results, manifest=manifest, files=files,
     )

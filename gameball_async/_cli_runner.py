@@ -185,7 +185,7 @@ class Runner:
                 self._tracker.submitted += lines.count
                 self._tracker.job_created(job.job_id, lines.first, lines.last, lines.count)
                 self._ui.note(
-                    f"job {job.job_id} created: {lines.count} records (lines {lines.describe()})"
+                    f"job {job.job_id} created: {lines.count:,} records (lines {lines.describe()})"
                 )
                 self._follow(watchers, job, lines, permit=True)
                 handed = True
@@ -218,14 +218,16 @@ class Runner:
         )
         self._tracker.outcomes.update(counts)
         what = "may or may not have been created (not resent)" if ambiguous else "were not sent"
-        self._ui.error(f"{lines.count} records (lines {lines.describe()}) {what}: {message}")
+        self._ui.error(f"{lines.count:,} records (lines {lines.describe()}) {what}: {message}")
 
     def _release(self, number: int, lines: LineRanges, error: BaseException) -> None:
         self._manifest.write(
             {"type": "released", "chunk": number, "lines": lines.pairs, "error": str(error)}
         )
         self.released += lines.count
-        self._ui.error(f"{lines.count} records (lines {lines.describe()}) were not sent: {error}")
+        self._ui.error(
+            f"{lines.count:,} records (lines {lines.describe()}) were not sent: {error}"
+        )
 
     def _follow(
         self, watchers: anyio.abc.TaskGroup, job: BatchJob, lines: LineRanges, *, permit: bool
@@ -276,17 +278,18 @@ class Runner:
         self._tracker.outcomes.update(counts)
         self._tracker.job_written(job_id, state)
         extra = "".join(
-            f", {counts[key]} {key.replace('_', ' ')}"
+            f", {counts[key]:,} {key.replace('_', ' ')}"
             for key in (NOT_PROCESSED, UNKNOWN)
             if counts[key]
         )
         self._ui.note(
-            f"job {job_id} {state}: {counts[SUCCEEDED]} succeeded, {counts[FAILED]} failed{extra}"
+            f"job {job_id} {state}: {counts[SUCCEEDED]:,} succeeded, {counts[FAILED]:,} failed"
+            f"{extra}"
         )
 
     async def _stop_remote(self) -> None:
         jobs = list(self._active.values())
-        self._ui.error(f"stopping {len(jobs)} remote jobs (--stop-on-interrupt)")
+        self._ui.error(f"stopping {len(jobs):,} remote jobs (--stop-on-interrupt)")
         with anyio.move_on_after(_STOP_TIMEOUT, shield=True):
             async with anyio.create_task_group() as tg:
                 for job in jobs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Final, Protocol
 
 import attrs
@@ -189,3 +190,6 @@ class RunInterface(UserInterface, Protocol):
 
     def report(self, report: Report) -> None:
         """Print the summary of a run."""
+
+    def resumable(self, manifest: Path) -> None:
+        """The run can be finished from ``manifest`` from now on (said if it is aborted)."""

@@ -253,6 +253,19 @@ class TestSubmit:
         assert any(row["outcome"] == "not_processed" for row in rows)
 
 
+    async def test_notes_count_with_thousands_separators(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        records = [{"customerId": f"c{n}"} for n in range(2500)]
+        source = write_jsonl(tmp_path / "in.jsonl", records)
+        assert await cli(fake, "submit", "balance-inquiry", str(source)) == 0
+        out = capsys.readouterr().out
+        # counts carry separators as the tables do; line numbers are positions, not counts
+        assert "created: 1,000 records (lines 1001-2000)" in out
+        assert "Completed: 1,000 succeeded, 0 failed" in out
+        assert "2,500" in out  # the summary table
+
+
 class TestOutcomes:
     def status(self, state: BatchState, *results: ItemResult, errors: int = 0) -> BatchStatus:
         return BatchStatus(
@@ -331,6 +344,28 @@ class TestBadInput:
         rejects = read_jsonl(tmp_path / "in.jsonl.rejects.jsonl")
         assert [(r["line"], r["field"]) for r in rejects] == [(2, "amount"), (4, "amount")]
         assert rejects[1]["record"] == records[3]
+
+    async def test_snake_case_keys_get_the_camel_case_name(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = cashback(1)
+        record["customer_id"] = record.pop("customerId")
+        source = write_jsonl(tmp_path / "in.jsonl", [cashback(0), record])
+        assert await self.bad(fake, source) == 3
+        assert (
+            "line 2: required field 'customerId' is missing (found 'customer_id': use the "
+            "camelCase wire name 'customerId')"
+        ) in capsys.readouterr().err
+        csv_source = tmp_path / "in.csv"
+        csv_source.write_text(
+            f"customer_id,transactionId,transaction_time,amount\nc1,t1,{WHEN},1\n",
+            encoding="utf-8",
+        )
+        assert await self.bad(fake, csv_source) == 3
+        err = capsys.readouterr().err
+        assert "lacks required columns 'customerId', 'transactionTime'" in err
+        assert "found 'customer_id': use the camelCase wire name 'customerId'" in err
+        assert "found 'transaction_time': use the camelCase wire name 'transactionTime'" in err
 
     async def test_nan_and_naive_datetime(
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -591,6 +626,105 @@ class TestInterruptAndResume:
             fake.communicate(timeout=10)  # also closes its stdout pipe
 
 
+class TestAbort:
+    """A second Ctrl-C cancels the run at once: it says how to finish it."""
+
+    async def test_abort_names_the_resume_command_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(30)])
+        monkeypatch.chdir(tmp_path)  # the input is named relative to the working directory
+        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=50,
+                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+            with anyio.CancelScope() as scope:
+
+                def on_entry(entry: Mapping[str, Any]) -> None:
+                    if entry["type"] == "job":
+                        scope.cancel()  # as the second Ctrl-C does
+
+                await cli(slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3",
+                          observer=on_entry)
+            assert scope.cancelled_caught
+        manifest = tmp_path / "in.jsonl.manifest.jsonl"
+        assert f"aborted: finish the run with `gameball-batch resume {manifest}`" in (
+            capsys.readouterr().err
+        )
+
+    async def test_abort_without_a_run_to_resume_says_aborted(
+        self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await cli(fake, "status", "1")
+        err = capsys.readouterr().err
+        assert "aborted" in err
+        assert "resume" not in err
+
+    async def test_resume_shows_the_manifest_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+        monkeypatch.chdir(tmp_path)
+        manifest = tmp_path / "in.jsonl.manifest.jsonl"
+        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=20,
+                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+            submit = ["submit", "cashback", "in.jsonl", "--chunk-size", "4"]
+            for command in (submit, ["resume", manifest.name]):
+                interrupt = anyio.Event()
+
+                def on_entry(entry: Mapping[str, Any], interrupt: anyio.Event = interrupt) -> None:
+                    if entry["type"] == "job":
+                        interrupt.set()  # as the first Ctrl-C does
+
+                code = await cli(slow, *command, "--concurrency", "1", interrupt=interrupt,
+                                 observer=on_entry)
+                assert code == 130
+                captured = capsys.readouterr()
+                assert f" manifest: {manifest}\n" in captured.out, command
+                assert f"run `gameball-batch resume {manifest}`" in captured.err, command
+
+    def test_second_ctrl_c_aborts_and_names_the_resume_command(self, tmp_path: Path) -> None:
+        """Two real SIGINTs through main(): the second one aborts, once, with the hint."""
+        # Every reply takes seconds: the first Ctrl-C leaves creations in flight.
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "gameball_async.testing", "serve", "--no-rate-limit",
+             "--latency", "4", "4", "--api-key", API_KEY, "--secret-key", SECRET_KEY],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert fake.stdout is not None
+            info = json.loads(fake.stdout.readline())
+            source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+            child_env = {**os.environ, "GAMEBALL_API_KEY": API_KEY,
+                         "GAMEBALL_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
+            child = subprocess.Popen(
+                [sys.executable, "-m", "gameball_async", "--base-url", info["base_url"],
+                 "--poll-interval", "0.05", "submit", "cashback", str(source),
+                 "--chunk-size", "4", "--concurrency", "2"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
+            )
+            assert child.stdout is not None
+            assert child.stderr is not None
+            for line in child.stdout:  # wait for a condition: a job created
+                if " created: " in line:
+                    child.send_signal(signal.SIGINT)
+                    break
+            for line in child.stderr:  # the first Ctrl-C was taken: now the second
+                if "interrupted: no more chunks" in line:
+                    child.send_signal(signal.SIGINT)
+                    break
+            _, err = child.communicate(timeout=60)
+            assert child.returncode == 130, err
+            manifest = tmp_path / "in.jsonl.manifest.jsonl"
+            assert err.count("aborted") == 1, err
+            assert f"`gameball-batch resume {manifest}`" in err
+        finally:
+            fake.terminate()
+            fake.communicate(timeout=10)
+
+
 class TestJobCommands:
     async def make_jobs(self, fake: FakeGameball, count: int) -> list[str]:
         async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
@@ -623,13 +757,19 @@ class TestJobCommands:
             assert slow.job_state(int(job.job_id)) == "Stopped"
             assert await cli(slow, "watch", job.job_id) == 1  # ended Stopped
             out = capsys.readouterr().out
-            assert f"job {job.job_id}: stop requested" in out
+            assert f"job {job.job_id}: stopped\n" in out
             assert "Stopped" in out
         async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=500,
                                 queue_delay=0.01, enforce_rate_limit=False) as quick:
             ids = await self.make_jobs(quick, 2)
             assert await cli(quick, "watch", *ids) == 0
             assert "Completed" in capsys.readouterr().out
+            # a job that already ended is not "stop requested": it says so, and exits 0
+            assert await cli(quick, "stop", ids[0]) == 0
+            assert capsys.readouterr().out == (
+                f"job {ids[0]}: already finished (Completed), nothing to stop\n"
+            )
+            assert quick.job_state(int(ids[0])) == "Completed"
 
 
 class TestCommandLine:

@@ -29,7 +29,9 @@ from gameball_async import (
     Order,
     RateLimit,
     Redemption,
+    _checks,
 )
+from gameball_async._checks import Kind, Spec, compile_validator, misspelling
 from gameball_async._schema import encode_batch
 from gameball_async.testing import FakeGameball
 from gameball_async.testing._fake_wire import parse_creation
@@ -368,3 +370,71 @@ def test_dict_missing_a_required_key_is_refused(
         encode_batch(operation, items)
     assert info.value.index == position
     assert info.value.field == key
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z])([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+SNAKE_CASES = [(op, key) for op, keys in REQUIRED.items() for key in keys if _snake(key) != key]
+
+
+class TestSpellingHint:
+    """A required field spelt the Python way gets the wire name in the error."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("operation", "key"), SNAKE_CASES, ids=[f"{op.value}-{key}" for op, key in SNAKE_CASES]
+    )
+    async def test_snake_case_key_names_the_camel_case_one(
+        self, fake: FakeGameball, session: GameballSession, operation: Operation, key: str
+    ) -> None:
+        bad = _without(VALID[operation], key)
+        bad[_snake(key)] = VALID[operation][key]
+        with pytest.raises(InvalidBatchError) as info:
+            await session.create_batch(operation, [VALID[operation], bad])
+        assert str(info.value) == (
+            f"item 1: required field {key!r} is missing "
+            f"(found {_snake(key)!r}: use the camelCase wire name {key!r})"
+        )
+        assert (info.value.index, info.value.field) == (1, key)
+        assert fake.counts["requests"] == 0
+
+    def test_other_spellings_and_no_hint_without_one(self) -> None:
+        for spelt in ("CustomerID", "customer-id", "CUSTOMER_ID"):
+            with pytest.raises(InvalidBatchError, match=f"found '{spelt}'"):
+                encode_batch(Operation.BALANCE_INQUIRY, [{spelt: "c1"}])
+        with pytest.raises(InvalidBatchError) as info:
+            encode_batch(Operation.BALANCE_INQUIRY, [{"customer": "c1", "id": "c1"}])
+        assert str(info.value) == "item 0: required field 'customerId' is missing"
+
+    def test_nested_fields_name_the_nested_key(self) -> None:
+        validate = compile_validator(
+            [
+                Spec("customerId", Kind.ID, required=True),
+                Spec("customerAttributes", Kind.ATTRIBUTES),
+            ],
+            attributes=[Spec("firstName", Kind.STR, required=True)],
+        )
+        wire = {"customerId": "c1", "customerAttributes": {"first_name": "Ada"}}
+        with pytest.raises(InvalidBatchError) as info:
+            validate(4, wire, False)
+        assert str(info.value) == (
+            "item 4: required field 'customerAttributes.firstName' is missing (found "
+            "'customerAttributes.first_name': use the camelCase wire name "
+            "'customerAttributes.firstName')"
+        )
+        assert info.value.field == "customerAttributes.firstName"
+
+    def test_misspelling(self) -> None:
+        assert misspelling("customerId", ["amount", "customer_id"]) == "customer_id"
+        assert misspelling("customerId", ["customerId"]) is None  # present, only None-valued
+        assert misspelling("customerId", [1, "customer", "customer_ids"]) is None
+
+    def test_the_search_runs_on_the_error_path_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def fail(*_args: object) -> None:
+            raise AssertionError("searched for a misspelling in a valid item")
+
+        monkeypatch.setattr(_checks, "misspelling", fail)
+        items = [dict(VALID[Operation.CASHBACK], extra_key=n) for n in range(1000)]
+        assert len(json.loads(encode_batch(Operation.CASHBACK, items))["body"]) == 1000
