@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import json
 import pickle
 import time
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from _support import PATIENCE, session
 from hypothesis import example, given, settings
@@ -398,6 +401,101 @@ class TestTolerantShapes:
         assert status.state is BatchState.RUNNING
         assert (status.succeeded, status.failed) == ((), ())
         assert status.raw is payload  # the text is still there to read
+
+
+def _halfway(total: int = 1_000, state: str = "Running") -> dict[str, Any]:
+    """A status reply of a job halfway through, as the fake writes it, but with
+    one result per item (a worst case for what a poll carries)."""
+    half = total // 2
+    entry = {"customerId": "customer-000000", "transactionId": "t-000000", "amount": 12.5}
+    return {
+        "jobId": 1,
+        "operation": "cashback",
+        "status": state,
+        "totalCount": total,
+        "finishedCount": half,
+        "errorCount": total - half,
+        "createdAt": "2024-10-16T08:13:29.290Z",
+        "startedAt": "2024-10-16T08:13:30.290Z",
+        "response": {
+            "succeeded": [
+                {"index": i, "item": {**entry, "customerId": f"c-{i}"}, "result": {"points": i}}
+                for i in range(half)
+            ],
+            "failed": [
+                {
+                    "index": i,
+                    "item": {**entry, "customerId": f"c-{i}"},
+                    "code": 7000,
+                    "type": "CustomerNotFound",
+                    "message": "Customer not found.",
+                }
+                for i in range(half, total)
+            ],
+        },
+    }
+
+
+class TestWithoutResults:
+    """Issue 9 point 17: a running job's status keeps state and counts, not the reply."""
+
+    def test_a_running_status_holds_no_results_and_a_small_raw(self) -> None:
+        payload = _halfway()
+        payload["results"] = json.dumps(payload["response"]["succeeded"])
+        payload["note"] = "x" * 5_000
+        status = decode_status(payload, job_id="1", results=False)
+        assert status.state is BatchState.RUNNING
+        assert (status.total_count, status.finished_count, status.error_count) == (1000, 500, 500)
+        assert status.started_at == datetime(2024, 10, 16, 8, 13, 30, 290000, tzinfo=UTC)
+        assert (status.succeeded, status.failed) == ((), ())
+        assert status.raw == {
+            "jobId": 1,
+            "operation": "cashback",
+            "status": "Running",
+            "totalCount": 1000,
+            "finishedCount": 500,
+            "errorCount": 500,
+            "createdAt": "2024-10-16T08:13:29.290Z",
+            "startedAt": "2024-10-16T08:13:30.290Z",
+        }
+        # equal to the same reply decoded with its results, but for the results
+        full = decode_status(payload, job_id="1")
+        assert attrs.evolve(full, succeeded=(), failed=()) == status
+
+    @pytest.mark.parametrize("word", ["Completed", "Failed", "Stopped"])
+    def test_a_terminal_reply_is_decoded_with_its_results(self, word: str) -> None:
+        payload = _halfway(state=word)
+        status = decode_status(payload, job_id="1", results=False)
+        assert (len(status.succeeded), len(status.failed)) == (500, 500)
+        assert status.failed[0].code == 7000
+        assert status.raw is payload
+
+    def test_a_running_status_retains_far_less_than_its_reply(self) -> None:
+        body = json.dumps(_halfway()).encode()
+
+        def retained(results: bool) -> tuple[int, int]:
+            """(bytes of the decoded reply, bytes still held once only the status is kept)"""
+            gc.collect()
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                payload = json.loads(body)
+                size = tracemalloc.get_traced_memory()[0] - base
+                status = decode_status(payload, job_id="1", results=results)
+                del payload
+                gc.collect()
+                held = tracemalloc.get_traced_memory()[0] - base
+            finally:
+                tracemalloc.stop()
+            assert status.total_count == 1000
+            return size, held
+
+        size, held = retained(results=False)
+        assert size > 250_000  # the reply of a 1,000-item job halfway through
+        assert held < 2_048, held  # state, counts, timestamps and a small raw
+        # the measurement sees what a status keeps: with results it keeps the reply
+        size_full, held_full = retained(results=True)
+        assert held_full > 0.9 * size_full
 
 
 class TestJobIdCheck:
