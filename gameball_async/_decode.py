@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -67,6 +67,34 @@ _FAILED_KEYS: Final = frozenset(
     {"failed", "failures", "failedresults", "errors", "errorresults", "failure"}
 )
 
+# Wrappers around per-item lists: {"items": [...]}, {"data": [...]}, and the outcome keys.
+_GROUP_KEYS: Final = (
+    _SUCCEEDED_KEYS
+    | _FAILED_KEYS
+    | frozenset({"items", "data", "entries", "list", "values", "records"})
+)
+_RESULT_FIELDS: Final = frozenset({"response", "results", "errors", "succeeded", "failed"})
+# Any one of these with a value makes an object a status reply (see decode_status).
+_STATUS_FIELDS: Final = (
+    "status",
+    "state",
+    "totalCount",
+    "finishedCount",
+    "errorCount",
+    "totalItems",
+    "processedItems",
+    "failedItems",
+    "progress",
+    "response",
+    "results",
+    "errors",
+)
+_MAX_NESTING: Final = 4
+_MAX_DIGITS: Final = 18
+_SHOWN_WORD: Final = 200
+_SUMMARY_TEXT: Final = 1000
+_NO_RESULTS: Final = ItemResults()
+
 _TEXT_LIMIT: Final = 500
 
 
@@ -98,29 +126,32 @@ def decode_json(body: bytes, what: str) -> Any:
 
 
 def _count(payload: Mapping[str, Any], key: str) -> int | None:
+    """A count as the reply gives it, or ``None`` when it is absent or unreadable.
+
+    An unreadable count (negative, ``true``, ``"many"``, ``1.5``) is treated as
+    not reported rather than a broken reply: the state word still decides the
+    outcome, and raising here would hold a finished job in polling.
+    """
     value = payload.get(key)
-    if type(value) is int and value >= 0:  # the usual case, first
-        return value
-    if value is None:
-        return None
+    if type(value) is int:  # the usual case, first
+        return value if value >= 0 else None
+    return _natural(value)
+
+
+def _natural(value: Any) -> int | None:
+    """``value`` as a non-negative int (int, integral float, decimal digits), else None."""
     if isinstance(value, bool):
-        raise ProtocolError(f"status field {key!r} is not a count: {value!r}")
-    count: int | None = None
+        return None
     if isinstance(value, int):
-        count = value
-    elif isinstance(value, float) and value.is_integer():
-        count = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        # isdigit() also holds for "²" and friends, which int() refuses
-        try:
-            count = int(value)
-        except ValueError:
-            count = None
-    if count is None:
-        raise ProtocolError(f"status field {key!r} is not a count: {str(value)[:40]!r}")
-    if count < 0:
-        raise ProtocolError(f"status field {key!r} is negative: {count}")
-    return count
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and 0 <= value < 2**63 else None
+    if isinstance(value, str):
+        text = value.strip()
+        # isdigit() alone admits "²"; the length bound keeps int() within its digit limit
+        if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+            return int(text)
+    return None
 
 
 def _text(value: Any) -> str | None:
@@ -143,18 +174,33 @@ def _code(value: Any) -> int | None:
     return None
 
 
+class _Keyed:
+    """An entry of a results object keyed by item index (``{"3": {...}}``)."""
+
+    __slots__ = ("entry", "index")
+
+    def __init__(self, index: int, entry: Any) -> None:
+        self.index = index
+        self.entry = entry
+
+
 def _item(entry: Any, ok: bool) -> ItemResult:
+    index: int | None = None
+    if isinstance(entry, _Keyed):
+        index, entry = entry.index, entry.entry
     if not isinstance(entry, Mapping):
-        return ItemResult(index=None, ok=ok, raw=entry)
-    index = entry.get("index")
-    if not isinstance(index, int) or isinstance(index, bool):
-        index = None
+        return ItemResult(index=index, ok=ok, raw=entry)
+    own = _natural(entry.get("index"))
+    if own is not None:
+        index = own
     source: Mapping[str, Any] = entry
     nested = entry.get("error")
     if isinstance(nested, Mapping):
         source = nested
     code = _code(source.get("code", source.get("errorCode")))
     message = _text(source.get("message", source.get("errorMessage")))
+    if message is None and isinstance(nested, str):
+        message = nested
     return ItemResult(index=index, ok=ok, code=code, message=message, raw=entry)
 
 
@@ -166,47 +212,137 @@ def _failed(entry: Any) -> ItemResult:
     return _item(entry, False)
 
 
-def _results(value: Any, ok: bool, key: str) -> ItemResults:
-    if value is None:
-        return ItemResults()
-    if not isinstance(value, list):
-        raise ProtocolError(f"status field {key!r} is not a list of results")
+def _is_failure(entry: Any) -> bool:
+    """Whether an entry of a list of mixed outcomes reports a failed item."""
+    if isinstance(entry, _Keyed):
+        entry = entry.entry
+    if not isinstance(entry, Mapping):
+        return False
+    if entry.get("error") or entry.get("errorMessage") is not None:
+        return True
+    if _code(entry.get("code", entry.get("errorCode"))) is not None:
+        return True
+    return entry.get("success") is False or entry.get("ok") is False
+
+
+def _parsed_text(text: str) -> Any:
+    """A results field sent as a JSON string, parsed; ``None`` for any other text."""
+    if not text.lstrip().startswith(("[", "{")):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _keyed(value: Mapping[Any, Any]) -> list[_Keyed] | None:
+    entries: list[_Keyed] = []
+    for key, entry in value.items():
+        index = _natural(key) if isinstance(key, (str, int)) else None
+        if index is None:
+            return None
+        entries.append(_Keyed(index, entry))
+    return entries
+
+
+class _Gathered:
+    """Raw per-item entries found in a reply, split by outcome."""
+
+    __slots__ = ("failed", "succeeded")
+
+    def __init__(self) -> None:
+        self.succeeded: list[Any] = []
+        self.failed: list[Any] = []
+
+    def add(self, entries: list[Any], ok: bool | None) -> None:
+        if ok is True:
+            self.succeeded.extend(entries)
+        elif ok is False:
+            self.failed.extend(entries)
+        else:
+            for entry in entries:
+                (self.failed if _is_failure(entry) else self.succeeded).append(entry)
+
+    def gather(self, value: Any, ok: bool | None, depth: int = 0) -> None:
+        """Add every per-item entry ``value`` holds, in order.
+
+        :param ok: the outcome of entries found here; ``None`` decides per entry.
+        """
+        if isinstance(value, str):
+            value = _parsed_text(value) if depth < _MAX_NESTING else None
+        if isinstance(value, list):
+            self.add(value, ok)
+            return
+        if not isinstance(value, Mapping) or not value:
+            return  # a scalar where results belong names no item: it stays in ``raw``
+        if "index" not in value and "item" not in value and depth < _MAX_NESTING:
+            groups = [
+                (folded, part)
+                for key, part in value.items()
+                if isinstance(part, (list, Mapping, str))
+                and (folded := _squash(str(key))) in _GROUP_KEYS
+            ]
+            if groups:  # a wrapper: {"items": [...]}, {"succeeded": [...], "failed": [...]}
+                for folded, part in groups:
+                    if folded in _SUCCEEDED_KEYS:
+                        self.gather(part, True, depth + 1)
+                    elif folded in _FAILED_KEYS:
+                        self.gather(part, False, depth + 1)
+                    else:
+                        self.gather(part, ok, depth + 1)
+                return
+            keyed = _keyed(value)
+            if keyed is not None:
+                self.add(keyed, ok)
+                return
+        self.add([value], ok)  # one result object on its own
+
+
+def _read_results(payload: Mapping[str, Any]) -> tuple[ItemResults, ItemResults]:
+    response = payload.get("response")
+    results = payload.get("results")
+    errors = payload.get("errors")
+    if (
+        response is None
+        and (results is None or type(results) is list)
+        and (errors is None or type(errors) is list)
+    ):  # the newer spec's shape, as documented: no copy of the lists
+        return _lazy(results or (), True), _lazy(errors or (), False)
+    if (
+        results is None
+        and errors is None
+        and isinstance(response, Mapping)
+        and len(response) == 2
+        and type(response.get("succeeded")) is list
+        and type(response.get("failed")) is list
+    ):  # the developer guide's shape, as documented
+        return _lazy(response["succeeded"], True), _lazy(response["failed"], False)
+    found = _Gathered()
+    found.gather(response, None)
+    found.gather(results, True)
+    found.gather(errors, False)
+    return _lazy(found.succeeded, True), _lazy(found.failed, False)
+
+
+def _lazy(entries: Sequence[Any], ok: bool) -> ItemResults:
+    if not entries:
+        return _NO_RESULTS
     # Decoded when read: the poller only needs the counts.
-    return ItemResults.lazy(value, _succeeded if ok else _failed)
+    return ItemResults.lazy(entries, _succeeded if ok else _failed)
 
 
-def _split_response(response: Any) -> tuple[ItemResults, ItemResults]:
-    if response is None:
-        return ItemResults(), ItemResults()
-    if isinstance(response, list):
-        # One list of mixed outcomes: an entry with an error code failed.
-        items = [_item(entry, True) for entry in response]
-        ok = ItemResults(i for i in items if i.code is None)
-        bad = ItemResults(_item(i.raw, False) for i in items if i.code is not None)
-        return ok, bad
-    if not isinstance(response, Mapping):
-        raise ProtocolError("status field 'response' is neither an object nor a list")
-    if len(response) == 2 and "succeeded" in response and "failed" in response:
-        # the developer guide's spelling: no key to normalise
-        return (
-            _results(response["succeeded"], True, "response.succeeded"),
-            _results(response["failed"], False, "response.failed"),
+def _summary(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The reply's small top-level fields: what a running job's status keeps as ``raw``."""
+    return {
+        key: value
+        for key, value in payload.items()
+        if key not in _RESULT_FIELDS
+        and (
+            value is None
+            or isinstance(value, (bool, int, float))
+            or (isinstance(value, str) and len(value) <= _SUMMARY_TEXT)
         )
-    succeeded: list[ItemResults] = []
-    failed: list[ItemResults] = []
-    for key, value in response.items():
-        folded = _squash(str(key))
-        if folded in _SUCCEEDED_KEYS:
-            succeeded.append(_results(value, True, f"response.{key}"))
-        elif folded in _FAILED_KEYS:
-            failed.append(_results(value, False, f"response.{key}"))
-    return _joined(succeeded), _joined(failed)
-
-
-def _joined(parts: list[ItemResults]) -> ItemResults:
-    if len(parts) == 1:
-        return parts[0]
-    return ItemResults(result for part in parts for result in part)
+    }
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -220,25 +356,83 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def decode_status(payload: Any, *, job_id: str, operation: Operation | None = None) -> BatchStatus:
+def _reported_id(payload: Mapping[str, Any]) -> str | None:
+    value = payload.get("jobId")
+    if value is None:
+        value = payload.get("batchId")
+        if value is None:
+            value = payload.get("id")
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None  # an object, a list, or a fraction names no job we could compare
+
+
+def decode_status(
+    payload: Any,
+    *,
+    job_id: str,
+    operation: Operation | None = None,
+    results: bool = True,
+) -> BatchStatus:
     """Decode a status reply of either documented shape into a :class:`BatchStatus`.
 
-    An unknown status word gives :attr:`BatchState.UNKNOWN` (the word is kept in
-    ``state_word``); a reply that is not a status at all raises.
+    A status reply is a JSON object that carries at least one status field
+    with a value: the status word (``status`` or ``state``), a count
+    (``totalCount``, ``finishedCount``, ``errorCount``, ``totalItems``,
+    ``processedItems``, ``failedItems``, ``progress``) or per-item results
+    (``response``, ``results``, ``errors``). Anything else (not an object,
+    ``{}``, an error body, a creation reply ``{"jobId": 7}``) is not a status.
+
+    Within a status reply no field's shape raises, so a drifting API never
+    ends a wait: a status word that is not a known string gives
+    :attr:`BatchState.UNKNOWN` (polled on) with ``state_word`` holding it as
+    text (``""`` when absent); an unreadable count counts as not reported; the
+    per-item results are read from lists, JSON strings, wrapper objects
+    (``{"items": [...]}``), objects keyed by item index (``{"3": {...}}``) and
+    single result objects, and a scalar where results belong stays in ``raw``
+    only.
 
     :param payload: the decoded JSON reply.
-    :param job_id: the id that was asked for, used when the reply names none.
+    :param job_id: the id that was asked for.
     :param operation: the operation the caller knows, used when the reply names none.
-    :raises ProtocolError: when the payload is not a status object.
+    :param results: with ``False``, a non-terminal reply is decoded without its
+        per-item results, and its ``raw`` keeps only the reply's top-level
+        scalar fields (state, counts, timestamps): a running 1,000-item job's
+        status then costs a few hundred bytes instead of the whole reply. A
+        terminal reply is always decoded with its results (read lazily) and
+        its whole ``raw``, so a poller can pass ``False`` on every poll.
+    :raises ProtocolError: when the payload is not a status reply, or names
+        another job than ``job_id`` (compared as strings; a reply naming no
+        job is taken as the one asked for).
     """
     if not isinstance(payload, Mapping):
         raise ProtocolError(f"status reply is not a JSON object but {type(payload).__name__}")
-    word = payload.get("status", payload.get("state"))
-    if not isinstance(word, str):
+    word = payload.get("status")
+    if word is None:
+        word = payload.get("state")
+    if type(word) is str:  # the usual case, first
+        state = normalise_state(word)
+    else:
+        state = BatchState.UNKNOWN
         if word is None:
-            raise ProtocolError("status reply has no 'status' field")
-        raise ProtocolError(f"status reply's 'status' is not a string: {str(word)[:40]!r}")
-    state = normalise_state(word)
+            if not any(payload.get(key) is not None for key in _STATUS_FIELDS):
+                raise ProtocolError(
+                    f"reply is not a status: it has none of the status fields "
+                    f"(keys: {sorted(str(key)[:20] for key in payload)[:10]})"
+                )
+            word = ""
+        else:
+            word = str(word)[:_SHOWN_WORD] if not isinstance(word, str) else word
+
+    reported = _reported_id(payload)
+    if reported is not None and reported != job_id:
+        raise ProtocolError(f"status reply for job {job_id!r} names another job: {reported[:40]!r}")
 
     if "totalItems" in payload or "processedItems" in payload or "failedItems" in payload:
         # The newer OpenAPI shape counts failed items inside processedItems.
@@ -251,14 +445,12 @@ def decode_status(payload: Any, *, job_id: str, operation: Operation | None = No
         finished = _count(payload, "finishedCount") or 0
         error = _count(payload, "errorCount") or 0
 
-    if "response" in payload:
-        succeeded, failed = _split_response(payload.get("response"))
+    raw: Mapping[str, Any] = payload
+    if results or state.is_terminal:
+        succeeded, failed = _read_results(payload)
     else:
-        succeeded = _results(payload.get("results"), True, "results")
-        failed = _results(payload.get("errors"), False, "errors")
-
-    raw_id = payload.get("jobId", payload.get("batchId", payload.get("id")))
-    reported_id = job_id if raw_id is None or isinstance(raw_id, (dict, list)) else str(raw_id)
+        succeeded = failed = _NO_RESULTS
+        raw = _summary(payload)
 
     raw_operation = payload.get("operation")
     decoded_operation = None
@@ -267,21 +459,19 @@ def decode_status(payload: Any, *, job_id: str, operation: Operation | None = No
             _squash(raw_operation)
         )
 
-    created = payload.get("createdAt")
-    started = payload.get("startedAt")
     return BatchStatus(
-        job_id=reported_id,
+        job_id=job_id,
         operation=decoded_operation or operation,
         state=state,
         state_word=word,
         total_count=total,
         finished_count=finished,
         error_count=error,
-        created_at=_timestamp(created),
-        started_at=_timestamp(started),
+        created_at=_timestamp(payload.get("createdAt")),
+        started_at=_timestamp(payload.get("startedAt")),
         succeeded=succeeded,
         failed=failed,
-        raw=payload,
+        raw=raw,
     )
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import json
 import pickle
 import time
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import anyio
+import attrs
 import pytest
+from _support import PATIENCE, session
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +38,7 @@ from gameball_async._decode import (
     normalise_state,
     parse_retry_after,
 )
+from gameball_async.testing import FakeGameball, InjectedReply
 
 UTC = timezone.utc
 
@@ -76,9 +82,9 @@ OPENAPI = {
 
 class TestDecodeStatus:
     def test_guide_shape(self) -> None:
-        status = decode_status(GUIDE, job_id="999")
+        status = decode_status(GUIDE, job_id="1234")  # the reply's int id, compared as text
         assert isinstance(status, BatchStatus)
-        assert status.job_id == "1234"  # the reply's own id, as a string
+        assert status.job_id == "1234"
         assert status.operation is Operation.CASHBACK
         assert status.state is BatchState.RUNNING
         assert status.state_word == "Running"
@@ -95,7 +101,7 @@ class TestDecodeStatus:
         assert status.raw == GUIDE
 
     def test_openapi_shape(self) -> None:
-        status = decode_status(OPENAPI, job_id="x", operation=Operation.REDEEM)
+        status = decode_status(OPENAPI, job_id="b-77", operation=Operation.REDEEM)
         assert status.job_id == "b-77"
         assert status.operation is Operation.REDEEM  # not in the reply: the caller's
         assert status.state is BatchState.RUNNING
@@ -161,15 +167,15 @@ class TestDecodeStatus:
     )
     def test_status_words(self, word: str, state: BatchState) -> None:
         assert normalise_state(word) is state
-        for base in (GUIDE, OPENAPI):
-            status = decode_status({**base, "status": word}, job_id="1")
+        for base, job_id in ((GUIDE, "1234"), (OPENAPI, "b-77")):
+            status = decode_status({**base, "status": word}, job_id=job_id)
             assert status.state is state
             assert status.state_word == word
 
     @pytest.mark.parametrize("word", ["Reticulating", "", "paused", "42"])
     def test_unknown_word_is_unknown_not_a_crash(self, word: str) -> None:
         payload = {**GUIDE, "status": word}
-        status = decode_status(payload, job_id="1")
+        status = decode_status(payload, job_id="1234")
         assert status.state is BatchState.UNKNOWN
         assert status.state_word == word
         assert not status.is_terminal
@@ -184,20 +190,348 @@ class TestDecodeStatus:
             42,
             {},
             {"status": None},
-            {"status": 3},
-            {"status": "Running", "totalCount": -1},
-            {"status": "Running", "totalCount": "many"},
-            {"status": "Running", "errorCount": True},
-            {"status": "Running", "finishedCount": 1.5},
-            {"status": "Running", "totalCount": "²"},
-            {"status": "Running", "response": "all good"},
-            {"status": "Running", "response": {"failed": {"index": 1}}},
-            {"status": "Running", "results": {"a": 1}},
+            {"status": None, "state": None, "jobId": 1},
+            {"jobId": 1},  # a creation reply is not a status
+            {"code": 5000, "message": "Internal error", "requestId": "r"},  # an error body
         ],
     )
     def test_not_a_status_is_a_protocol_error(self, payload: Any) -> None:
         with pytest.raises(ProtocolError):
             decode_status(payload, job_id="1")
+
+
+class TestTolerantShapes:
+    """Issue 9 point 15: plausible drift decodes (UNKNOWN at worst) instead of raising."""
+
+    @pytest.mark.parametrize(
+        ("value", "word"),
+        [
+            (3, "3"),
+            (0, "0"),
+            (True, "True"),
+            (2.5, "2.5"),
+            ({"name": "Running"}, "{'name': 'Running'}"),
+            (["Running"], "['Running']"),
+        ],
+    )
+    def test_a_status_that_is_not_a_string_is_unknown(self, value: Any, word: str) -> None:
+        payload = {"jobId": 1, "status": value, "totalCount": 4, "finishedCount": 1}
+        status = decode_status(payload, job_id="1")
+        assert status.state is BatchState.UNKNOWN
+        assert status.state_word == word
+        assert (status.total_count, status.finished_count) == (4, 1)
+        assert status.raw is payload
+
+    def test_a_huge_status_value_is_kept_short(self) -> None:
+        status = decode_status({"status": list(range(10_000))}, job_id="1")
+        assert status.state is BatchState.UNKNOWN
+        assert len(status.state_word) <= 200
+
+    def test_state_is_read_when_status_is_null(self) -> None:
+        status = decode_status({"status": None, "state": "finished"}, job_id="1")
+        assert status.state is BatchState.COMPLETED
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"totalCount": 3, "finishedCount": 1},
+            {"progress": 40},
+            {"errors": []},
+            {"status": None, "processedItems": 2},
+        ],
+    )
+    def test_status_fields_without_a_word_are_unknown(self, payload: Any) -> None:
+        status = decode_status(payload, job_id="1")
+        assert status.state is BatchState.UNKNOWN
+        assert status.state_word == ""
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("totalCount", -1),
+            ("totalCount", "many"),
+            ("totalCount", "²"),
+            ("totalCount", True),
+            ("totalCount", 1.5),
+            ("totalCount", "9" * 5000),
+            ("totalCount", [3]),
+            ("totalItems", {"n": 3}),
+        ],
+    )
+    def test_an_unreadable_count_is_not_reported(self, field: str, value: Any) -> None:
+        status = decode_status({"status": "Completed", field: value}, job_id="1")
+        assert status.state is BatchState.COMPLETED  # the wait still ends
+        assert status.total_count is None
+
+    @pytest.mark.parametrize(("field", "value"), [("finishedCount", -3), ("errorCount", False)])
+    def test_an_unreadable_progress_count_is_zero(self, field: str, value: Any) -> None:
+        status = decode_status({"status": "Running", "totalCount": 5, field: value}, job_id="1")
+        assert (status.finished_count, status.error_count) == (0, 0)
+
+    FAILURES = (
+        {"index": 0, "code": 7000, "message": "Customer not found."},
+        {"index": 2, "error": {"code": "9004", "message": "Duplicate transaction id."}},
+    )
+
+    @pytest.mark.parametrize(
+        "errors",
+        [
+            list(FAILURES),
+            {"items": list(FAILURES)},
+            {"data": list(FAILURES), "count": 2},
+            {"0": FAILURES[0], "2": {"error": FAILURES[1]["error"]}},  # keyed by item index
+            json.dumps(list(FAILURES)),
+            json.dumps({"items": list(FAILURES)}),
+            {"items": json.dumps(list(FAILURES))},
+        ],
+        ids=["list", "items", "data", "keyed", "json-list", "json-object", "json-in-object"],
+    )
+    def test_errors_in_any_shape_are_read(self, errors: Any) -> None:
+        payload = {"batchId": "b-1", "status": "failed", "totalItems": 3, "errors": errors}
+        status = decode_status(payload, job_id="b-1")
+        assert status.state is BatchState.FAILED
+        got = [(r.index, r.ok, r.code) for r in status.failed]
+        assert got == [(0, False, 7000), (2, False, 9004)]
+        assert status.succeeded == ()
+
+    def test_a_single_error_object_is_one_failure(self) -> None:
+        error = {"index": 4, "code": 9008, "message": "Insufficient balance."}
+        status = decode_status({"status": "Failed", "errors": error}, job_id="1")
+        assert [(r.index, r.code, r.message) for r in status.failed] == [
+            (4, 9008, "Insufficient balance.")
+        ]
+
+    def test_an_unrecognised_object_is_kept_as_one_result(self) -> None:
+        # nothing is dropped: an object that is no wrapper is one result
+        status = decode_status({"status": "Completed", "results": {"a": 1}}, job_id="1")
+        (only,) = status.succeeded
+        assert (only.index, only.ok, only.raw) == (None, True, {"a": 1})
+
+    @pytest.mark.parametrize(
+        "response",
+        [
+            GUIDE["response"],
+            json.dumps(GUIDE["response"]),
+            {
+                "succeeded": json.dumps(GUIDE["response"]["succeeded"]),  # type: ignore[index]
+                "failed": GUIDE["response"]["failed"],
+            },  # type: ignore[index]
+            {
+                "succeeded": {"items": GUIDE["response"]["succeeded"]},  # type: ignore[index]
+                "failed": {"2": GUIDE["response"]["failed"][0]},
+            },  # type: ignore[index]
+            {
+                "results": GUIDE["response"]["succeeded"],  # type: ignore[index]
+                "errors": GUIDE["response"]["failed"],
+                "summary": "1 failed",
+            },  # type: ignore[index]
+            [*GUIDE["response"]["succeeded"], *GUIDE["response"]["failed"]],  # type: ignore[index]
+            {
+                "items": [
+                    *GUIDE["response"]["succeeded"],  # type: ignore[index]
+                    *GUIDE["response"]["failed"],
+                ]
+            },  # type: ignore[index]
+        ],
+        ids=["guide", "json-string", "json-part", "nested", "other-keys", "mixed", "mixed-items"],
+    )
+    def test_response_in_any_shape_is_read(self, response: Any) -> None:
+        status = decode_status({**GUIDE, "status": "Failed", "response": response}, job_id="1234")
+        assert [(r.index, r.ok) for r in status.succeeded] == [(0, True), (1, True)]
+        assert [(r.index, r.ok, r.code) for r in status.failed] == [(2, False, 7000)]
+
+    def test_response_and_top_level_lists_are_all_read(self) -> None:
+        payload = {
+            "status": "Completed",
+            "response": {"succeeded": [{"index": 0}]},
+            "results": [{"index": 1}],
+            "errors": [{"index": 2, "code": 7000}],
+        }
+        status = decode_status(payload, job_id="1")
+        assert [r.index for r in status.succeeded] == [0, 1]
+        assert [r.index for r in status.failed] == [2]
+
+    @pytest.mark.parametrize(
+        ("raw_index", "index"),
+        [
+            ("3", 3),
+            (" 3 ", 3),
+            (3.0, 3),
+            (3, 3),
+            ("-1", None),
+            (-1, None),
+            ("x", None),
+            ("²", None),
+            (True, None),
+            (None, None),
+            ("9" * 5000, None),
+        ],
+    )
+    def test_item_index_as_text(self, raw_index: Any, index: int | None) -> None:
+        payload = {"status": "Completed", "results": [{"index": raw_index}]}
+        (result,) = decode_status(payload, job_id="1").succeeded
+        assert result.index == index
+
+    def test_mixed_entries_are_split_by_their_own_outcome(self) -> None:
+        response = [
+            {"index": 0},
+            {"index": 1, "error": "Customer not found."},
+            {"index": 2, "errorMessage": "Bad"},
+            {"index": 3, "success": False},
+            {"index": 4, "errorCode": 9008},
+            "order-17",
+        ]
+        status = decode_status({"status": "Completed", "response": response}, job_id="1")
+        assert [r.index for r in status.succeeded] == [0, None]
+        assert [r.index for r in status.failed] == [1, 2, 3, 4]
+        assert status.failed[0].message == "Customer not found."
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"status": "Running", "response": "all good"},
+            {"status": "Running", "response": 7},
+            {"status": "Running", "results": "not json ["},
+            {"status": "Running", "errors": "[unterminated"},
+            {"status": "Running", "response": "[" * 10_000},
+        ],
+    )
+    def test_a_scalar_where_results_belong_names_no_item(self, payload: Any) -> None:
+        status = decode_status(payload, job_id="1")
+        assert status.state is BatchState.RUNNING
+        assert (status.succeeded, status.failed) == ((), ())
+        assert status.raw is payload  # the text is still there to read
+
+
+def _halfway(total: int = 1_000, state: str = "Running") -> dict[str, Any]:
+    """A status reply of a job halfway through, as the fake writes it, but with
+    one result per item (a worst case for what a poll carries)."""
+    half = total // 2
+    entry = {"customerId": "customer-000000", "transactionId": "t-000000", "amount": 12.5}
+    return {
+        "jobId": 1,
+        "operation": "cashback",
+        "status": state,
+        "totalCount": total,
+        "finishedCount": half,
+        "errorCount": total - half,
+        "createdAt": "2024-10-16T08:13:29.290Z",
+        "startedAt": "2024-10-16T08:13:30.290Z",
+        "response": {
+            "succeeded": [
+                {"index": i, "item": {**entry, "customerId": f"c-{i}"}, "result": {"points": i}}
+                for i in range(half)
+            ],
+            "failed": [
+                {
+                    "index": i,
+                    "item": {**entry, "customerId": f"c-{i}"},
+                    "code": 7000,
+                    "type": "CustomerNotFound",
+                    "message": "Customer not found.",
+                }
+                for i in range(half, total)
+            ],
+        },
+    }
+
+
+class TestWithoutResults:
+    """Issue 9 point 17: a running job's status keeps state and counts, not the reply."""
+
+    def test_a_running_status_holds_no_results_and_a_small_raw(self) -> None:
+        payload = _halfway()
+        payload["results"] = json.dumps(payload["response"]["succeeded"])
+        payload["note"] = "x" * 5_000
+        status = decode_status(payload, job_id="1", results=False)
+        assert status.state is BatchState.RUNNING
+        assert (status.total_count, status.finished_count, status.error_count) == (1000, 500, 500)
+        assert status.started_at == datetime(2024, 10, 16, 8, 13, 30, 290000, tzinfo=UTC)
+        assert (status.succeeded, status.failed) == ((), ())
+        assert status.raw == {
+            "jobId": 1,
+            "operation": "cashback",
+            "status": "Running",
+            "totalCount": 1000,
+            "finishedCount": 500,
+            "errorCount": 500,
+            "createdAt": "2024-10-16T08:13:29.290Z",
+            "startedAt": "2024-10-16T08:13:30.290Z",
+        }
+        # equal to the same reply decoded with its results, but for the results
+        full = decode_status(payload, job_id="1")
+        assert attrs.evolve(full, succeeded=(), failed=()) == status
+
+    @pytest.mark.parametrize("word", ["Completed", "Failed", "Stopped"])
+    def test_a_terminal_reply_is_decoded_with_its_results(self, word: str) -> None:
+        payload = _halfway(state=word)
+        status = decode_status(payload, job_id="1", results=False)
+        assert (len(status.succeeded), len(status.failed)) == (500, 500)
+        assert status.failed[0].code == 7000
+        assert status.raw is payload
+
+    def test_a_running_status_retains_far_less_than_its_reply(self) -> None:
+        body = json.dumps(_halfway()).encode()
+
+        def retained(results: bool) -> tuple[int, int]:
+            """(bytes of the decoded reply, bytes still held once only the status is kept)"""
+            gc.collect()
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                payload = json.loads(body)
+                size = tracemalloc.get_traced_memory()[0] - base
+                status = decode_status(payload, job_id="1", results=results)
+                del payload
+                gc.collect()
+                held = tracemalloc.get_traced_memory()[0] - base
+            finally:
+                tracemalloc.stop()
+            assert status.total_count == 1000
+            return size, held
+
+        size, held = retained(results=False)
+        assert size > 250_000  # the reply of a 1,000-item job halfway through
+        assert held < 2_048, held  # state, counts, timestamps and a small raw
+        # the measurement sees what a status keeps: with results it keeps the reply
+        size_full, held_full = retained(results=True)
+        assert held_full > 0.9 * size_full
+
+
+class TestJobIdCheck:
+    """Issue 9 point 12: a reply about another job is not this job's status."""
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"jobId": 8, "status": "Completed"},
+            {"jobId": "8", "status": "Completed"},
+            {"batchId": "b-8", "status": "Completed"},
+            {"id": 8, "status": "Completed"},
+            {"jobId": 8.0, "status": "Completed"},
+        ],
+    )
+    def test_another_job_id_is_a_protocol_error(self, payload: Any) -> None:
+        with pytest.raises(ProtocolError, match="another job"):
+            decode_status(payload, job_id="7")
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"status": "Completed"},
+            {"jobId": 7, "status": "Completed"},
+            {"jobId": "7", "status": "Completed"},
+            {"jobId": " 7 ", "status": "Completed"},
+            {"jobId": 7.0, "status": "Completed"},
+            {"jobId": None, "batchId": 7, "status": "Done"},
+            {"jobId": {"value": 8}, "status": "Completed"},
+            {"jobId": True, "status": "Completed"},
+        ],
+    )
+    def test_the_same_job_or_none_is_accepted(self, payload: Any) -> None:
+        status = decode_status(payload, job_id="7")
+        assert status.job_id == "7"
+        assert status.is_terminal
 
 
 class TestDecodeJobId:
@@ -371,20 +705,43 @@ _json = st.recursive(
     | st.floats()
     | st.text()
     | st.sampled_from(["Running", "completed", "pending", "²", "--5", "-1", "1e3", "10"]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            [
-                "status", "state", "jobId", "batchId", "id", "operation", "totalCount",
-                "finishedCount", "errorCount", "totalItems", "processedItems", "failedItems",
-                "createdAt", "startedAt", "response", "results", "errors", "succeeded",
-                "failed", "index", "code", "message", "error", "errorCode", "type",
-                "requestId",
-            ]
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "status",
+                    "state",
+                    "jobId",
+                    "batchId",
+                    "id",
+                    "operation",
+                    "totalCount",
+                    "finishedCount",
+                    "errorCount",
+                    "totalItems",
+                    "processedItems",
+                    "failedItems",
+                    "createdAt",
+                    "startedAt",
+                    "response",
+                    "results",
+                    "errors",
+                    "succeeded",
+                    "failed",
+                    "index",
+                    "code",
+                    "message",
+                    "error",
+                    "errorCode",
+                    "type",
+                    "requestId",
+                ]
+            )
+            | st.text(max_size=8),
+            inner,
+            max_size=6,
         )
-        | st.text(max_size=8),
-        inner,
-        max_size=6,
     ),
     max_leaves=30,
 )
@@ -441,3 +798,43 @@ def test_decode_error_always_an_api_error(http_status: int, body: bytes) -> None
 def test_parse_retry_after_never_crashes(value: str) -> None:
     seconds = parse_retry_after(value, now=TestRetryAfter.NOW)
     assert seconds is None or seconds >= 0.0
+
+
+# -- through a session: drifting replies do not end a wait ------------------------------
+
+
+@pytest.mark.anyio
+async def test_drifting_status_replies_keep_the_wait_going_to_its_results() -> None:
+    """Issue 9 point 15 end to end: an integer status is polled on, and a Failed job's
+    results sent as an object and as a JSON string all reach the caller."""
+    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake) as gb:
+        job = gb.job(7, Operation.CASHBACK)
+        fake.inject(
+            "status",
+            InjectedReply(body={"jobId": 7, "status": 2, "totalCount": 3, "finishedCount": 1}),
+            InjectedReply(
+                body={
+                    "jobId": 7,
+                    "status": "Failed",
+                    "totalCount": 3,
+                    "finishedCount": 1,
+                    "errorCount": 2,
+                    "response": json.dumps({"succeeded": [{"index": "0"}]}),
+                    "errors": {"1": {"code": 7000}, "2": {"code": 9008}},
+                }
+            ),
+        )
+        with anyio.fail_after(PATIENCE):
+            status = await job.wait(raise_on_failure=False)
+        assert status.state is BatchState.FAILED
+        assert [r.index for r in status.succeeded] == [0]
+        assert [(r.index, r.code) for r in status.failed] == [(1, 7000), (2, 9008)]
+        assert fake.counts["status"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_reply_about_another_job_is_refused() -> None:
+    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake) as gb:
+        fake.inject("status", InjectedReply(body={"jobId": 8, "status": "Completed"}))
+        with pytest.raises(ProtocolError, match="another job"):
+            await gb.get_status(7)
