@@ -1,10 +1,12 @@
 """Testing helpers: :class:`FakeGameball`, an in-process fake of the Batch API.
 
 The fake is a pure aiohttp.web server (it imports nothing from the rest of
-``gameball_async``); see DESIGN section 6. The ``fake_gameball`` pytest
-fixture comes from :mod:`gameball_async.testing._pytest_plugin`, registered
-as a ``pytest11`` entry point. ``python -m gameball_async.testing serve`` runs
-the fake in a separate process.
+``gameball_async``); see DESIGN section 6. It serves on the caller's event
+loop (``async with``) or from its own thread (``with``). The
+``fake_gameball`` and ``fake_gameball_factory`` pytest fixtures come from the
+top-level module ``_gameball_async_pytest``, registered as a ``pytest11``
+entry point. ``python -m gameball_async.testing serve`` runs the fake in a
+separate process.
 
 Names are imported lazily, so that loading the pytest plugin stays cheap.
 """

@@ -13,7 +13,7 @@ freeze the counts at the moment they are called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
@@ -244,6 +244,18 @@ class Ledger:
         self.created.add(customer_id)
         self.balances[customer_id] = float(balance)
 
+    def add_customers(self, customers: Mapping[str, float] | Iterable[str]) -> None:
+        """Create customers: a mapping of id to balance, or ids with ``default_balance``.
+
+        :param customers: the customers.
+        """
+        if isinstance(customers, Mapping):
+            for customer_id, balance in customers.items():
+                self.add_customer(customer_id, balance)
+        else:
+            for customer_id in customers:
+                self.add_customer(customer_id, self.default_balance)
+
     def known(self, customer_id: str) -> bool:
         """Whether items for this customer succeed (no 7000).
 
@@ -302,9 +314,7 @@ class Ledger:
         # cashback and redeem share one transaction id space
         transaction_id: str = item["transactionId"]
         if transaction_id in self.transaction_ids:
-            return ItemOutcome.failure(
-                9004, f"Duplicate transaction id: {transaction_id!r}"
-            )
+            return ItemOutcome.failure(9004, f"Duplicate transaction id: {transaction_id!r}")
         if operation == "cashback":
             new_balance = balance + item["amount"]
         else:

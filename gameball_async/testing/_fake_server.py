@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import web
 
 from ._fake_backend import FakeBackend, StatusShape
 from ._fake_faults import Faults, InjectedReply, InjectRoute, RecordedRequest
 from ._fake_jobs import FakeJob
+from ._fake_thread import LoopThread
 
 __all__ = ["DEFAULT_BASE_PATH", "FakeGameball"]
 
 DEFAULT_BASE_PATH: Final = "/api/v4.0/integrations"
 # in-flight handlers (e.g. a slow fault) get this long to finish on close
 _SHUTDOWN_TIMEOUT: Final = 0.5
+_T = TypeVar("_T")
 
 
 class FakeGameball:
     """An in-process fake of the Gameball Batch API (DESIGN sections 1 and 6).
 
-    Use it as an async context manager (or :meth:`start` / :meth:`close`); it
-    serves on ``host:port`` (port 0 picks a free one) and records what it saw.
-    The job lifecycle is computed lazily from ``clock``: no task per job.
+    Use it as an async context manager (or :meth:`start` / :meth:`close`) to
+    serve on the running event loop, or as a plain context manager (or
+    :meth:`start_in_thread` / :meth:`close_in_thread`) to serve from its own
+    thread and event loop, which works from sync code and from any test runner.
+    It serves on ``host:port`` (port 0 picks a free one) and records what it
+    saw. The job lifecycle is computed lazily from ``clock``: no task per job.
+
+    Served from its own thread, every method and property runs on the
+    server's loop and waits for it (a round trip to that thread), so it is safe from
+    any thread: ``requests``, ``counts``, ``jobs`` and ``created_bodies`` then
+    return snapshot copies, and a change (``faults = ...``, :meth:`inject`,
+    :meth:`add_customer`, ...) is in place before the server handles the next
+    request. Served on the caller's loop they return the live objects.
 
     Request handling order: record -> scripted reply (:meth:`inject`) -> rate
     limit -> random faults -> authentication -> handler. A request that
@@ -57,8 +70,11 @@ class FakeGameball:
     :param rate_per_second: accepted requests allowed in any 1 s.
     :param rate_per_window: accepted requests allowed in any ``rate_window`` s.
     :param rate_window: the long window, in seconds.
+    :param customers: customers created before serving, as with :meth:`add_customer`:
+        a mapping of id to balance, or ids (each with ``default_balance``).
     :param customers_must_exist: items of a customer never created (through
-        ``/batch/customers`` or :meth:`add_customer`) fail with 7000.
+        ``customers``, ``/batch/customers`` or :meth:`add_customer`) fail with
+        7000; ``None`` (the default) means ``True`` when ``customers`` is given.
     :param default_balance: starting balance of a customer not seen before
         (auto-known, or created through ``/batch/customers``).
     :param status_shape: ``"guide"``, ``"openapi"`` or ``"mixed"`` (seeded per reply).
@@ -85,7 +101,8 @@ class FakeGameball:
         rate_per_second: int = 30,
         rate_per_window: int = 360,
         rate_window: float = 30.0,
-        customers_must_exist: bool = False,
+        customers: Mapping[str, float] | Iterable[str] | None = None,
+        customers_must_exist: bool | None = None,
         default_balance: float = 1000.0,
         status_shape: StatusShape = "guide",
         failed_job_rate: float = 0.0,
@@ -103,6 +120,10 @@ class FakeGameball:
             raise ValueError(f"failed_job_rate must be in 0..1, got {failed_job_rate!r}")
         if rate_per_second < 1 or rate_per_window < 1 or not rate_window > 0:
             raise ValueError("rate limits must be positive")
+        if isinstance(customers, str):
+            raise TypeError("customers must be ids or a mapping of id to balance, not a str")
+        if customers_must_exist is None:
+            customers_must_exist = customers is not None
         stripped = base_path.strip("/")
         self._backend = FakeBackend(
             api_key=api_key,
@@ -122,11 +143,14 @@ class FakeGameball:
             base_path="/" + stripped if stripped else "",
             clock=clock if clock is not None else time.monotonic,
         )
+        if customers is not None:
+            self._backend.ledger.add_customers(customers)
         self._host, self._port = host, port
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._state: Literal["unopened", "running", "closed"] = "unopened"
         self._origin: str | None = None
+        self._loop_thread: LoopThread | None = None
 
     def __repr__(self) -> str:
         where = self._origin or "unbound"
@@ -157,12 +181,79 @@ class FakeGameball:
         self._origin = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
     async def close(self) -> None:
-        """Stop serving and close every connection; idempotent."""
+        """Stop serving and close every connection; idempotent.
+
+        A fake served from its own thread is closed as by :meth:`close_in_thread`.
+        """
+        if self._loop_thread is not None and not self._loop_thread.in_loop_thread:
+            await asyncio.to_thread(self.close_in_thread)
+            return
         self._state = "closed"
         self._backend.closing.set()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    def start_in_thread(self) -> None:
+        """Bind and start serving from a new daemon thread with its own event loop.
+
+        Returns once the server accepts connections; close with
+        :meth:`close_in_thread` (or :meth:`close`).
+
+        :raises RuntimeError: when already started, or closed.
+        :raises OSError: when the address cannot be bound.
+        """
+        if self._state != "unopened" or self._loop_thread is not None:
+            raise RuntimeError(f"FakeGameball is {self._state}; it cannot be started again")
+        loop_thread = LoopThread(name=f"FakeGameball-{id(self):x}")
+        loop_thread.start()
+        try:
+            loop_thread.run(self.start)
+        except BaseException:
+            loop_thread.stop()
+            raise
+        self._loop_thread = loop_thread
+
+    def close_in_thread(self) -> None:
+        """Stop a fake served from its own thread, and end that thread; idempotent.
+
+        What it recorded stays readable afterwards.
+
+        :raises RuntimeError: when the fake serves on a caller's event loop
+            (``await`` :meth:`close` there).
+        """
+        loop_thread = self._loop_thread
+        if loop_thread is None:
+            if self._state == "running":
+                raise RuntimeError("FakeGameball serves on an event loop: await close() there")
+            self._state = "closed"
+            return
+        try:
+            loop_thread.run(self.close)
+        finally:
+            loop_thread.stop()
+            self._loop_thread = None
+
+    def __enter__(self) -> FakeGameball:
+        self.start_in_thread()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_in_thread()
+
+    def _on_server(self, func: Callable[[], _T]) -> _T:
+        """Run ``func`` where the server's state lives (see the class docstring)."""
+        loop_thread = self._loop_thread
+        return func() if loop_thread is None else loop_thread.call(func)
+
+    def _snapshot(self, live: _T, copy: Callable[[_T], _T]) -> _T:
+        """``live`` on the caller's loop; from a thread, a copy made on the server's loop."""
+        return live if self._loop_thread is None else self._on_server(lambda: copy(live))
 
     async def __aenter__(self) -> FakeGameball:
         await self.start()
@@ -209,33 +300,33 @@ class FakeGameball:
     @property
     def faults(self) -> Faults:
         """The random fault configuration; assign a new :class:`Faults` to change it."""
-        return self._backend.faults
+        return self._on_server(lambda: self._backend.faults)
 
     @faults.setter
     def faults(self, value: Faults) -> None:
         if not isinstance(value, Faults):
             raise TypeError(f"expected Faults, got {value!r}")
-        self._backend.faults = value
+        self._on_server(lambda: setattr(self._backend, "faults", value))
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every recorded request, in arrival order (``reply_status`` 0 while in flight)."""
-        return self._backend.requests
+        return self._snapshot(self._backend.requests, list)
 
     @property
     def counts(self) -> collections.Counter[str]:
         """Traffic counters; see the class docstring for the keys."""
-        return self._backend.counts
+        return self._snapshot(self._backend.counts, collections.Counter)
 
     @property
     def jobs(self) -> dict[int, FakeJob]:
         """Every job created, by id."""
-        return self._backend.jobs
+        return self._snapshot(self._backend.jobs, dict)
 
     @property
     def created_bodies(self) -> collections.Counter[str]:
         """sha256 hex digest of each creation body that created a job -> times."""
-        return self._backend.created_bodies
+        return self._snapshot(self._backend.created_bodies, collections.Counter)
 
     def max_requests_in(self, window_seconds: float) -> int:
         """The most requests that arrived within any window of this length.
@@ -245,7 +336,7 @@ class FakeGameball:
         :param window_seconds: window length in seconds.
         :return: the maximum count.
         """
-        return self._backend.max_requests_in(window_seconds)
+        return self._on_server(lambda: self._backend.max_requests_in(window_seconds))
 
     def stats(self) -> dict[str, Any]:
         """The counters served at ``GET /_fake/stats``.
@@ -253,11 +344,11 @@ class FakeGameball:
         :return: ``{"counts", "jobs_created", "jobs_total", "requests",
             "max_per_second", "max_per_window"}``.
         """
-        return self._backend.stats()
+        return self._on_server(self._backend.stats)
 
     def reset(self) -> None:
         """Clear :attr:`requests`, :attr:`counts` and the rate-limit windows (jobs stay)."""
-        self._backend.reset()
+        self._on_server(self._backend.reset)
 
     # -- test controls -------------------------------------------------------
 
@@ -267,7 +358,7 @@ class FakeGameball:
         :param customer_id: the customer id.
         :param balance: its balance.
         """
-        self._backend.ledger.add_customer(customer_id, balance)
+        self._on_server(lambda: self._backend.ledger.add_customer(customer_id, balance))
 
     def balance(self, customer_id: str) -> float:
         """A customer's current balance (item effects apply when a job is created).
@@ -276,7 +367,7 @@ class FakeGameball:
         :return: the balance (``default_balance`` for a customer not seen yet).
         :raises KeyError: when customers must exist and this one was never created.
         """
-        return self._backend.ledger.balance(customer_id)
+        return self._on_server(lambda: self._backend.ledger.balance(customer_id))
 
     def inject(self, route: InjectRoute, *replies: InjectedReply) -> None:
         """Queue scripted replies, consumed first-in first-out by matching requests.
@@ -291,16 +382,17 @@ class FakeGameball:
         for reply in replies:
             if not isinstance(reply, InjectedReply):
                 raise TypeError(f"expected InjectedReply, got {reply!r}")
-        self._backend.injections.extend((route, reply) for reply in replies)
+        queued = [(route, reply) for reply in replies]
+        self._on_server(lambda: self._backend.injections.extend(queued))
 
     @property
     def pending_injections(self) -> int:
         """Number of scripted replies not consumed yet."""
-        return len(self._backend.injections)
+        return self._on_server(lambda: len(self._backend.injections))
 
     def _job(self, job_id: int) -> FakeJob:
         try:
-            return self.jobs[job_id]
+            return self._backend.jobs[job_id]
         except KeyError:
             raise KeyError(f"no job {job_id}") from None
 
@@ -310,7 +402,7 @@ class FakeGameball:
         :param job_id: the job id.
         :raises KeyError: for an unknown job.
         """
-        self._job(job_id).stop(self._backend.clock())
+        self._on_server(lambda: self._job(job_id).stop(self._backend.clock()))
 
     def fail_job(self, job_id: int) -> None:
         """Make a job end ``Failed`` now, counts frozen (no-op when terminal).
@@ -318,7 +410,7 @@ class FakeGameball:
         :param job_id: the job id.
         :raises KeyError: for an unknown job.
         """
-        self._job(job_id).fail(self._backend.clock())
+        self._on_server(lambda: self._job(job_id).fail(self._backend.clock()))
 
     def job_state(self, job_id: int) -> str:
         """A job's canonical state word now.
@@ -327,4 +419,4 @@ class FakeGameball:
         :return: ``Queued``, ``Running``, ``Completed``, ``Failed`` or ``Stopped``.
         :raises KeyError: for an unknown job.
         """
-        return self._job(job_id).state(self._backend.clock())
+        return self._on_server(lambda: self._job(job_id).state(self._backend.clock()))

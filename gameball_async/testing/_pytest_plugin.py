@@ -1,38 +1,102 @@
-"""pytest plugin of :mod:`gameball_async.testing`: the ``fake_gameball`` fixture.
+"""What the ``fake_gameball`` fixtures do, imported only when a test uses one.
 
-Registered through the ``pytest11`` entry point. It imports the fake only when
-the fixture is used, so loading the plugin costs nothing.
-
-The fixture is async: use it from tests run by the anyio pytest plugin
-(``@pytest.mark.anyio``, asyncio backend)::
-
-    @pytest.mark.anyio
-    async def test_something(fake_gameball):
-        ...  # fake_gameball.base_url, fake_gameball.api_key, ...
+The plugin itself is the top-level module ``_gameball_async_pytest`` (see its
+docstring for the fixtures and examples), so that loading it imports neither
+this package nor aiohttp. Its fixtures are re-exported here for an environment
+whose ``pytest11`` entry point still names this module (an install made
+before the entry point moved).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Protocol
 
 import pytest
 
-if TYPE_CHECKING:
-    from ._fake_server import FakeGameball
+from _gameball_async_pytest import fake_gameball, fake_gameball_factory, pytest_configure
 
-__all__ = ["fake_gameball"]
+from ._fake_faults import Faults
+from ._fake_server import FakeGameball
+
+__all__ = [
+    "FakeGameballFactory",
+    "fake_gameball",
+    "fake_gameball_factory",
+    "marker_settings",
+    "pytest_configure",
+]
+
+MARKER = "fake_gameball"
 
 
-@pytest.fixture
-async def fake_gameball() -> AsyncIterator[FakeGameball]:
-    """A started :class:`~gameball_async.testing.FakeGameball` with default settings.
+class _Marked(Protocol):
+    def iter_markers(self, name: str | None = None) -> Iterator[pytest.Mark]: ...
 
-    Closed after the test.
 
-    :return: the running fake (yielded).
+class FakeGameballFactory:
+    """Makes fakes served from their own threads and closes them all at the end.
+
+    Use as a context manager; inside it, call it with
+    :class:`FakeGameball`'s keyword arguments.
     """
-    from ._fake_server import FakeGameball  # noqa: PLC0415 - keep the plugin import cheap
 
-    async with FakeGameball() as fake:
-        yield fake
+    def __init__(self) -> None:
+        self._fakes: list[FakeGameball] = []
+        self._closed = False
+
+    def __call__(self, **settings: Any) -> FakeGameball:
+        """Make a fake with these settings and start it in its own thread.
+
+        :param settings: :class:`FakeGameball` keyword arguments; ``faults``
+            may be a mapping of :class:`Faults` fields.
+        :return: the running fake.
+        :raises RuntimeError: after the factory was closed (the test is over).
+        :raises TypeError: on an unknown setting.
+        :raises ValueError: on an invalid setting.
+        """
+        if self._closed:
+            raise RuntimeError("fake_gameball_factory is closed: its test is over")
+        faults = settings.get("faults")
+        if isinstance(faults, Mapping):
+            settings["faults"] = Faults(**faults)
+        fake = FakeGameball(**settings)
+        fake.start_in_thread()
+        self._fakes.append(fake)
+        return fake
+
+    def close(self) -> None:
+        """Close every fake made, the last first; idempotent."""
+        self._closed = True
+        while self._fakes:
+            self._fakes.pop().close_in_thread()
+
+    def __enter__(self) -> FakeGameballFactory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def marker_settings(node: _Marked) -> dict[str, Any]:
+    """The ``fake_gameball`` marker settings of a test, the closest marker winning per key.
+
+    :param node: the test item.
+    :return: the merged keyword arguments.
+    :raises pytest.UsageError: when a marker has positional arguments.
+    """
+    settings: dict[str, Any] = {}
+    for marker in reversed(list(node.iter_markers(MARKER))):
+        if marker.args:
+            raise pytest.UsageError(
+                f"@pytest.mark.{MARKER} takes keyword arguments only "
+                f"(FakeGameball settings), got {marker.args!r}"
+            )
+        settings.update(marker.kwargs)
+    return settings
