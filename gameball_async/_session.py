@@ -438,7 +438,10 @@ class GameballSession:
         # The poller's fetch: one attempt, no retry loop and no sleeping, so a slow
         # or failing job costs one request timeout per poll; the poller retries.
         reply = await self._open().get_once(self._job_path(job_id))
-        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+        # While a job runs the scheduler needs its state and counts only: a
+        # halfway 1,000-item reply would otherwise stay held by every entry.
+        status = decode_status(reply.payload, job_id=job_id, operation=operation, results=False)
+        return status, reply.retry_after
 
     async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         """One stop call: the status the reply carried, if it carried one."""
