@@ -11,6 +11,7 @@ from typing import Any, Final, Protocol
 
 import anyio
 
+from ._entry import Entry, Subscriber, status_changed
 from ._errors import (
     BatchFailedError,
     BatchStoppedError,
@@ -19,7 +20,7 @@ from ._errors import (
     PollTimeoutError,
 )
 from ._models import BatchState, BatchStatus, Operation
-from ._poller import Entry, Poller, Subscriber, status_changed
+from ._poller import Poller
 
 __all__ = ["BatchJob", "as_completed", "check_job_id", "wait_all"]
 

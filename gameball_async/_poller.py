@@ -30,22 +30,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Final, Protocol
+from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import (
-    GameballError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    SessionClosedError,
-    TransportError,
-)
-from ._models import BatchState, BatchStatus, Operation
-from ._policy import Observation, PollPolicy, capped_growth, next_poll_delay
+from ._entry import Entry, Subscriber, is_transient, start_hint, status_changed
+from ._errors import GameballError, ProtocolError, SessionClosedError
+from ._models import BatchStatus, Operation
+from ._policy import PollPolicy
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -54,6 +47,7 @@ __all__ = [
     "Poller",
     "Subscriber",
     "is_transient",
+    "start_hint",
     "status_changed",
 ]
 
@@ -65,153 +59,6 @@ DEFAULT_MAX_IN_FLIGHT: Final = 16
 #: The strategy that reads one status: ``(job_id, operation) -> (status, retry_after)``.
 #: One attempt; failures raise :class:`GameballError` subclasses.
 Fetch = Callable[[str, "Operation | None"], Awaitable[tuple[BatchStatus, "float | None"]]]
-
-# Failures after which the same read may well succeed: the wait goes on.
-_TRANSIENT: Final = (TransportError, ServerError, RateLimitError, ProtocolError)
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether a failed status read is worth repeating (a wait keeps polling).
-
-    5xx, 429, network failures and undecodable replies are; final answers
-    (401/403/404, other 4xx, redirects), a closed session and bugs are not.
-    """
-    return isinstance(error, _TRANSIENT)
-
-
-class Subscriber(Protocol):
-    """Something told about an entry's news: a waiter, a watcher, a collector."""
-
-    def notify(self, entry: Entry) -> None:
-        """Called (synchronously) when the entry has a new status or an error."""
-
-
-class Entry:
-    """The polling state of one job.
-
-    :ivar status: the newest status applied (never replaced once terminal).
-    :ivar error: the final error that ended polling, if any.
-    :ivar ticket: the ticket of the request whose reply gave ``status``; a reply
-        to an older request is dropped.
-    """
-
-    __slots__ = (
-        "anchor",
-        "due",
-        "error",
-        "error_tb",
-        "failures",
-        "hint",
-        "in_flight",
-        "job_id",
-        "last",
-        "not_running_at",
-        "operation",
-        "scheduled",
-        "soon",
-        "status",
-        "steps",
-        "subscribers",
-        "ticket",
-    )
-
-    def __init__(
-        self,
-        job_id: str,
-        operation: Operation | None,
-        status: BatchStatus | None,
-        not_running_at: float | None = None,
-    ):
-        self.job_id = job_id
-        self.operation = operation
-        self.status = status
-        self.error: BaseException | None = None
-        self.error_tb: TracebackType | None = None
-        self.subscribers: set[Subscriber] = set()
-        self.due = 0.0
-        self.scheduled = False
-        self.in_flight = False
-        self.soon = False
-        self.steps = 0
-        self.failures = 0
-        self.ticket = 0
-        # ``anchor``: first observation while Running, for the processing rate;
-        # ``hint``: an anchor derived from the server's startedAt, used only
-        # until there are two observations of our own; ``last``: the previous
-        # observation, to tell whether there was progress; ``not_running_at``:
-        # the latest local time the job was known not to be running yet (its
-        # creation, a Queued reply), a floor under what startedAt may claim.
-        self.anchor: Observation | None = None
-        self.hint: Observation | None = None
-        self.last: Observation | None = None
-        self.not_running_at = not_running_at
-
-    @property
-    def finished(self) -> bool:
-        """Polling is over: a terminal status or an error."""
-        return self.error is not None or (self.status is not None and self.status.is_terminal)
-
-    def fail(self, error: BaseException) -> None:
-        """End polling with ``error``, keeping the traceback it has now.
-
-        Every waiter re-raises the error with this traceback, so each raise
-        carries only its own frames (as :class:`asyncio.Future` does).
-        """
-        self.error = error
-        self.error_tb = error.__traceback__
-
-    def raise_error(self) -> None:
-        """Raise the error that ended polling (see :meth:`fail`)."""
-        error = self.error
-        if error is not None:
-            raise error.with_traceback(self.error_tb)
-
-
-# A server clock this far from ours is not one to estimate a rate from.
-_MAX_PLAUSIBLE_RUN: Final = 86_400.0
-
-
-def start_hint(
-    status: BatchStatus,
-    current: Observation,
-    *,
-    not_running_at: float | None,
-    wall_now: float,
-) -> Observation | None:
-    """An observation of zero progress at the job's reported start, if plausible.
-
-    ``startedAt`` is the server's clock, which may be off by any amount (or a
-    naive local time read as UTC), so it is checked against what this process
-    saw: the job cannot have started before ``not_running_at`` (its creation,
-    or a reply that still said Queued). A claimed start in the future, or an
-    implausibly old one with no floor to check it against, gives no hint.
-
-    :param current: the observation the status was read in (monotonic clock).
-    :param not_running_at: monotonic time the job was last known not running.
-    :param wall_now: the local wall clock (``time.time()``) at ``current``.
-    """
-    if status.started_at is None or current.processed <= 0:
-        return None
-    elapsed = wall_now - status.started_at.timestamp()
-    if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
-        return None
-    if not_running_at is not None:
-        elapsed = min(elapsed, current.at - not_running_at)
-        if elapsed <= 0.0:
-            return None
-    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
-
-
-def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:
-    """Whether ``new`` tells a waiter anything ``old`` did not (state or counts)."""
-    return (
-        old is None
-        or old.state is not new.state
-        or old.state_word != new.state_word
-        or old.finished_count != new.finished_count
-        or old.error_count != new.error_count
-        or old.total_count != new.total_count
-    )
 
 
 class Poller:
@@ -524,18 +371,12 @@ class Poller:
             return
         self.polls_failed += 1
         self._note_outage(failure)
-        entry.failures += 1
-        policy = self._policy
-        base = capped_growth(
-            max(policy.initial_delay, policy.min_delay),
-            policy.multiplier,
-            entry.failures - 1,
-            policy.max_delay,
-        )
-        delay = max(base - policy.jitter * self._rng.uniform(0.0, base), policy.min_delay)
         retry_after = getattr(failure, "retry_after", None)
-        if isinstance(retry_after, (int, float)):
-            delay = max(delay, float(retry_after))
+        delay = entry.delay_after_failure(
+            self._policy,
+            retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None,
+            rng=self._rng,
+        )
         self._schedule(entry, delay)
 
     def _note_outage(self, failure: Exception) -> None:
@@ -580,55 +421,14 @@ class Poller:
             self._finish(entry)
             return
         now = self._clock()
-        current = Observation(now, status.state, status.processed_count, status.total_count)
-        last = entry.last
-        progressed = last is not None and current.processed > last.processed
-        if previous is not None and previous.state is not status.state:
-            entry.steps = 0
-            entry.anchor = entry.hint = None
-        if status.state is BatchState.QUEUED:
-            entry.not_running_at = now
-        if progressed:
-            entry.steps = 0
-        elif last is not None:
-            entry.steps += 1
-        reference: Observation | None = entry.anchor if progressed else None
-        if entry.anchor is None and status.state is BatchState.RUNNING:
-            hint = start_hint(
-                status,
-                current,
-                not_running_at=entry.not_running_at,
-                wall_now=self._wall_clock(),
-            )
-            if hint is not None and entry.not_running_at is not None:
-                # checked against a floor of ours: at worst it makes the job
-                # look faster and the next poll early, so it anchors the rate
-                entry.anchor = hint
-                reference = hint
-            else:
-                entry.anchor = current
-                entry.hint = hint
-        entry.last = current
-        delay = next_poll_delay(
+        delay = entry.delay_after(
+            status,
             self._policy,
-            previous=reference,
-            current=current,
-            steps_without_progress=entry.steps,
+            now=now,
+            wall_now=self._wall_clock(),
             retry_after=retry_after,
             rng=self._rng,
         )
-        if reference is None and entry.hint is not None and entry.anchor is current:
-            # One observation of our own and an unchecked start time: it may
-            # bring the next poll forward, never put it off.
-            hinted = next_poll_delay(
-                self._policy,
-                previous=entry.hint,
-                current=current,
-                steps_without_progress=entry.steps,
-                retry_after=retry_after,
-                rng=self._rng,
-            )
-            delay = min(delay, hinted)
         if self._entries.get(entry.job_id) is entry and not entry.in_flight:
             self._schedule(entry, delay)
         else:
