@@ -35,6 +35,38 @@ __all__ = [
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+def _reduce_frozen(self: Any) -> tuple[Any, ...]:
+    """Pickle a frozen model as its field values by name, read-only mappings included.
+
+    ``MappingProxyType`` does not pickle (a status's default ``raw`` is one): such
+    a field travels as a dict and is wrapped again on the way back. Unpickling
+    sets the fields directly, as attrs' own pickling does, without validators.
+    """
+    state: dict[str, Any] = {}
+    proxies: list[str] = []
+    for field in attrs.fields(type(self)):
+        value = getattr(self, field.name)
+        if type(value) is MappingProxyType:
+            value = dict(value)
+            proxies.append(field.name)
+        state[field.name] = value
+    return (_rebuild_frozen, (type(self), state, tuple(proxies)))
+
+
+def _rebuild_frozen(cls: type[Any], state: dict[str, Any], proxies: tuple[str, ...]) -> Any:
+    for name in proxies:
+        state[name] = MappingProxyType(state[name])
+    model = object.__new__(cls)
+    for field in attrs.fields(cls):
+        if field.name in state:
+            value = state[field.name]
+        else:  # a field added since the pickle was made: its default
+            factory = getattr(field.default, "factory", None)
+            value = factory() if callable(factory) else field.default
+        object.__setattr__(model, field.name, value)
+    return model
+
+
 class Operation(str, enum.Enum):
     """A batch operation; the value is the name the API and this package use for it."""
 
@@ -134,6 +166,8 @@ class CustomerAttributes:
     Every field is optional; unknown fields go in ``extra`` and are sent as they are.
     """
 
+    __reduce__ = _reduce_frozen
+
     display_name: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -163,6 +197,8 @@ class CustomerAttributes:
 class Customer:
     """A customer to create or update (operation ``customers``)."""
 
+    __reduce__ = _reduce_frozen
+
     customer_id: str
     email: str | None = None
     mobile: str | None = None
@@ -182,6 +218,8 @@ class Order:
     merchant...): put them in ``extra`` with their camelCase wire names.
     """
 
+    __reduce__ = _reduce_frozen
+
     customer_id: str
     order_id: str
     order_date: datetime
@@ -193,6 +231,8 @@ class Order:
 class BalanceInquiry:
     """A balance inquiry for one customer (operation ``balance-inquiry``)."""
 
+    __reduce__ = _reduce_frozen
+
     customer_id: str
     extra: Mapping[str, Any] = _extra()
 
@@ -200,6 +240,8 @@ class BalanceInquiry:
 @attrs.frozen(kw_only=True)
 class BalanceAdjustment:
     """A manual balance adjustment (operation ``balance-adjustment``)."""
+
+    __reduce__ = _reduce_frozen
 
     customer_id: str
     amount: float
@@ -210,6 +252,8 @@ class BalanceAdjustment:
 @attrs.frozen(kw_only=True)
 class Cashback:
     """A cashback award (operation ``cashback``)."""
+
+    __reduce__ = _reduce_frozen
 
     customer_id: str
     transaction_id: str
@@ -223,6 +267,8 @@ class Cashback:
 @attrs.frozen(kw_only=True)
 class Redemption:
     """A redemption of points or amount (operation ``redeem``)."""
+
+    __reduce__ = _reduce_frozen
 
     customer_id: str
     transaction_id: str
@@ -239,6 +285,8 @@ class Redemption:
 class Event:
     """Events for one customer (operation ``events``): event name -> metadata."""
 
+    __reduce__ = _reduce_frozen
+
     customer_id: str
     events: Mapping[str, Mapping[str, Any]]
     extra: Mapping[str, Any] = _extra()
@@ -254,6 +302,8 @@ class ItemResult:
     :ivar message: the server's message for a failed item.
     :ivar raw: the entry exactly as received.
     """
+
+    __reduce__ = _reduce_frozen
 
     index: int | None
     ok: bool
@@ -321,6 +371,10 @@ class ItemResults(Sequence[ItemResult]):
     def __repr__(self) -> str:
         return f"<ItemResults: {len(self)} items>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoded first: the decoder of a lazy sequence need not be picklable.
+        return (ItemResults, (self._all(),))
+
 
 def _results(value: Iterable[ItemResult] | ItemResults) -> ItemResults:
     return value if isinstance(value, ItemResults) else ItemResults(value)
@@ -347,6 +401,8 @@ class BatchStatus:
     :ivar failed: per-item results of failed items, as reported.
     :ivar raw: the decoded JSON reply this status was read from.
     """
+
+    __reduce__ = _reduce_frozen
 
     job_id: str
     operation: Operation | None
