@@ -12,6 +12,7 @@ import collections.abc
 import enum
 import inspect
 import pickle
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -107,9 +108,11 @@ SAMPLES: dict[Any, Callable[[], Any]] = {
 
 
 def _namespace() -> dict[str, Any]:
+    # every module of the package, so hints naming types from any of them resolve
     namespace: dict[str, Any] = {}
-    for module in ("_errors", "_models", "_job", "_poller", "_session"):
-        namespace.update(vars(getattr(gameball_async, module)))
+    for name, module in sorted(sys.modules.items()):
+        if name.startswith("gameball_async.") and module is not None:
+            namespace.update(vars(module))
     namespace.update(vars(gameball_async))
     namespace.update(vars(collections.abc))
     namespace.update(vars(typing))
