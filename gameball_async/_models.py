@@ -14,6 +14,7 @@ from typing import Any, Final, overload
 
 import attrs
 
+from ._dictdata import Reader, plain, utc_text
 from ._errors import InvalidBatchError
 from ._frozen import reduce_frozen as _reduce_frozen
 from ._records import (
@@ -122,6 +123,38 @@ class ItemResult:
     message: str | None = None
     raw: Any = attrs.field(default=None, eq=False, repr=False)
 
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        """This result as a JSON-ready dict: ``index``, ``ok``, ``code``, ``message``.
+
+        :param raw: also give ``raw``, the entry as the server sent it (for a
+            balance inquiry, say, the per-item answer is only there).
+        :return: a new dict that ``json.dumps`` takes and :meth:`from_dict` reads.
+        """
+        data: dict[str, Any] = {
+            "index": self.index,
+            "ok": self.ok,
+            "code": self.code,
+            "message": self.message,
+        }
+        if raw:
+            data["raw"] = plain(self.raw)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ItemResult:
+        """Rebuild a result from :meth:`to_dict` output (``raw`` when it is there).
+
+        :raises ValueError: when ``data`` is not such a dict.
+        """
+        fields = Reader(data, "ItemResult")
+        return cls(
+            index=fields.optional("index", int),
+            ok=fields.required("ok", bool),
+            code=fields.optional("code", int),
+            message=fields.optional("message", str),
+            raw=fields.data.get("raw"),
+        )
+
 
 class ItemResults(Sequence[ItemResult]):
     """An immutable sequence of per-item results, decoded on first use.
@@ -210,7 +243,13 @@ class BatchStatus:
     :ivar succeeded: per-item results of succeeded items, as reported (a
         tuple-like :class:`ItemResults`; any iterable of results is accepted).
     :ivar failed: per-item results of failed items, as reported.
-    :ivar raw: the decoded JSON reply this status was read from.
+    :ivar raw: the decoded JSON reply this status was read from. A running
+        job's status as the poller keeps it holds only the reply's top-level
+        scalar fields here, and no per-item results (see ``decode_status``'s
+        ``results``); a terminal status holds the whole reply.
+
+    :meth:`to_dict` and :meth:`from_dict` turn a status into JSON-ready data
+    and back, to return it from a web endpoint or keep it in a cache or queue.
     """
 
     __reduce__ = _reduce_frozen
@@ -247,3 +286,71 @@ class BatchStatus:
         if total <= 0:
             return 1.0 if self.is_terminal else 0.0
         return min(1.0, self.processed_count / total)
+
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        """This status as a JSON-ready dict, per-item results included.
+
+        Keys are the attribute names; datetimes are ISO 8601 UTC strings with a
+        ``Z`` (microseconds kept), enums are their values, and ``succeeded`` and
+        ``failed`` are lists of :meth:`ItemResult.to_dict`. ``json.dumps`` takes
+        it as it is and :meth:`from_dict` reads it back to an equal status.
+
+        :param raw: also give ``raw``, the reply as received, and each result's
+            ``raw`` (the per-item entries are then present twice: JSON has no
+            references).
+        :return: a new dict (``raw`` values are shared with this status).
+        :raises ValueError: for a naive datetime (only a status built by hand has one).
+        """
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "operation": None if self.operation is None else self.operation.value,
+            "state": self.state.value,
+            "state_word": self.state_word,
+            "total_count": self.total_count,
+            "finished_count": self.finished_count,
+            "error_count": self.error_count,
+            "created_at": utc_text(self.created_at),
+            "started_at": utc_text(self.started_at),
+            "succeeded": [result.to_dict(raw=raw) for result in self.succeeded],
+            "failed": [result.to_dict(raw=raw) for result in self.failed],
+        }
+        if raw:
+            data["raw"] = plain(self.raw)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchStatus:
+        """Rebuild a status from :meth:`to_dict` output (after JSON or not).
+
+        Keys it does not know are ignored, so data written by a later version
+        still reads; ``raw`` is restored when it is there.
+
+        :raises ValueError: when ``data`` is not such a dict (a missing or
+            mistyped field, an unknown state or operation, a timestamp that is
+            not ISO 8601 with a zone).
+        """
+        fields = Reader(data, "BatchStatus")
+        state = fields.required("state", str)
+        operation = fields.optional("operation", str)
+        try:
+            parsed_state = BatchState(state)
+            parsed_operation = None if operation is None else Operation(operation)
+        except ValueError as exc:
+            raise ValueError(f"BatchStatus: {exc}") from None
+        raw = fields.data.get("raw")
+        if raw is not None and not isinstance(raw, Mapping):
+            raise ValueError(f"BatchStatus: 'raw' is not an object but {type(raw).__name__}")
+        return cls(
+            job_id=fields.required("job_id", str),
+            operation=parsed_operation,
+            state=parsed_state,
+            state_word=fields.optional("state_word", str, state),
+            total_count=fields.optional("total_count", int),
+            finished_count=fields.optional("finished_count", int, 0),
+            error_count=fields.optional("error_count", int, 0),
+            created_at=fields.timestamp("created_at"),
+            started_at=fields.timestamp("started_at"),
+            succeeded=[ItemResult.from_dict(item) for item in fields.results("succeeded")],
+            failed=[ItemResult.from_dict(item) for item in fields.results("failed")],
+            raw=_EMPTY if raw is None else raw,
+        )
