@@ -10,10 +10,11 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from ._decode_items import NO_RESULTS, code_of, natural, read_results, squash, text_of
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -23,7 +24,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._models import BatchState, BatchStatus, ItemResult, ItemResults, Operation
+from ._models import BatchState, BatchStatus, Operation
 from ._wire import parse_datetime
 
 __all__ = [
@@ -34,10 +35,6 @@ __all__ = [
     "normalise_state",
     "parse_retry_after",
 ]
-
-
-def _squash(word: str) -> str:
-    return word.replace(" ", "").replace("_", "").replace("-", "").casefold()
 
 
 _STATE_WORDS: Final[dict[str, BatchState]] = {
@@ -57,22 +54,10 @@ _STATE_WORDS: Final[dict[str, BatchState]] = {
 
 _OPERATIONS: Final[dict[str, Operation]] = {
     **{op.value: op for op in Operation},
-    **{_squash(op.value): op for op in Operation},
+    **{squash(op.value): op for op in Operation},
 }
 
-_SUCCEEDED_KEYS: Final = frozenset(
-    {"succeeded", "success", "successes", "succeededresults", "successresults", "results"}
-)
-_FAILED_KEYS: Final = frozenset(
-    {"failed", "failures", "failedresults", "errors", "errorresults", "failure"}
-)
 
-# Wrappers around per-item lists: {"items": [...]}, {"data": [...]}, and the outcome keys.
-_GROUP_KEYS: Final = (
-    _SUCCEEDED_KEYS
-    | _FAILED_KEYS
-    | frozenset({"items", "data", "entries", "list", "values", "records"})
-)
 _RESULT_FIELDS: Final = frozenset({"response", "results", "errors", "succeeded", "failed"})
 # Any one of these with a value makes an object a status reply (see decode_status).
 _STATUS_FIELDS: Final = (
@@ -89,11 +74,8 @@ _STATUS_FIELDS: Final = (
     "results",
     "errors",
 )
-_MAX_NESTING: Final = 4
-_MAX_DIGITS: Final = 18
 _SHOWN_WORD: Final = 200
 _SUMMARY_TEXT: Final = 1000
-_NO_RESULTS: Final = ItemResults()
 
 _TEXT_LIMIT: Final = 500
 
@@ -109,7 +91,7 @@ def normalise_state(word: str) -> BatchState:
     """Map a status word in any case or documented spelling to a :class:`BatchState`."""
     state = _EXACT_STATES.get(word)
     if state is None:
-        state = _STATE_WORDS.get(_squash(word), BatchState.UNKNOWN)
+        state = _STATE_WORDS.get(squash(word), BatchState.UNKNOWN)
     return state
 
 
@@ -135,200 +117,7 @@ def _count(payload: Mapping[str, Any], key: str) -> int | None:
     value = payload.get(key)
     if type(value) is int:  # the usual case, first
         return value if value >= 0 else None
-    return _natural(value)
-
-
-def _natural(value: Any) -> int | None:
-    """``value`` as a non-negative int (int, integral float, decimal digits), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and 0 <= value < 2**63 else None
-    if isinstance(value, str):
-        text = value.strip()
-        # isdigit() alone admits "²"; the length bound keeps int() within its digit limit
-        if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
-            return int(text)
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
-def _code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        # the check lets through "--5" and "²", which int() refuses
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
-
-
-class _Keyed:
-    """An entry of a results object keyed by item index (``{"3": {...}}``)."""
-
-    __slots__ = ("entry", "index")
-
-    def __init__(self, index: int, entry: Any) -> None:
-        self.index = index
-        self.entry = entry
-
-
-def _item(entry: Any, ok: bool) -> ItemResult:
-    index: int | None = None
-    if isinstance(entry, _Keyed):
-        index, entry = entry.index, entry.entry
-    if not isinstance(entry, Mapping):
-        return ItemResult(index=index, ok=ok, raw=entry)
-    own = _natural(entry.get("index"))
-    if own is not None:
-        index = own
-    source: Mapping[str, Any] = entry
-    nested = entry.get("error")
-    if isinstance(nested, Mapping):
-        source = nested
-    code = _code(source.get("code", source.get("errorCode")))
-    message = _text(source.get("message", source.get("errorMessage")))
-    if message is None and isinstance(nested, str):
-        message = nested
-    return ItemResult(index=index, ok=ok, code=code, message=message, raw=entry)
-
-
-def _succeeded(entry: Any) -> ItemResult:
-    return _item(entry, True)
-
-
-def _failed(entry: Any) -> ItemResult:
-    return _item(entry, False)
-
-
-def _is_failure(entry: Any) -> bool:
-    """Whether an entry of a list of mixed outcomes reports a failed item."""
-    if isinstance(entry, _Keyed):
-        entry = entry.entry
-    if not isinstance(entry, Mapping):
-        return False
-    if entry.get("error") or entry.get("errorMessage") is not None:
-        return True
-    if _code(entry.get("code", entry.get("errorCode"))) is not None:
-        return True
-    return entry.get("success") is False or entry.get("ok") is False
-
-
-def _parsed_text(text: str) -> Any:
-    """A results field sent as a JSON string, parsed; ``None`` for any other text."""
-    if not text.lstrip().startswith(("[", "{")):
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _keyed(value: Mapping[Any, Any]) -> list[_Keyed] | None:
-    entries: list[_Keyed] = []
-    for key, entry in value.items():
-        index = _natural(key) if isinstance(key, (str, int)) else None
-        if index is None:
-            return None
-        entries.append(_Keyed(index, entry))
-    return entries
-
-
-class _Gathered:
-    """Raw per-item entries found in a reply, split by outcome."""
-
-    __slots__ = ("failed", "succeeded")
-
-    def __init__(self) -> None:
-        self.succeeded: list[Any] = []
-        self.failed: list[Any] = []
-
-    def add(self, entries: list[Any], ok: bool | None) -> None:
-        if ok is True:
-            self.succeeded.extend(entries)
-        elif ok is False:
-            self.failed.extend(entries)
-        else:
-            for entry in entries:
-                (self.failed if _is_failure(entry) else self.succeeded).append(entry)
-
-    def gather(self, value: Any, ok: bool | None, depth: int = 0) -> None:
-        """Add every per-item entry ``value`` holds, in order.
-
-        :param ok: the outcome of entries found here; ``None`` decides per entry.
-        """
-        if isinstance(value, str):
-            value = _parsed_text(value) if depth < _MAX_NESTING else None
-        if isinstance(value, list):
-            self.add(value, ok)
-            return
-        if not isinstance(value, Mapping) or not value:
-            return  # a scalar where results belong names no item: it stays in ``raw``
-        if "index" not in value and "item" not in value and depth < _MAX_NESTING:
-            groups = [
-                (folded, part)
-                for key, part in value.items()
-                if isinstance(part, (list, Mapping, str))
-                and (folded := _squash(str(key))) in _GROUP_KEYS
-            ]
-            if groups:  # a wrapper: {"items": [...]}, {"succeeded": [...], "failed": [...]}
-                for folded, part in groups:
-                    if folded in _SUCCEEDED_KEYS:
-                        self.gather(part, True, depth + 1)
-                    elif folded in _FAILED_KEYS:
-                        self.gather(part, False, depth + 1)
-                    else:
-                        self.gather(part, ok, depth + 1)
-                return
-            keyed = _keyed(value)
-            if keyed is not None:
-                self.add(keyed, ok)
-                return
-        self.add([value], ok)  # one result object on its own
-
-
-def _read_results(payload: Mapping[str, Any]) -> tuple[ItemResults, ItemResults]:
-    response = payload.get("response")
-    results = payload.get("results")
-    errors = payload.get("errors")
-    if (
-        response is None
-        and (results is None or type(results) is list)
-        and (errors is None or type(errors) is list)
-    ):  # the newer spec's shape, as documented: no copy of the lists
-        return _lazy(results or (), True), _lazy(errors or (), False)
-    if (
-        results is None
-        and errors is None
-        and isinstance(response, Mapping)
-        and len(response) == 2
-        and type(response.get("succeeded")) is list
-        and type(response.get("failed")) is list
-    ):  # the developer guide's shape, as documented
-        return _lazy(response["succeeded"], True), _lazy(response["failed"], False)
-    found = _Gathered()
-    found.gather(response, None)
-    found.gather(results, True)
-    found.gather(errors, False)
-    return _lazy(found.succeeded, True), _lazy(found.failed, False)
-
-
-def _lazy(entries: Sequence[Any], ok: bool) -> ItemResults:
-    if not entries:
-        return _NO_RESULTS
-    # Decoded when read: the poller only needs the counts.
-    return ItemResults.lazy(entries, _succeeded if ok else _failed)
+    return natural(value)
 
 
 def _summary(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -447,17 +236,15 @@ def decode_status(
 
     raw: Mapping[str, Any] = payload
     if results or state.is_terminal:
-        succeeded, failed = _read_results(payload)
+        succeeded, failed = read_results(payload)
     else:
-        succeeded = failed = _NO_RESULTS
+        succeeded = failed = NO_RESULTS
         raw = _summary(payload)
 
     raw_operation = payload.get("operation")
     decoded_operation = None
     if isinstance(raw_operation, str):
-        decoded_operation = _OPERATIONS.get(raw_operation) or _OPERATIONS.get(
-            _squash(raw_operation)
-        )
+        decoded_operation = _OPERATIONS.get(raw_operation) or _OPERATIONS.get(squash(raw_operation))
 
     return BatchStatus(
         job_id=job_id,
@@ -520,10 +307,10 @@ def decode_error(http_status: int, body: bytes, *, retry_after: float | None = N
     request_id: str | None = None
     text: str | None = None
     if isinstance(payload, Mapping):
-        code = _code(payload.get("code"))
-        type_ = _text(payload.get("type"))
-        request_id = _text(payload.get("requestId", payload.get("traceId")))
-        message = _text(payload.get("message")) or type_ or "no message"
+        code = code_of(payload.get("code"))
+        type_ = text_of(payload.get("type"))
+        request_id = text_of(payload.get("requestId", payload.get("traceId")))
+        message = text_of(payload.get("message")) or type_ or "no message"
     else:
         text = body[:_TEXT_LIMIT].decode("utf-8", "replace") if body else None
         message = f"non-JSON error body: {text!r}" if text else "empty error body"

@@ -1,20 +1,33 @@
-"""Records sent to the Batch API, and the status model read back from it.
+"""The models: operations, states, and the status read back from the Batch API.
 
-The classes here hold data only. Turning them into wire JSON (camelCase, UTC
-datetimes) and back is the job of the one converter in ``_wire.py``.
+The records sent (``Customer``, ``Order``...) live in ``_records.py`` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, overload
 
 import attrs
 
+from ._dictdata import Reader, plain, utc_text
 from ._errors import InvalidBatchError
+from ._frozen import reduce_frozen as _reduce_frozen
+from ._records import (
+    BalanceAdjustment,
+    BalanceInquiry,
+    Cashback,
+    Customer,
+    CustomerAttributes,
+    Event,
+    Order,
+    Redemption,
+    camel,
+)
 
 __all__ = [
     "BalanceAdjustment",
@@ -30,6 +43,7 @@ __all__ = [
     "Operation",
     "Order",
     "Redemption",
+    "camel",
 ]
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -90,160 +104,6 @@ class BatchState(str, enum.Enum):
 _TERMINAL: Final = frozenset({BatchState.COMPLETED, BatchState.FAILED, BatchState.STOPPED})
 
 
-def camel(name: str) -> str:
-    """``customer_id`` -> ``customerId``: the wire spelling of a field name."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-_WIRE_NAMES: dict[type[Any], frozenset[str]] = {}
-
-
-def _wire_names(cls: type[Any]) -> frozenset[str]:
-    names = _WIRE_NAMES.get(cls)
-    if names is None:
-        names = frozenset(camel(a.name) for a in attrs.fields(cls) if a.name != "extra")
-        _WIRE_NAMES[cls] = names
-    return names
-
-
-def _check_extra(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
-    # A key of ``extra`` that names a typed field would be silently overwritten
-    # on the wire (or overwrite it): refuse it where the record is built.
-    if value:
-        clash = _wire_names(type(instance)).intersection(value)
-        if clash:
-            raise InvalidBatchError(
-                f"{type(instance).__name__}.extra repeats typed fields {sorted(clash)}; "
-                "set them through the record's own attributes",
-                field="extra",
-            )
-
-
-def _extra() -> Any:
-    return attrs.field(factory=dict, kw_only=True, repr=False, validator=_check_extra)
-
-
-Channel = Literal["mobile", "pos", "web", "callcenter"]
-
-
-@attrs.frozen(kw_only=True)
-class CustomerAttributes:
-    """Profile attributes of a customer (``customerAttributes`` on the wire).
-
-    Every field is optional; unknown fields go in ``extra`` and are sent as they are.
-    """
-
-    display_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
-    gender: str | None = None
-    mobile: str | None = None
-    date_of_birth: date | str | None = None
-    join_date: datetime | str | None = None
-    country: str | None = None
-    city: str | None = None
-    zip: str | None = None
-    preferred_language: str | None = None
-    source: str | None = None
-    utms: tuple[str, ...] | None = None
-    devices: tuple[str, ...] | None = None
-    payment_methods: tuple[str, ...] | None = None
-    total_spent: float | None = None
-    last_order_date: datetime | str | None = None
-    total_orders: int | None = None
-    avg_order_amount: float | None = None
-    channel: Channel | None = None
-    custom: Mapping[str, Any] | None = None
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class Customer:
-    """A customer to create or update (operation ``customers``)."""
-
-    customer_id: str
-    email: str | None = None
-    mobile: str | None = None
-    device_token: str | None = None
-    os_type: str | None = None
-    referrer_code: str | None = None
-    guest: bool | None = None
-    customer_attributes: CustomerAttributes | None = None
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class Order:
-    """An order to track (operation ``orders``).
-
-    The single-order API accepts many more fields (line items, discounts,
-    merchant...): put them in ``extra`` with their camelCase wire names.
-    """
-
-    customer_id: str
-    order_id: str
-    order_date: datetime
-    total_paid: float
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class BalanceInquiry:
-    """A balance inquiry for one customer (operation ``balance-inquiry``)."""
-
-    customer_id: str
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class BalanceAdjustment:
-    """A manual balance adjustment (operation ``balance-adjustment``)."""
-
-    customer_id: str
-    amount: float
-    reason: str | None = None
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class Cashback:
-    """A cashback award (operation ``cashback``)."""
-
-    customer_id: str
-    transaction_id: str
-    transaction_time: datetime
-    amount: float
-    email: str | None = None
-    mobile: str | None = None
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class Redemption:
-    """A redemption of points or amount (operation ``redeem``)."""
-
-    customer_id: str
-    transaction_id: str
-    transaction_time: datetime
-    amount: float | None = None
-    points: int | None = None
-    hold_reference: str | None = None
-    email: str | None = None
-    mobile: str | None = None
-    extra: Mapping[str, Any] = _extra()
-
-
-@attrs.frozen(kw_only=True)
-class Event:
-    """Events for one customer (operation ``events``): event name -> metadata."""
-
-    customer_id: str
-    events: Mapping[str, Mapping[str, Any]]
-    extra: Mapping[str, Any] = _extra()
-
-
 @attrs.frozen(kw_only=True)
 class ItemResult:
     """The outcome of one item of a job, as the status endpoint reported it.
@@ -255,11 +115,45 @@ class ItemResult:
     :ivar raw: the entry exactly as received.
     """
 
+    __reduce__ = _reduce_frozen
+
     index: int | None
     ok: bool
     code: int | None = None
     message: str | None = None
     raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        """This result as a JSON-ready dict: ``index``, ``ok``, ``code``, ``message``.
+
+        :param raw: also give ``raw``, the entry as the server sent it (for a
+            balance inquiry, say, the per-item answer is only there).
+        :return: a new dict that ``json.dumps`` takes and :meth:`from_dict` reads.
+        """
+        data: dict[str, Any] = {
+            "index": self.index,
+            "ok": self.ok,
+            "code": self.code,
+            "message": self.message,
+        }
+        if raw:
+            data["raw"] = plain(self.raw)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ItemResult:
+        """Rebuild a result from :meth:`to_dict` output (``raw`` when it is there).
+
+        :raises ValueError: when ``data`` is not such a dict.
+        """
+        fields = Reader(data, "ItemResult")
+        return cls(
+            index=fields.optional("index", int),
+            ok=fields.required("ok", bool),
+            code=fields.optional("code", int),
+            message=fields.optional("message", str),
+            raw=fields.data.get("raw"),
+        )
 
 
 class ItemResults(Sequence[ItemResult]):
@@ -321,6 +215,10 @@ class ItemResults(Sequence[ItemResult]):
     def __repr__(self) -> str:
         return f"<ItemResults: {len(self)} items>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoded first: the decoder of a lazy sequence need not be picklable.
+        return (ItemResults, (self._all(),))
+
 
 def _results(value: Iterable[ItemResult] | ItemResults) -> ItemResults:
     return value if isinstance(value, ItemResults) else ItemResults(value)
@@ -345,8 +243,16 @@ class BatchStatus:
     :ivar succeeded: per-item results of succeeded items, as reported (a
         tuple-like :class:`ItemResults`; any iterable of results is accepted).
     :ivar failed: per-item results of failed items, as reported.
-    :ivar raw: the decoded JSON reply this status was read from.
+    :ivar raw: the decoded JSON reply this status was read from. A running
+        job's status as the poller keeps it holds only the reply's top-level
+        scalar fields here, and no per-item results (see ``decode_status``'s
+        ``results``); a terminal status holds the whole reply.
+
+    :meth:`to_dict` and :meth:`from_dict` turn a status into JSON-ready data
+    and back, to return it from a web endpoint or keep it in a cache or queue.
     """
+
+    __reduce__ = _reduce_frozen
 
     job_id: str
     operation: Operation | None
@@ -380,3 +286,71 @@ class BatchStatus:
         if total <= 0:
             return 1.0 if self.is_terminal else 0.0
         return min(1.0, self.processed_count / total)
+
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        """This status as a JSON-ready dict, per-item results included.
+
+        Keys are the attribute names; datetimes are ISO 8601 UTC strings with a
+        ``Z`` (microseconds kept), enums are their values, and ``succeeded`` and
+        ``failed`` are lists of :meth:`ItemResult.to_dict`. ``json.dumps`` takes
+        it as it is and :meth:`from_dict` reads it back to an equal status.
+
+        :param raw: also give ``raw``, the reply as received, and each result's
+            ``raw`` (the per-item entries are then present twice: JSON has no
+            references).
+        :return: a new dict (``raw`` values are shared with this status).
+        :raises ValueError: for a naive datetime (only a status built by hand has one).
+        """
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "operation": None if self.operation is None else self.operation.value,
+            "state": self.state.value,
+            "state_word": self.state_word,
+            "total_count": self.total_count,
+            "finished_count": self.finished_count,
+            "error_count": self.error_count,
+            "created_at": utc_text(self.created_at),
+            "started_at": utc_text(self.started_at),
+            "succeeded": [result.to_dict(raw=raw) for result in self.succeeded],
+            "failed": [result.to_dict(raw=raw) for result in self.failed],
+        }
+        if raw:
+            data["raw"] = plain(self.raw)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchStatus:
+        """Rebuild a status from :meth:`to_dict` output (after JSON or not).
+
+        Keys it does not know are ignored, so data written by a later version
+        still reads; ``raw`` is restored when it is there.
+
+        :raises ValueError: when ``data`` is not such a dict (a missing or
+            mistyped field, an unknown state or operation, a timestamp that is
+            not ISO 8601 with a zone).
+        """
+        fields = Reader(data, "BatchStatus")
+        state = fields.required("state", str)
+        operation = fields.optional("operation", str)
+        try:
+            parsed_state = BatchState(state)
+            parsed_operation = None if operation is None else Operation(operation)
+        except ValueError as exc:
+            raise ValueError(f"BatchStatus: {exc}") from None
+        raw = fields.data.get("raw")
+        if raw is not None and not isinstance(raw, Mapping):
+            raise ValueError(f"BatchStatus: 'raw' is not an object but {type(raw).__name__}")
+        return cls(
+            job_id=fields.required("job_id", str),
+            operation=parsed_operation,
+            state=parsed_state,
+            state_word=fields.optional("state_word", str, state),
+            total_count=fields.optional("total_count", int),
+            finished_count=fields.optional("finished_count", int, 0),
+            error_count=fields.optional("error_count", int, 0),
+            created_at=fields.timestamp("created_at"),
+            started_at=fields.timestamp("started_at"),
+            succeeded=[ItemResult.from_dict(item) for item in fields.results("succeeded")],
+            failed=[ItemResult.from_dict(item) for item in fields.results("failed")],
+            raw=_EMPTY if raw is None else raw,
+        )

@@ -99,6 +99,43 @@ def test_status_bytes_give_a_status_or_a_protocol_error(data: bytes) -> None:
     repr(status)
 
 
+_ID_KEYS = ("jobId", "batchId", "id")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["status", "state", "totalCount", "finishedCount",
+                                     "errorCount", "totalItems", "processedItems",
+                                     "failedItems", "response", "results", "errors",
+                                     "createdAt", "operation"]) | st.text(max_size=6),
+                    _json_value, max_size=6),
+    _json_value.filter(lambda value: value is not None),
+)
+@example({"errors": {"1": {"code": "9004"}}, "response": '{"failed": [1]}'}, 3)
+@example({"results": "[" * 5_000}, {"name": "Running"})
+def test_a_status_reply_of_any_shape_decodes(payload: dict[str, Any], word: Any) -> None:
+    """Issue 9 point 15: an object with a status word decodes whatever its other
+    fields hold (UNKNOWN at worst), so no drift ends a wait."""
+    payload = {key: value for key, value in payload.items() if key not in _ID_KEYS}
+    payload["status"] = word
+    status = decode_status(payload, job_id="7")
+    assert status.job_id == "7"
+    results = [*status.succeeded, *status.failed]  # read lazily: must not crash either
+    assert all(isinstance(result.index, (int, type(None))) for result in results)
+    assert status.total_count is None or status.total_count >= 0
+    # without results: the same state and counts, and nothing of the per-item lists
+    light = decode_status(payload, job_id="7", results=False)
+    assert (light.state, light.state_word, light.total_count, light.finished_count,
+            light.error_count) == (status.state, status.state_word, status.total_count,
+                                   status.finished_count, status.error_count)
+    if status.is_terminal:
+        assert (light.succeeded, light.failed) == (status.succeeded, status.failed)
+    else:
+        assert (light.succeeded, light.failed) == ((), ())
+        assert all(isinstance(value, (str, int, float, bool, type(None)))
+                   for value in light.raw.values())
+
+
 @settings(max_examples=200, deadline=None)
 @given(_reply_bytes)
 @example(DEEP)

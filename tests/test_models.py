@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gameball_async import (
     BalanceAdjustment,
@@ -23,6 +27,7 @@ from gameball_async import (
     Order,
     Redemption,
 )
+from gameball_async._decode import decode_status
 
 WHEN = datetime(2024, 10, 16, 8, 13, 29, 290000, tzinfo=timezone.utc)
 
@@ -88,7 +93,10 @@ class TestRecords:
             (lambda extra: BalanceAdjustment(customer_id="c", amount=1, extra=extra), "reason"),
             (
                 lambda extra: Cashback(
-                    customer_id="c", transaction_id="t", transaction_time=WHEN, amount=1,
+                    customer_id="c",
+                    transaction_id="t",
+                    transaction_time=WHEN,
+                    amount=1,
                     extra=extra,
                 ),
                 "transactionTime",
@@ -197,3 +205,188 @@ class TestBatchStatus:
         assert status.failed[0].code == 7000
         assert status.failed[0].raw == {"x": 1}
         assert status.succeeded == ()
+
+
+# -- to_dict / from_dict (issue 12, point 2) -----------------------------------------
+
+FAILED_REPLY = {
+    "jobId": 77,
+    "operation": "balance-inquiry",
+    "status": "Failed",
+    "totalCount": 3,
+    "finishedCount": 1,
+    "errorCount": 2,
+    "createdAt": "2024-10-16T10:13:29.290+02:00",
+    "startedAt": "2024-10-16T08:13:30.2901234Z",
+    "response": {
+        "succeeded": [{"index": 0, "result": {"balance": 120}}],
+        "failed": [
+            {"index": 1, "code": 7000, "message": "Customer not found."},
+            {"index": 2, "error": {"code": 9008, "message": "Insufficient balance."}},
+        ],
+    },
+}
+
+
+class TestToDict:
+    def test_a_decoded_status_as_json_ready_data(self) -> None:
+        status = decode_status(FAILED_REPLY, job_id="77")
+        data = status.to_dict()
+        assert data == {
+            "job_id": "77",
+            "operation": "balance-inquiry",
+            "state": "Failed",
+            "state_word": "Failed",
+            "total_count": 3,
+            "finished_count": 1,
+            "error_count": 2,
+            "created_at": "2024-10-16T08:13:29.290000Z",  # +02:00 given, UTC written
+            "started_at": "2024-10-16T08:13:30.290123Z",
+            "succeeded": [{"index": 0, "ok": True, "code": None, "message": None}],
+            "failed": [
+                {"index": 1, "ok": False, "code": 7000, "message": "Customer not found."},
+                {"index": 2, "ok": False, "code": 9008, "message": "Insufficient balance."},
+            ],
+        }
+        assert json.loads(json.dumps(data)) == data
+
+    def test_raw_only_when_asked(self) -> None:
+        status = decode_status(FAILED_REPLY, job_id="77")
+        data = status.to_dict(raw=True)
+        assert data["raw"] == FAILED_REPLY
+        assert data["succeeded"][0]["raw"] == {"index": 0, "result": {"balance": 120}}
+        json.dumps(data)
+        assert "raw" not in status.to_dict()
+        assert "raw" not in status.to_dict()["failed"][0]
+
+    def test_a_status_built_by_hand_dumps_with_its_default_raw(self) -> None:
+        # the default raw is a read-only mapping, which json.dumps refuses
+        status = _status(created_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+        data = status.to_dict(raw=True)
+        assert json.loads(json.dumps(data))["raw"] == {}
+        assert data["created_at"] == "2024-01-02T03:04:05.000000Z"
+        assert data["started_at"] is None
+        assert data["operation"] == "cashback"
+        assert _status(operation=None).to_dict()["operation"] is None
+
+    def test_a_naive_datetime_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="naive"):
+            _status(started_at=datetime(2024, 1, 2)).to_dict()
+
+    @pytest.mark.parametrize("raw", [False, True])
+    def test_round_trip_through_json(self, raw: bool) -> None:
+        status = decode_status(FAILED_REPLY, job_id="77")
+        back = BatchStatus.from_dict(json.loads(json.dumps(status.to_dict(raw=raw))))
+        assert back == status
+        assert back.created_at == status.created_at
+        assert [(r.index, r.ok, r.code, r.message) for r in back.failed] == [
+            (r.index, r.ok, r.code, r.message) for r in status.failed
+        ]
+        if raw:
+            assert back.raw == FAILED_REPLY
+            assert back.succeeded[0].raw == {"index": 0, "result": {"balance": 120}}
+        else:
+            assert back.raw == {}
+
+    def test_unknown_keys_are_ignored_and_missing_defaults_apply(self) -> None:
+        back = BatchStatus.from_dict({"job_id": "5", "state": "Unknown", "added_later": [1]})
+        assert back == BatchStatus(
+            job_id="5", operation=None, state=BatchState.UNKNOWN, state_word="Unknown"
+        )
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"state": None}, "'state' is not str"),
+            ({"job_id": 5}, "'job_id' is not str"),
+            ({"state": "Paused"}, "Paused"),
+            ({"operation": "refunds"}, "refunds"),
+            ({"total_count": "3"}, "'total_count' is not int"),
+            ({"error_count": True}, "'error_count' is not int"),
+            ({"created_at": "yesterday"}, "'created_at' is not ISO 8601"),
+            ({"created_at": "2024-10-16T08:13:29"}, "'created_at' has no time zone"),
+            ({"succeeded": {"index": 0}}, "'succeeded' is not list"),
+            ({"failed": [{"index": 0}]}, "ItemResult: 'ok' is missing"),
+            ({"failed": [{"ok": "no"}]}, "ItemResult: 'ok' is not bool"),
+            ({"failed": ["x"]}, "ItemResult: expected a dict"),
+            ({"raw": [1]}, "'raw' is not an object"),
+        ],
+    )
+    def test_bad_data_is_a_value_error_naming_the_field(
+        self, change: dict[str, Any], message: str
+    ) -> None:
+        data = {**decode_status(FAILED_REPLY, job_id="77").to_dict(), **change}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            BatchStatus.from_dict(data)
+
+    def test_missing_fields(self) -> None:
+        with pytest.raises(ValueError, match="'job_id' is missing"):
+            BatchStatus.from_dict({"state": "Running"})
+        with pytest.raises(ValueError, match="expected a dict"):
+            BatchStatus.from_dict([])  # type: ignore[arg-type]
+
+    def test_item_result(self) -> None:
+        result = ItemResult(index=3, ok=False, code=9004, message="dup", raw={"index": 3})
+        assert result.to_dict() == {"index": 3, "ok": False, "code": 9004, "message": "dup"}
+        assert ItemResult.from_dict(result.to_dict()) == result
+        back = ItemResult.from_dict(json.loads(json.dumps(result.to_dict(raw=True))))
+        assert (back, back.raw) == (result, {"index": 3})
+        assert ItemResult.from_dict({"ok": True}) == ItemResult(index=None, ok=True)
+
+
+_zones = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+_moments = st.none() | st.datetimes(
+    min_value=datetime(1900, 1, 2), max_value=datetime(2199, 12, 30), timezones=_zones
+)
+_json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=5)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_counts = st.integers(min_value=0, max_value=10**12)
+_item_results = st.builds(
+    ItemResult,
+    index=st.none() | _counts,
+    ok=st.booleans(),
+    code=st.none() | st.integers(),
+    message=st.none() | st.text(max_size=10),
+    raw=_json_values,
+)
+_statuses = st.builds(
+    BatchStatus,
+    job_id=st.text(min_size=1, max_size=12),
+    operation=st.none() | st.sampled_from(Operation),
+    state=st.sampled_from(BatchState),
+    state_word=st.text(max_size=12),
+    total_count=st.none() | _counts,
+    finished_count=_counts,
+    error_count=_counts,
+    created_at=_moments,
+    started_at=_moments,
+    succeeded=st.lists(_item_results, max_size=3),
+    failed=st.lists(_item_results, max_size=3),
+    raw=st.dictionaries(st.text(max_size=6), _json_values, max_size=4),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_statuses, st.booleans())
+def test_to_dict_round_trips_through_json(status: BatchStatus, raw: bool) -> None:
+    data = json.loads(json.dumps(status.to_dict(raw=raw)))
+    back = BatchStatus.from_dict(data)
+    assert back == status
+    assert back.to_dict(raw=raw) == data
+    if raw:
+        assert back.raw == status.raw
+        assert [r.raw for r in back.succeeded] == [r.raw for r in status.succeeded]

@@ -300,11 +300,15 @@ async def _malformed_get(fake: FakeGameball) -> tuple[type[BaseException], list[
 @path("a status reply that is not a status")
 async def _not_a_status(fake: FakeGameball) -> tuple[type[BaseException], list[Any]]:
     async with _session(fake.base_url) as gb:
-        fake.inject("status", InjectedReply(status=200, body={"status": [SECRET, API_KEY]}))
-        first = await _raise(lambda: gb.get_status(1))
+        # a status word that is no string is UNKNOWN, not an error (issue 9 point 15):
+        # the status it gives must not show a key either
         fake.inject("status", InjectedReply(status=200, body={
-            "status": "Running", "totalCount": f"{SECRET}"}))
-        return ProtocolError, [first, await _raise(lambda: gb.get_status(1))]
+            "status": [SECRET, API_KEY], "totalCount": f"{SECRET}"}))
+        unknown = await gb.get_status(1)
+        fake.inject("status", InjectedReply(status=200, body={"code": SECRET, "message": API_KEY}))
+        first = await _raise(lambda: gb.get_status(1))
+        fake.inject("status", InjectedReply(status=200, body={"jobId": SECRET, "status": "Done"}))
+        return ProtocolError, [unknown, first, await _raise(lambda: gb.get_status(1))]
 
 
 @path("a creation reply without a job id (ambiguous)")
