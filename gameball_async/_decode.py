@@ -323,8 +323,7 @@ def decode_error(http_status: int, body: bytes, *, retry_after: float | None = N
         request_id=request_id[:100] if request_id else None,
         body=text,
     )
-    if isinstance(error, RateLimitError):
-        error.retry_after = retry_after
+    error.retry_after = retry_after
     return error
 
 

@@ -172,7 +172,11 @@ class APIError(GameballError):
     :param type: Gameball's error type, when the body carried one.
     :param request_id: the server's request id, for support tickets.
     :param body: the raw reply text, truncated, when the body was not a Gameball error.
+    :ivar retry_after: seconds the reply's ``Retry-After`` asked to wait (any
+        error status may carry one, e.g. a 503), or ``None``.
     """
+
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -216,8 +220,6 @@ class RateLimitError(APIError):
 
     :ivar retry_after: seconds the server asked to wait, or ``None``.
     """
-
-    retry_after: float | None = None
 
 
 class InvalidRequestError(APIError):

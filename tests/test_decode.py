@@ -838,3 +838,11 @@ async def test_a_reply_about_another_job_is_refused() -> None:
         fake.inject("status", InjectedReply(body={"jobId": 8, "status": "Completed"}))
         with pytest.raises(ProtocolError, match="another job"):
             await gb.get_status(7)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 404])
+def test_every_error_status_carries_its_retry_after(status: int) -> None:
+    # a 503 with Retry-After is as much a request to wait as a 429
+    error = decode_error(status, b'{"code": 5003, "message": "later"}', retry_after=5.0)
+    assert error.retry_after == 5.0
+    assert decode_error(status, b"", retry_after=None).retry_after is None

@@ -162,9 +162,14 @@ class TestOutages:
         assert len(fetch.calls) == 2
         await poller.aclose()
 
-    async def test_retry_after_of_a_429_spaces_the_next_poll(self) -> None:
+    @pytest.mark.parametrize(
+        "limited",
+        [RateLimitError("slow down", http_status=429), ServerError("later", http_status=503)],
+    )
+    async def test_retry_after_of_a_failed_poll_spaces_the_next_one(
+        self, limited: RateLimitError | ServerError
+    ) -> None:
         clock = ManualClock(100.0)
-        limited = RateLimitError("slow down", http_status=429)
         limited.retry_after = 7.0
         fetch = ScriptedFetch({"j": [limited, make_status("j", BatchState.RUNNING)]})
         poller = Poller(fetch, QUICK, clock=clock)
