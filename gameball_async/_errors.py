@@ -34,12 +34,11 @@ travel as detached handles: see :meth:`GameballError.__reduce__`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._job import BatchJob
     from ._models import BatchStatus, Operation
-    from ._poller import Poller
 
 __all__ = [
     "APIError",
@@ -74,16 +73,11 @@ class GameballError(Exception):
 
         That covers keyword-only constructors and attributes set after
         construction (``__notes__`` included) in every subclass. A
-        :class:`BatchJob` among the attributes (also inside a list or tuple,
-        as in ``SubmissionError.jobs``) is pickled as what it knows (job id,
-        operation, ``input_range``, last status) and unpickled as a detached
-        handle: ``done()``, ``status`` and ``to_token()`` work, and polling it
-        raises :class:`SessionClosedError` until it is attached again with
-        ``gb.job(job.job_id, job.operation)`` or ``gb.resume(job.to_token())``.
-        The session, and so its keys, never enters the pickle.
+        :class:`BatchJob` among the attributes (``SubmissionError.jobs``...)
+        pickles as a detached handle (see ``BatchJob.__reduce__``): the
+        session, and so its keys, never enters the pickle.
         """
-        state = {key: _portable(value, 0) for key, value in vars(self).items()}
-        return (_rebuild_error, (type(self), self.args, state))
+        return (_rebuild_error, (type(self), self.args, dict(vars(self))))
 
 
 def _rebuild_error(
@@ -93,74 +87,6 @@ def _rebuild_error(
     error.args = args
     vars(error).update(state)
     return error
-
-
-# Deep enough for ``SubmissionError.failed`` (a list of (items, error) pairs) without
-# walking the items themselves.
-_PORTABLE_DEPTH: Final = 2
-
-
-def _portable(value: Any, depth: int) -> Any:
-    from ._job import BatchJob  # noqa: PLC0415 - _job imports this module
-
-    if isinstance(value, BatchJob):
-        return _PickledJob(value)
-    if depth < _PORTABLE_DEPTH and type(value) in (list, tuple):
-        portable = [_portable(item, depth + 1) for item in value]
-        return portable if type(value) is list else tuple(portable)
-    return value
-
-
-class _PickledJob:
-    """What a job handle knows, pickled in its place; unpickled as a detached handle."""
-
-    __slots__ = ("job",)
-
-    def __init__(self, job: BatchJob) -> None:
-        self.job = job
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        job = self.job
-        return (_detached_job, (job.job_id, job.operation, job.status, job.input_range))
-
-
-def _detached_job(
-    job_id: str,
-    operation: Operation | None,
-    status: BatchStatus | None,
-    input_range: range | None,
-) -> BatchJob:
-    from ._job import BatchJob  # noqa: PLC0415 - _job imports this module
-
-    return BatchJob(_DETACHED, job_id, operation, status, input_range=input_range)
-
-
-class _Detached:
-    """The backend of an unpickled job handle: it belongs to no session."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def _refuse() -> NoReturn:
-        raise SessionClosedError(
-            "this job handle was unpickled and belongs to no session: attach it with "
-            "gb.job(job.job_id, job.operation) or gb.resume(job.to_token())"
-        )
-
-    @property
-    def poller(self) -> Poller:
-        self._refuse()
-
-    async def fetch_status(
-        self, job_id: str, operation: Operation | None
-    ) -> tuple[BatchStatus, float | None]:
-        self._refuse()
-
-    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
-        self._refuse()
-
-
-_DETACHED: Final = _Detached()
 
 
 class APIError(GameballError):

@@ -7,7 +7,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, Generator, Iterable
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import anyio
 
@@ -18,6 +18,7 @@ from ._errors import (
     GameballError,
     InvalidJobIdError,
     PollTimeoutError,
+    SessionClosedError,
 )
 from ._models import BatchState, BatchStatus, Operation
 from ._poller import Poller
@@ -123,6 +124,16 @@ class BatchJob:
         self._entry: Entry | None = None
         # monotonic time of the creation reply, when this session created the job
         self._submitted_at = submitted_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle what the handle knows, never its session (nor so its keys).
+
+        It unpickles as a detached handle: ``done()``, ``status`` and
+        ``to_token()`` work; polling raises :class:`SessionClosedError` until it
+        is attached to a session again with ``gb.resume(job.to_token())``.
+        """
+        self._sync()
+        return (_detached_job, (self.job_id, self.operation, self._status, self.input_range))
 
     def __repr__(self) -> str:
         self._sync()
@@ -329,6 +340,43 @@ class BatchJob:
             raise InvalidJobIdError(
                 f"job token names unknown operation {raw_operation!r}"
             ) from None
+
+
+class _Detached:
+    """The backend of an unpickled job handle: it belongs to no session."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _refuse() -> NoReturn:
+        raise SessionClosedError(
+            "this job handle was unpickled and belongs to no session: attach it with "
+            "gb.job(job.job_id, job.operation) or gb.resume(job.to_token())"
+        )
+
+    @property
+    def poller(self) -> Poller:
+        self._refuse()
+
+    async def fetch_status(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        self._refuse()
+
+    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+        self._refuse()
+
+
+_DETACHED: Final = _Detached()
+
+
+def _detached_job(
+    job_id: str,
+    operation: Operation | None,
+    status: BatchStatus | None,
+    input_range: range | None,
+) -> BatchJob:
+    return BatchJob(_DETACHED, job_id, operation, status, input_range=input_range)
 
 
 def _outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:

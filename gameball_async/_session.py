@@ -206,6 +206,13 @@ class GameballSession:
         self._transport: Transport | None = None
         self._poller: Poller | None = None
 
+    def __reduce__(self) -> Any:
+        # It holds the keys and an event loop's connections: neither travels.
+        raise TypeError(
+            "a GameballSession cannot be pickled (it holds the keys and live "
+            "connections); pickle job handles or job.to_token() instead"
+        )
+
     def __repr__(self) -> str:
         return f"<GameballSession {self._base_url} api_key=*** secret_key=*** {self._state}>"
 

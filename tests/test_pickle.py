@@ -379,3 +379,26 @@ def test_read_only_mappings_inside_records_come_back_read_only() -> None:
 def test_item_result_holds_any_raw() -> None:
     result = ItemResult(index=None, ok=True, raw=types.MappingProxyType({"orderId": "o-1"}))
     assert round_trip(result).raw == {"orderId": "o-1"}
+
+
+class TestNoKeysInPickles:
+    """A session never pickles, and a job handle pickles without its session."""
+
+    def test_a_session_refuses_pickling_without_showing_a_key(self) -> None:
+        gb = GameballSession("pickle-api-key", "pickle-secret-key")
+        with pytest.raises(TypeError, match="cannot be pickled") as caught:
+            pickle.dumps(gb)
+        assert "pickle-secret-key" not in str(caught.value)
+
+    @pytest.mark.anyio
+    async def test_a_job_handle_pickles_detached_and_without_the_keys(self) -> None:
+        gb = GameballSession("pickle-api-key", "pickle-secret-key")
+        job = gb.job("5", "cashback")
+        data = pickle.dumps(job)
+        assert b"pickle-secret-key" not in data
+        assert b"pickle-api-key" not in data
+        back = pickle.loads(data)
+        assert (back.job_id, back.operation) == ("5", job.operation)
+        assert back.to_token() == job.to_token()
+        with pytest.raises(SessionClosedError, match="resume"):
+            await back.wait()
