@@ -8,11 +8,13 @@ Every error the package raises on purpose derives from :class:`GameballError`::
     │   ├── NotFoundError         404
     │   ├── RateLimitError        429 (``retry_after``)
     │   ├── InvalidRequestError   any other 4xx
-    │   └── ServerError           5xx
+    │   ├── ServerError           5xx
+    │   └── RedirectError         3xx, never followed (the keys would go with it)
     ├── TransportError            the network failed (connection, timeout, TLS)
     ├── AmbiguousSubmissionError  a creation whose outcome is unknown (carries the items)
     ├── ProtocolError             a reply the client cannot decode
     ├── InvalidBatchError         rejected locally, nothing was sent
+    ├── CreationTimeoutError      ``create_batch(timeout=)`` ran out before sending
     ├── InvalidJobIdError         a job id or job token that is not one
     ├── SubmissionError           some chunks of ``submit_many`` were not submitted
     ├── BatchError                a job ended badly (carries ``status``)
@@ -41,6 +43,7 @@ __all__ = [
     "BatchError",
     "BatchFailedError",
     "BatchStoppedError",
+    "CreationTimeoutError",
     "GameballError",
     "InvalidBatchError",
     "InvalidJobIdError",
@@ -49,6 +52,7 @@ __all__ = [
     "PollTimeoutError",
     "ProtocolError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
     "SessionClosedError",
     "SubmissionError",
@@ -140,6 +144,15 @@ class ServerError(APIError):
     """The server failed (5xx) and retries ran out."""
 
 
+class RedirectError(APIError):
+    """The server answered a status read or a stop with a redirect (3xx).
+
+    Redirects are never followed: the ``APIKey`` and ``SecretKey`` headers would
+    travel to wherever they point. The message names the status and the target
+    host; it is never retried. Check ``base_url`` and the routes.
+    """
+
+
 class TransportError(GameballError):
     """The network failed: no connection, a timeout, a dropped connection or TLS."""
 
@@ -177,6 +190,15 @@ class InvalidBatchError(GameballError, ValueError):
         super().__init__(message)
         self.index = index
         self.field = field
+
+
+class CreationTimeoutError(GameballError, TimeoutError):
+    """``create_batch(timeout=...)`` ran out before the request was sent.
+
+    Nothing was sent, so nothing was created: the items may be submitted again.
+    (Once the request is sent, the timeout no longer applies: the request
+    completes, bounded by the request timeout, and its job is returned.)
+    """
 
 
 class InvalidJobIdError(GameballError, ValueError):

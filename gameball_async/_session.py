@@ -30,7 +30,7 @@ from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, Retr
 from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
 from ._ratelimit import RateLimit, RateLimiter
 from ._schema import MAX_BATCH_ITEMS, encode_batch
-from ._transport import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Timeout, Transport
+from ._transport import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Reply, Timeout, Transport
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_ROUTES", "GameballSession"]
 
@@ -307,6 +307,7 @@ class GameballSession:
         try:
             job_id = check_job_id(decode_job_id(reply.payload))
         except GameballError as exc:
+            transport.redact_error(exc)  # it may quote the reply
             raise AmbiguousSubmissionError(
                 f"the server accepted a {op.value} batch of {len(batch)} items but its reply "
                 f"named no usable job id ({exc}); it was not resent",
@@ -426,18 +427,31 @@ class GameballSession:
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         """One status poll: the decoded status and the reply's Retry-After, if any."""
-        reply = await self._open().get(self._job_path(job_id))
+        transport = self._open()
+        reply = await transport.get(self._job_path(job_id))
         if reply.payload is None:
             raise ProtocolError(f"the status reply for job {job_id} was empty")
-        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+        return self._decode_status(transport, reply, job_id, operation)
 
     async def _poll_once(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         # The poller's fetch: one attempt, no retry loop and no sleeping, so a slow
         # or failing job costs one request timeout per poll; the poller retries.
-        reply = await self._open().get_once(self._job_path(job_id))
-        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+        transport = self._open()
+        reply = await transport.get_once(self._job_path(job_id))
+        return self._decode_status(transport, reply, job_id, operation)
+
+    @staticmethod
+    def _decode_status(
+        transport: Transport, reply: Reply, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        try:
+            status = decode_status(reply.payload, job_id=job_id, operation=operation)
+        except ProtocolError as exc:
+            transport.redact_error(exc)  # it may quote the reply
+            raise
+        return status, reply.retry_after
 
     async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         """One stop call: the status the reply carried, if it carried one."""

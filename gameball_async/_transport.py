@@ -8,17 +8,27 @@ What is retried follows DESIGN section 2:
 - ``POST`` (creation) only where it provably did not take effect: a connection
   never made, a 429 or a 503. Anything else after the body may have been sent
   raises :class:`AmbiguousSubmissionError` with the items, and is not resent.
+- Redirects are never followed: a 3xx is a :class:`RedirectError` (an
+  :class:`AmbiguousSubmissionError` for a creation, which a 303 may have processed).
+- Every ``Retry-After`` is clamped to ``RetryPolicy.max_retry_after`` before it
+  pauses the limiter or delays anything.
+
+Reply bytes are never altered; the keys are redacted only in the text shown
+(exception messages and attributes, log lines).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
 import ssl as ssl_module
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timezone
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -30,6 +40,7 @@ from ._errors import (
     APIError,
     GameballError,
     ProtocolError,
+    RedirectError,
     SessionClosedError,
     TransportError,
 )
@@ -37,7 +48,7 @@ from ._models import Operation
 from ._policy import RetryPolicy, optional_positive, retry_delay
 from ._ratelimit import RateLimiter
 
-__all__ = ["DEFAULT_TIMEOUT", "Reply", "Timeout", "Transport"]
+__all__ = ["DEFAULT_TIMEOUT", "Reply", "Timeout", "Transport", "redirect_target", "server_delay"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -134,7 +145,6 @@ class Transport:
         # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
-        self._secret_bytes = tuple(s.encode() for s in self._secrets)
         self._retry = retry
         self._limiter = limiter
         self._timeout = timeout
@@ -173,19 +183,21 @@ class Transport:
         if owned is not None:
             await owned.close()
 
-    def _scrub(self, data: bytes) -> bytes:
-        # Before anything is decoded from a reply: a server (or proxy) echoing a
-        # header must not put a key, or the part of one left by a cut, in a message.
-        for secret in self._secret_bytes:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
-
     def redact(self, text: str) -> str:
-        """Replace every secret in ``text`` with ``***``."""
+        """Replace every key in ``text`` with ``***``, and a key's first
+        characters left at the end of a text cut at a length limit."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+            if secret in text:
+                text = text.replace(secret, "***")
+        return _trim_cut_key(text, self._secrets)
+
+    def redact_error(self, error: GameballError) -> GameballError:
+        """Redact a decoding error's message in place (it may quote the reply)."""
+        message = str(error)
+        clean = self.redact(message)
+        if clean != message:
+            error.args = (clean,)
+        return error
 
     # -- the calls ---------------------------------------------------------
 
@@ -281,8 +293,7 @@ class Transport:
                 raise self._ambiguous(operation, items, str(failure.error)) from failure.error
             retryable = failure.retryable and policy.retry_network_errors
             return _Miss(failure.error, retryable, None, too_long=False)
-        header = headers.get("Retry-After")
-        asked = parse_retry_after(header, now=time.time()) if header is not None else None
+        asked = server_delay(headers.get("Retry-After"), headers.get("Date"), now=time.time())
         retry_after = min(asked, policy.max_retry_after) if asked is not None else None
         too_long = asked is not None and asked > policy.max_retry_after
         if status < 300:
@@ -297,6 +308,18 @@ class Transport:
                     operation, items, "the reply to the creation was not JSON"
                 ) from error
             return _Miss(error, True, retry_after, too_long=False)
+        if status < 400:
+            target = self.redact(redirect_target(headers.get("Location"), self.base_url))
+            if creating:
+                raise self._ambiguous(
+                    operation, items, f"the server answered {status}, a redirect to {target}"
+                )
+            redirect = RedirectError(
+                f"{method} {path} answered {status}, a redirect to {target}; redirects are "
+                "never followed (the keys would travel with them): check base_url and routes",
+                http_status=status,
+            )
+            return _Miss(redirect, False, retry_after, too_long=False)
         error = self._error(status, data, retry_after)
         if status == 429:
             self._limiter.pause(retry_after if retry_after is not None else 1.0)
@@ -354,8 +377,11 @@ class Transport:
                 headers=self._headers if body is None else self._json_headers,
                 timeout=self._client_timeout,
                 ssl=self._ssl,
+                # per request, so a borrowed session's default cannot turn it back on:
+                # a redirect would carry the APIKey and SecretKey headers elsewhere
+                allow_redirects=False,
             ) as response:
-                data = self._scrub(await response.read())
+                data = await response.read()
                 status = response.status
                 headers = response.headers
         except aiohttp.ClientSSLError as exc:
@@ -397,3 +423,65 @@ class Transport:
 
 
 _GARBLED: Final = object()
+
+# A key's first characters at the end of a text that was cut (replies are quoted
+# up to 40, 100, 200 or 500 characters): fewer than this many reveal nothing.
+_CUT_KEY_MIN: Final = 4
+_CLOSERS: Final = "'\")]}"
+
+
+def _trim_cut_key(text: str, secrets: Sequence[str]) -> str:
+    # The cut may be followed by the closing quote of a repr'd excerpt.
+    body = text.rstrip(_CLOSERS)
+    tail = text[len(body) :]
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(body)), _CUT_KEY_MIN - 1, -1):
+            if body.endswith(secret[:size]):
+                return body[:-size] + "***" + tail
+    return text
+
+
+def server_delay(retry_after: str | None, date: str | None, *, now: float) -> float | None:
+    """Seconds a reply's ``Retry-After`` asks for (not yet clamped), or ``None``.
+
+    An HTTP-date is measured against the reply's own ``Date`` header when it has
+    a readable one, so a server clock that is off does not stretch the delay;
+    else against ``now``.
+
+    :param retry_after: the ``Retry-After`` header value, if any.
+    :param date: the reply's ``Date`` header value, if any.
+    :param now: the local time as a Unix timestamp.
+    """
+    if retry_after is None:
+        return None
+    if date is not None:
+        try:
+            sent = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            pass
+        else:
+            if sent.tzinfo is None:
+                sent = sent.replace(tzinfo=timezone.utc)
+            now = sent.timestamp()
+    return parse_retry_after(retry_after, now=now)
+
+
+def redirect_target(location: str | None, base_url: str) -> str:
+    """The host (and port) a redirect points to, for a message: never its path
+    or query, which may carry anything.
+
+    :param location: the ``Location`` header, if any.
+    :param base_url: the session's base URL, whose host a relative location keeps.
+    """
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable Location"
+    if not host:
+        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+        if not host:
+            return "an unreadable Location"
+    return f"{host}:{port}" if port else host
