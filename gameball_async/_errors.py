@@ -16,7 +16,7 @@ Every error the package raises on purpose derives from :class:`GameballError`::
     ├── InvalidBatchError         rejected locally, nothing was sent
     ├── CreationTimeoutError      ``create_batch(timeout=)`` ran out before sending
     ├── InvalidJobIdError         a job id or job token that is not one
-    ├── SubmissionError           some chunks of ``submit_many`` were not submitted
+    ├── SubmissionError           ``submit_many`` did not submit all of its input
     ├── BatchError                a job ended badly (carries ``status``)
     │   ├── BatchFailedError      the job ended ``Failed``
     │   └── BatchStoppedError     the job ended ``Stopped``
@@ -210,15 +210,22 @@ class InvalidJobIdError(GameballError, ValueError):
 
 
 class SubmissionError(GameballError):
-    """Some chunks of :meth:`GameballSession.submit_many` could not be submitted.
+    """:meth:`GameballSession.submit_many` did not submit all of its input.
 
     Nothing is lost and nothing is sent twice: the jobs that were created are in
-    ``jobs`` (in input order), and the chunks that failed are in ``failed`` as
-    ``(items, error)`` pairs. A chunk whose error is an
-    :class:`AmbiguousSubmissionError` may have been created.
+    ``jobs`` (in input order, each with its ``input_range``), the chunks that
+    failed are in ``failed`` as ``(items, error)`` pairs, and the items read
+    from the input but never sent are in ``not_sent``. A chunk whose error is an
+    :class:`AmbiguousSubmissionError` may have been created. When the input
+    itself raised, that exception is ``input_error`` (and ``__cause__``); the
+    input was not read past it.
 
     :ivar jobs: jobs created, in input order.
     :ivar failed: ``(items, exception)`` for each chunk that failed, in input order.
+    :ivar not_sent: ``(position, item)`` for each item read but never sent
+        (after an input error, or after an error that stopped the reading), in
+        input order; positions count from 0 over the whole input.
+    :ivar input_error: the exception the input raised, or ``None``.
     """
 
     def __init__(
@@ -227,10 +234,14 @@ class SubmissionError(GameballError):
         *,
         jobs: list[BatchJob],
         failed: list[tuple[list[Any], BaseException]],
+        not_sent: list[tuple[int, Any]] | None = None,
+        input_error: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.jobs = jobs
         self.failed = failed
+        self.not_sent = not_sent if not_sent is not None else []
+        self.input_error = input_error
 
 
 class BatchError(GameballError):

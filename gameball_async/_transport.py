@@ -38,6 +38,7 @@ from ._decode import decode_error, decode_json, parse_retry_after
 from ._errors import (
     AmbiguousSubmissionError,
     APIError,
+    CreationTimeoutError,
     GameballError,
     ProtocolError,
     RedirectError,
@@ -48,7 +49,15 @@ from ._models import Operation
 from ._policy import RetryPolicy, optional_positive, retry_delay
 from ._ratelimit import RateLimiter
 
-__all__ = ["DEFAULT_TIMEOUT", "Reply", "Timeout", "Transport", "redirect_target", "server_delay"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CreationGuard",
+    "Reply",
+    "Timeout",
+    "Transport",
+    "redirect_target",
+    "server_delay",
+]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -111,6 +120,21 @@ class _Miss:
     retryable: bool
     retry_after: float | None
     too_long: bool = attrs.field(kw_only=True)
+
+
+class CreationGuard:
+    """What a creation's caller and the task sending it share.
+
+    :ivar in_flight: a request is on its way (its limiter slot taken): it may
+        create a job, so it must not be cancelled.
+    :ivar stop: the caller has gone (or the session is closing): no more tries.
+    """
+
+    __slots__ = ("in_flight", "stop")
+
+    def __init__(self) -> None:
+        self.in_flight = False
+        self.stop = False
 
 
 class Transport:
@@ -202,13 +226,29 @@ class Transport:
     # -- the calls ---------------------------------------------------------
 
     async def create(
-        self, path: str, body: bytes, *, operation: Operation, items: Sequence[Any]
+        self,
+        path: str,
+        body: bytes,
+        *,
+        operation: Operation,
+        items: Sequence[Any],
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply:
         """``POST`` a creation request; retried only where it provably did not land.
 
+        :param deadline: an :func:`anyio.current_time` after which no request is
+            sent (the limiter wait and the pauses between tries are bounded by
+            it); a request already sent is never cut short by it.
+        :param guard: shared with the caller: tells it whether a request is in
+            flight, and stops the retries once it is gone.
         :raises AmbiguousSubmissionError: when the request may have created a job.
+        :raises CreationTimeoutError: when ``deadline`` passed before a request could
+            be sent (nothing was created).
         """
-        return await self._send("POST", path, body, operation=operation, items=items)
+        return await self._send(
+            "POST", path, body, operation=operation, items=items, deadline=deadline, guard=guard
+        )
 
     async def get(self, path: str) -> Reply:
         """``GET`` with retries on 429, 5xx, timeouts, network errors and garbled JSON."""
@@ -248,17 +288,27 @@ class Transport:
         *,
         operation: Operation | None = None,
         items: Sequence[Any] = (),
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply:
         policy = self._retry
         attempt = 0
         while True:
-            outcome = await self._attempt(method, path, body, operation=operation, items=items)
+            outcome = await self._attempt(
+                method, path, body, operation=operation, items=items, deadline=deadline, guard=guard
+            )
             if isinstance(outcome, Reply):
                 return outcome
             attempt += 1
             if not outcome.retryable or attempt >= policy.attempts or outcome.too_long:
                 raise outcome.error
+            if guard is not None and guard.stop:
+                raise outcome.error  # the caller has gone (or the session is closing)
             delay = retry_delay(policy, attempt - 1, retry_after=outcome.retry_after, rng=self._rng)
+            if deadline is not None and anyio.current_time() + delay >= deadline:
+                raise self._timed_out(operation, f"; the last try got: {outcome.error}") from (
+                    outcome.error
+                )
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "retrying %s %s in %.2fs after: %s", method, path, delay, outcome.error
@@ -273,6 +323,8 @@ class Transport:
         *,
         operation: Operation | None = None,
         items: Sequence[Any] = (),
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply | _Miss:
         """One request. A creation that may have landed raises
         :class:`AmbiguousSubmissionError`; every other failure is returned as a
@@ -280,19 +332,33 @@ class Transport:
         creating = method == "POST"
         policy = self._retry
         failure: _Failure | None = None
+        # the slot is held until the reply: see RateLimiter.slot
+        slot = self._limiter.slot()
+        if deadline is None:
+            await slot.__aenter__()
+        else:
+            if anyio.current_time() >= deadline:
+                raise self._timed_out(operation, "")
+            # cancelled before the slot is taken, the wait takes nothing
+            with anyio.move_on_at(deadline) as waiting:
+                await slot.__aenter__()
+            if waiting.cancelled_caught:
+                raise self._timed_out(operation, " while waiting for the rate limiter")
         try:
-            # the slot is held until the reply: see RateLimiter.slot
-            async with self._limiter.slot():
-                status, headers, data = await self._once(method, self.base_url + path, body)
+            if guard is not None:
+                guard.in_flight = True
+            status, headers, data = await self._once(method, self.base_url + path, body)
         except _Failure as exc:
             failure = exc
+        finally:
+            await slot.__aexit__(None, None, None)
         if failure is not None:
             # handled here, outside the except block: raised there, the error would
             # chain the aiohttp error, whose request_info holds the request headers
             if creating and not failure.never_connected:
                 raise self._ambiguous(operation, items, str(failure.error)) from failure.error
             retryable = failure.retryable and policy.retry_network_errors
-            return _Miss(failure.error, retryable, None, too_long=False)
+            return self._missed(guard, failure.error, retryable, None, too_long=False)
         asked = server_delay(headers.get("Retry-After"), headers.get("Date"), now=time.time())
         retry_after = min(asked, policy.max_retry_after) if asked is not None else None
         too_long = asked is not None and asked > policy.max_retry_after
@@ -307,7 +373,7 @@ class Transport:
                 raise self._ambiguous(
                     operation, items, "the reply to the creation was not JSON"
                 ) from error
-            return _Miss(error, True, retry_after, too_long=False)
+            return self._missed(guard, error, True, retry_after, too_long=False)
         if status < 400:
             target = self.redact(redirect_target(headers.get("Location"), self.base_url))
             if creating:
@@ -319,16 +385,42 @@ class Transport:
                 "never followed (the keys would travel with them): check base_url and routes",
                 http_status=status,
             )
-            return _Miss(redirect, False, retry_after, too_long=False)
+            return self._missed(guard, redirect, False, retry_after, too_long=False)
         error = self._error(status, data, retry_after)
         if status == 429:
             self._limiter.pause(retry_after if retry_after is not None else 1.0)
-            return _Miss(error, policy.retry_rate_limited, retry_after, too_long=too_long)
+            return self._missed(
+                guard, error, policy.retry_rate_limited, retry_after, too_long=too_long
+            )
         if status >= 500:
             if creating and status != 503:
                 raise self._ambiguous(operation, items, f"the server answered {status}") from error
-            return _Miss(error, policy.retry_server_errors, retry_after, too_long=too_long)
-        return _Miss(error, False, retry_after, too_long=too_long)
+            return self._missed(
+                guard, error, policy.retry_server_errors, retry_after, too_long=too_long
+            )
+        return self._missed(guard, error, False, retry_after, too_long=too_long)
+
+    @staticmethod
+    def _missed(
+        guard: CreationGuard | None,
+        error: GameballError,
+        retryable: bool,
+        retry_after: float | None,
+        *,
+        too_long: bool,
+    ) -> _Miss:
+        # A miss created nothing, so the request is no longer one to wait for.
+        if guard is not None:
+            guard.in_flight = False
+        return _Miss(error, retryable, retry_after, too_long=too_long)
+
+    @staticmethod
+    def _timed_out(operation: Operation | None, detail: str) -> CreationTimeoutError:
+        what = f"a {operation.value} batch" if operation is not None else "a batch"
+        return CreationTimeoutError(
+            f"create_batch(timeout=...) ran out before the request creating {what} was "
+            f"sent{detail}; nothing was created"
+        )
 
     def _payload(self, data: bytes, status: int, method: str, path: str) -> Any:
         if not data.strip():
