@@ -8,13 +8,15 @@ Every error the package raises on purpose derives from :class:`GameballError`::
     │   ├── NotFoundError         404
     │   ├── RateLimitError        429 (``retry_after``)
     │   ├── InvalidRequestError   any other 4xx
-    │   └── ServerError           5xx
+    │   ├── ServerError           5xx
+    │   └── RedirectError         3xx, never followed (the keys would go with it)
     ├── TransportError            the network failed (connection, timeout, TLS)
     ├── AmbiguousSubmissionError  a creation whose outcome is unknown (carries the items)
     ├── ProtocolError             a reply the client cannot decode
     ├── InvalidBatchError         rejected locally, nothing was sent
+    ├── CreationTimeoutError      ``create_batch(timeout=)`` ran out before sending
     ├── InvalidJobIdError         a job id or job token that is not one
-    ├── SubmissionError           some chunks of ``submit_many`` were not submitted
+    ├── SubmissionError           ``submit_many`` did not submit all of its input
     ├── BatchError                a job ended badly (carries ``status``)
     │   ├── BatchFailedError      the job ended ``Failed``
     │   └── BatchStoppedError     the job ended ``Stopped``
@@ -47,6 +49,7 @@ __all__ = [
     "BatchError",
     "BatchFailedError",
     "BatchStoppedError",
+    "CreationTimeoutError",
     "GameballError",
     "InvalidBatchError",
     "InvalidJobIdError",
@@ -55,6 +58,7 @@ __all__ = [
     "PollTimeoutError",
     "ProtocolError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
     "SessionClosedError",
     "SubmissionError",
@@ -156,6 +160,15 @@ class ServerError(APIError):
     """The server failed (5xx) and retries ran out."""
 
 
+class RedirectError(APIError):
+    """The server answered a status read or a stop with a redirect (3xx).
+
+    Redirects are never followed: the ``APIKey`` and ``SecretKey`` headers would
+    travel to wherever they point. The message names the status and the target
+    host; it is never retried. Check ``base_url`` and the routes.
+    """
+
+
 class TransportError(GameballError):
     """The network failed: no connection, a timeout, a dropped connection or TLS."""
 
@@ -195,6 +208,15 @@ class InvalidBatchError(GameballError, ValueError):
         self.field = field
 
 
+class CreationTimeoutError(GameballError, TimeoutError):
+    """``create_batch(timeout=...)`` ran out before the request was sent.
+
+    Nothing was sent, so nothing was created: the items may be submitted again.
+    (Once the request is sent, the timeout no longer applies: the request
+    completes, bounded by the request timeout, and its job is returned.)
+    """
+
+
 class InvalidJobIdError(GameballError, ValueError):
     """A job id (or job token) that is not one; nothing was sent.
 
@@ -204,15 +226,22 @@ class InvalidJobIdError(GameballError, ValueError):
 
 
 class SubmissionError(GameballError):
-    """Some chunks of :meth:`GameballSession.submit_many` could not be submitted.
+    """:meth:`GameballSession.submit_many` did not submit all of its input.
 
     Nothing is lost and nothing is sent twice: the jobs that were created are in
-    ``jobs`` (in input order), and the chunks that failed are in ``failed`` as
-    ``(items, error)`` pairs. A chunk whose error is an
-    :class:`AmbiguousSubmissionError` may have been created.
+    ``jobs`` (in input order, each with its ``input_range``), the chunks that
+    failed are in ``failed`` as ``(items, error)`` pairs, and the items read
+    from the input but never sent are in ``not_sent``. A chunk whose error is an
+    :class:`AmbiguousSubmissionError` may have been created. When the input
+    itself raised, that exception is ``input_error`` (and ``__cause__``); the
+    input was not read past it.
 
     :ivar jobs: jobs created, in input order.
     :ivar failed: ``(items, exception)`` for each chunk that failed, in input order.
+    :ivar not_sent: ``(position, item)`` for each item read but never sent
+        (after an input error, or after an error that stopped the reading), in
+        input order; positions count from 0 over the whole input.
+    :ivar input_error: the exception the input raised, or ``None``.
     """
 
     def __init__(
@@ -221,10 +250,14 @@ class SubmissionError(GameballError):
         *,
         jobs: list[BatchJob],
         failed: list[tuple[list[Any], BaseException]],
+        not_sent: list[tuple[int, Any]] | None = None,
+        input_error: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.jobs = jobs
         self.failed = failed
+        self.not_sent = not_sent if not_sent is not None else []
+        self.input_error = input_error
 
 
 class BatchError(GameballError):

@@ -7,7 +7,8 @@ import ipaddress
 import logging
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
+from ._creation import Creations, InputReader, OnJob, announce, shift
 from ._decode import decode_job_id, decode_status
 from ._errors import (
     AmbiguousSubmissionError,
@@ -31,7 +33,15 @@ from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, Retr
 from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
 from ._ratelimit import RateLimit, RateLimiter
 from ._schema import MAX_BATCH_ITEMS, encode_batch
-from ._transport import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Timeout, Transport
+from ._transport import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    CreationGuard,
+    Reply,
+    Timeout,
+    Transport,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_ROUTES", "GameballSession"]
 
@@ -149,6 +159,10 @@ class GameballSession:
     :param ssl: an SSL context for HTTPS (e.g. trusting a private CA).
         Certificate verification cannot be turned off.
     :param max_in_flight_polls: status polls in flight at once.
+    :param on_job: called with every job this session creates, the moment it
+        exists (after the call's own ``on_job``); an exception it raises is
+        logged (ERROR) and does not propagate. It is how a job whose caller was
+        cancelled while its request was in flight is heard of.
     :raises ValueError: for bad keys, a bad base URL or bad routes.
     """
 
@@ -168,6 +182,7 @@ class GameballSession:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         ssl: ssl_module.SSLContext | None = None,
         max_in_flight_polls: int = DEFAULT_MAX_IN_FLIGHT,
+        on_job: OnJob | None = None,
     ) -> None:
         api_key = _check_key("api_key", api_key)
         secret_key = _check_key("secret_key", secret_key)
@@ -203,8 +218,12 @@ class GameballSession:
             "connection_limit": connection_limit,
             "ssl": ssl,
         }
+        self._on_job = on_job
         self._transport: Transport | None = None
         self._poller: Poller | None = None
+        self._creations = Creations()
+        # a request in flight takes at most this long (aiohttp's total timeout)
+        self._request_bound = (timeout.total or DEFAULT_TOTAL_TIMEOUT) + 1.0
 
     def __reduce__(self) -> Any:
         # It holds the keys and an event loop's connections: neither travels.
@@ -259,7 +278,8 @@ class GameballSession:
         # stop a plain task.cancel(), which would leave waiters hanging and the
         # connection pool open. The caller's cancellation is re-raised after.
         closing = asyncio.get_running_loop().create_task(
-            _shut(self._poller, self._transport), name="gameball_async close"
+            _shut(self._creations, self._request_bound, self._poller, self._transport),
+            name="gameball_async close",
         )
         cancelled: BaseException | None = None
         with anyio.CancelScope(shield=True):
@@ -291,17 +311,41 @@ class GameballSession:
 
     # -- creation ----------------------------------------------------------
 
-    async def create_batch(self, operation: Operation | str, items: Iterable[Any]) -> BatchJob:
+    async def create_batch(
+        self,
+        operation: Operation | str,
+        items: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        on_job: OnJob | None = None,
+    ) -> BatchJob:
         """Create one batch job of 1 to 1,000 items.
+
+        Once its request is sent, the job is never lost: if the caller is
+        cancelled (a cancel scope, ``asyncio.wait_for``, a web framework) while
+        the request is in flight, the request still completes (bounded by the
+        request timeout), the job goes to the ``on_job`` callbacks and a WARNING
+        on the ``gameball_async`` logger names it; the cancellation propagates.
+        A caller cancelled before the request was sent sends nothing.
 
         :param operation: an :class:`Operation` or its string value.
         :param items: records of the operation's class, or plain mappings
             (camelCase, passed through); order-id strings for
             ``order-transactions``.
-        :return: the job's handle; ``await`` it for the outcome.
+        :param timeout: seconds for the whole call, the rate-limiter wait and the
+            pauses between tries included; ``None`` for no limit. Once the request
+            is sent it is not cut short: the call then returns its job, up to one
+            request timeout past ``timeout``.
+        :param on_job: called with the job the moment it exists (before the
+            session's own ``on_job``); an exception it raises is logged and does
+            not propagate.
+        :return: the job's handle (``input_range`` is ``range(len(items))``);
+            ``await`` it for the outcome.
         :raises InvalidBatchError: before anything is sent, for an unknown
             operation, an empty batch, more than 1,000 items or a bad item
             (naming its index and field).
+        :raises CreationTimeoutError: ``timeout`` ran out before the request was
+            sent; nothing was created.
         :raises AmbiguousSubmissionError: the request may have created a job
             (it is not resent); carries the items.
         :raises APIError: the server refused the batch.
@@ -310,19 +354,52 @@ class GameballSession:
         op = Operation.parse(operation)
         batch: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
         body = encode_batch(op, batch)
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+        deadline = anyio.current_time() + timeout if timeout is not None else None
+        return await self._create(
+            op, batch, body, input_range=range(len(batch)), on_job=on_job, deadline=deadline
+        )
+
+    async def _create(
+        self,
+        op: Operation,
+        batch: Sequence[Any],
+        body: bytes,
+        *,
+        input_range: range,
+        on_job: OnJob | None,
+        deadline: float | None,
+    ) -> BatchJob:
         transport = self._open()
-        reply = await transport.create(self._routes[op.value], body, operation=op, items=batch)
-        try:
-            job_id = check_job_id(decode_job_id(reply.payload))
-        except GameballError as exc:
-            raise AmbiguousSubmissionError(
-                f"the server accepted a {op.value} batch of {len(batch)} items but its reply "
-                f"named no usable job id ({exc}); it was not resent",
+
+        async def send(guard: CreationGuard) -> BatchJob:
+            reply = await transport.create(
+                self._routes[op.value],
+                body,
                 operation=op,
                 items=batch,
-            ) from exc
-        logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
-        return BatchJob(self, job_id, op, submitted_at=time.monotonic())
+                deadline=deadline,
+                guard=guard,
+            )
+            try:
+                job_id = check_job_id(decode_job_id(reply.payload))
+            except GameballError as exc:
+                transport.redact_error(exc)  # it may quote the reply
+                raise AmbiguousSubmissionError(
+                    f"the server accepted a {op.value} batch of {len(batch)} items but its "
+                    f"reply named no usable job id ({exc}); it was not resent",
+                    operation=op,
+                    items=batch,
+                ) from exc
+            logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
+            job = BatchJob(
+                self, job_id, op, input_range=input_range, submitted_at=time.monotonic()
+            )
+            announce(job, (on_job, self._on_job))
+            return job
+
+        return await self._creations.run(send, operation=op, items=batch)
 
     async def submit_many(
         self,
@@ -331,16 +408,28 @@ class GameballSession:
         *,
         chunk_size: int = MAX_BATCH_ITEMS,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_job: OnJob | None = None,
     ) -> list[BatchJob]:
         """Split items into batches and create them concurrently, in input order.
 
         The input is read lazily, so it may be a generator over a huge file.
+        Every exit reports what was created: ``on_job`` hears of each job the
+        moment it exists, and a :class:`SubmissionError` carries the jobs, the
+        failed chunks and the items read but not sent. When the call is
+        cancelled, the requests in flight complete and their jobs reach
+        ``on_job`` and a WARNING log (see :meth:`create_batch`); the
+        cancellation propagates.
 
         :param chunk_size: items per batch, 1 to 1,000.
         :param max_concurrency: creation requests in flight at once.
-        :return: one job per chunk, in input order.
-        :raises SubmissionError: when some chunks failed; it carries the jobs
-            created and each failed chunk's items with its error, so nothing
+        :param on_job: called with each job the moment it exists (before the
+            session's ``on_job``), e.g. to persist it; exceptions are logged.
+        :return: one job per chunk, in input order; each job's ``input_range``
+            holds the positions of its items in the input.
+        :raises SubmissionError: when some chunks failed, or the input raised
+            (then the input's exception is its ``__cause__`` and
+            ``input_error``). It carries the jobs created, each failed chunk's
+            items with its error and the items read but never sent, so nothing
             is lost or sent twice. After an authentication error (or a closed
             session) no further input is read.
         """
@@ -353,14 +442,21 @@ class GameballSession:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         jobs: list[BatchJob | None] = []
         failed: list[tuple[int, list[Any], BaseException]] = []
+        not_sent: list[tuple[int, Any]] = []
         slots = anyio.Semaphore(max_concurrency)
         fatal: list[BaseException] = []
+        reader = InputReader(items, chunk_size)
+        input_error: Exception | None = None
 
-        async def submit(position: int, offset: int, chunk: list[Any]) -> None:
+        async def submit(position: int, start: int, chunk: list[Any]) -> None:
             try:
-                jobs[position] = await self.create_batch(op, chunk)
+                batch = encode_batch(op, chunk)
+                span = range(start, start + len(chunk))
+                jobs[position] = await self._create(
+                    op, chunk, batch, input_range=span, on_job=on_job, deadline=None
+                )
             except InvalidBatchError as exc:
-                failed.append((position, chunk, _shift(exc, offset)))
+                failed.append((position, chunk, shift(exc, start)))
             except GameballError as exc:
                 failed.append((position, chunk, exc))
                 if isinstance(exc, _FATAL):
@@ -368,28 +464,31 @@ class GameballSession:
             finally:
                 slots.release()
 
-        offset = 0
         async with anyio.create_task_group() as tg:
-            async for chunk in _chunks(items, chunk_size):
-                await slots.acquire()
-                if fatal:
-                    slots.release()
-                    jobs.append(None)
-                    failed.append((len(jobs) - 1, chunk, fatal[0]))
-                    break
-                jobs.append(None)
-                tg.start_soon(submit, len(jobs) - 1, offset, chunk)
-                offset += len(chunk)
-        if failed:
+            try:
+                async with aclosing(reader.chunks()) as chunks:
+                    async for start, chunk in chunks:
+                        await slots.acquire()
+                        if fatal:
+                            slots.release()
+                            not_sent.extend(enumerate(chunk, start))
+                            break
+                        jobs.append(None)
+                        tg.start_soon(submit, len(jobs) - 1, start, chunk)
+            except Exception as exc:  # the caller's input failed: report, don't drop
+                input_error = exc
+                not_sent.extend(enumerate(reader.pending, reader.read))
+        created = [job for job in jobs if job is not None]
+        if failed or not_sent or input_error is not None:
             failed.sort(key=lambda entry: entry[0])
-            created = [job for job in jobs if job is not None]
             raise SubmissionError(
-                f"{len(failed)} of {len(jobs)} chunks were not submitted "
-                f"({len(created)} jobs created); first error: {failed[0][2]}",
+                _summary(len(jobs), created, failed, not_sent, input_error),
                 jobs=created,
                 failed=[(chunk, error) for _, chunk, error in failed],
-            )
-        return [job for job in jobs if job is not None]
+                not_sent=not_sent,
+                input_error=input_error,
+            ) from input_error
+        return created
 
     # -- management --------------------------------------------------------
 
@@ -434,20 +533,39 @@ class GameballSession:
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         """One status poll: the decoded status and the reply's Retry-After, if any."""
-        reply = await self._open().get(self._job_path(job_id))
+        transport = self._open()
+        reply = await transport.get(self._job_path(job_id))
         if reply.payload is None:
             raise ProtocolError(f"the status reply for job {job_id} was empty")
-        return decode_status(reply.payload, job_id=job_id, operation=operation), reply.retry_after
+        return self._decode_status(transport, reply, job_id, operation)
 
     async def _poll_once(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         # The poller's fetch: one attempt, no retry loop and no sleeping, so a slow
         # or failing job costs one request timeout per poll; the poller retries.
-        reply = await self._open().get_once(self._job_path(job_id))
+        transport = self._open()
+        reply = await transport.get_once(self._job_path(job_id))
         # While a job runs the scheduler needs its state and counts only: a
         # halfway 1,000-item reply would otherwise stay held by every entry.
-        status = decode_status(reply.payload, job_id=job_id, operation=operation, results=False)
+        return self._decode_status(transport, reply, job_id, operation, results=False)
+
+    @staticmethod
+    def _decode_status(
+        transport: Transport,
+        reply: Reply,
+        job_id: str,
+        operation: Operation | None,
+        *,
+        results: bool = True,
+    ) -> tuple[BatchStatus, float | None]:
+        try:
+            status = decode_status(
+                reply.payload, job_id=job_id, operation=operation, results=results
+            )
+        except ProtocolError as exc:
+            transport.redact_error(exc)  # it may quote the reply
+            raise
         return status, reply.retry_after
 
     async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
@@ -462,37 +580,32 @@ class GameballSession:
         return None
 
 
-async def _shut(poller: Poller | None, transport: Transport | None) -> None:
+async def _shut(
+    creations: Creations, bound: float, poller: Poller | None, transport: Transport | None
+) -> None:
+    # first: a creation in flight may still create a job, which must be heard of
+    await creations.aclose(bound)
     if poller is not None:
         await poller.aclose()
     if transport is not None:
         await transport.aclose()
 
 
-def _shift(error: InvalidBatchError, offset: int) -> InvalidBatchError:
-    """Renumber a chunk's validation error to the item's place in the whole input."""
-    if error.index is None or offset == 0:
-        return error
-    index = error.index + offset
-    message = str(error).replace(f"item {error.index}:", f"item {index}:", 1)
-    shifted = InvalidBatchError(message, index=index, field=error.field)
-    shifted.__cause__ = error
-    return shifted
-
-
-async def _chunks(items: Iterable[Any] | AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
-    chunk: list[Any] = []
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            chunk.append(item)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    else:
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+def _summary(
+    chunks: int,
+    created: list[BatchJob],
+    failed: list[tuple[int, list[Any], BaseException]],
+    not_sent: list[tuple[int, Any]],
+    input_error: BaseException | None,
+) -> str:
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {chunks} chunks were not submitted")
+    if not_sent:
+        parts.append(f"{len(not_sent)} items read were not sent")
+    if input_error is not None:
+        parts.append(f"the input raised {type(input_error).__name__}: {input_error}")
+    text = "; ".join(parts) + f" ({len(created)} jobs created)"
+    if failed:
+        text += f"; first error: {failed[0][2]}"
+    return text

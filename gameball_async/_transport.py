@@ -8,17 +8,27 @@ What is retried follows DESIGN section 2:
 - ``POST`` (creation) only where it provably did not take effect: a connection
   never made, a 429 or a 503. Anything else after the body may have been sent
   raises :class:`AmbiguousSubmissionError` with the items, and is not resent.
+- Redirects are never followed: a 3xx is a :class:`RedirectError` (an
+  :class:`AmbiguousSubmissionError` for a creation, which a 303 may have processed).
+- Every ``Retry-After`` is clamped to ``RetryPolicy.max_retry_after`` before it
+  pauses the limiter or delays anything.
+
+Reply bytes are never altered; the keys are redacted only in the text shown
+(exception messages and attributes, log lines).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
 import ssl as ssl_module
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timezone
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -28,8 +38,10 @@ from ._decode import decode_error, decode_json, parse_retry_after
 from ._errors import (
     AmbiguousSubmissionError,
     APIError,
+    CreationTimeoutError,
     GameballError,
     ProtocolError,
+    RedirectError,
     SessionClosedError,
     TransportError,
 )
@@ -37,7 +49,15 @@ from ._models import Operation
 from ._policy import RetryPolicy, optional_positive, retry_delay
 from ._ratelimit import RateLimiter
 
-__all__ = ["DEFAULT_TIMEOUT", "Reply", "Timeout", "Transport"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CreationGuard",
+    "Reply",
+    "Timeout",
+    "Transport",
+    "redirect_target",
+    "server_delay",
+]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -102,6 +122,21 @@ class _Miss:
     too_long: bool = attrs.field(kw_only=True)
 
 
+class CreationGuard:
+    """What a creation's caller and the task sending it share.
+
+    :ivar in_flight: a request is on its way (its limiter slot taken): it may
+        create a job, so it must not be cancelled.
+    :ivar stop: the caller has gone (or the session is closing): no more tries.
+    """
+
+    __slots__ = ("in_flight", "stop")
+
+    def __init__(self) -> None:
+        self.in_flight = False
+        self.stop = False
+
+
 class Transport:
     """Sends the Batch API's requests for one session.
 
@@ -134,7 +169,6 @@ class Transport:
         # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
-        self._secret_bytes = tuple(s.encode() for s in self._secrets)
         self._retry = retry
         self._limiter = limiter
         self._timeout = timeout
@@ -173,30 +207,48 @@ class Transport:
         if owned is not None:
             await owned.close()
 
-    def _scrub(self, data: bytes) -> bytes:
-        # Before anything is decoded from a reply: a server (or proxy) echoing a
-        # header must not put a key, or the part of one left by a cut, in a message.
-        for secret in self._secret_bytes:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
-
     def redact(self, text: str) -> str:
-        """Replace every secret in ``text`` with ``***``."""
+        """Replace every key in ``text`` with ``***``, and a key's first
+        characters left at the end of a text cut at a length limit."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+            if secret in text:
+                text = text.replace(secret, "***")
+        return _trim_cut_key(text, self._secrets)
+
+    def redact_error(self, error: GameballError) -> GameballError:
+        """Redact a decoding error's message in place (it may quote the reply)."""
+        message = str(error)
+        clean = self.redact(message)
+        if clean != message:
+            error.args = (clean,)
+        return error
 
     # -- the calls ---------------------------------------------------------
 
     async def create(
-        self, path: str, body: bytes, *, operation: Operation, items: Sequence[Any]
+        self,
+        path: str,
+        body: bytes,
+        *,
+        operation: Operation,
+        items: Sequence[Any],
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply:
         """``POST`` a creation request; retried only where it provably did not land.
 
+        :param deadline: an :func:`anyio.current_time` after which no request is
+            sent (the limiter wait and the pauses between tries are bounded by
+            it); a request already sent is never cut short by it.
+        :param guard: shared with the caller: tells it whether a request is in
+            flight, and stops the retries once it is gone.
         :raises AmbiguousSubmissionError: when the request may have created a job.
+        :raises CreationTimeoutError: when ``deadline`` passed before a request could
+            be sent (nothing was created).
         """
-        return await self._send("POST", path, body, operation=operation, items=items)
+        return await self._send(
+            "POST", path, body, operation=operation, items=items, deadline=deadline, guard=guard
+        )
 
     async def get(self, path: str) -> Reply:
         """``GET`` with retries on 429, 5xx, timeouts, network errors and garbled JSON."""
@@ -236,17 +288,27 @@ class Transport:
         *,
         operation: Operation | None = None,
         items: Sequence[Any] = (),
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply:
         policy = self._retry
         attempt = 0
         while True:
-            outcome = await self._attempt(method, path, body, operation=operation, items=items)
+            outcome = await self._attempt(
+                method, path, body, operation=operation, items=items, deadline=deadline, guard=guard
+            )
             if isinstance(outcome, Reply):
                 return outcome
             attempt += 1
             if not outcome.retryable or attempt >= policy.attempts or outcome.too_long:
                 raise outcome.error
+            if guard is not None and guard.stop:
+                raise outcome.error  # the caller has gone (or the session is closing)
             delay = retry_delay(policy, attempt - 1, retry_after=outcome.retry_after, rng=self._rng)
+            if deadline is not None and anyio.current_time() + delay >= deadline:
+                raise self._timed_out(operation, f"; the last try got: {outcome.error}") from (
+                    outcome.error
+                )
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "retrying %s %s in %.2fs after: %s", method, path, delay, outcome.error
@@ -261,6 +323,8 @@ class Transport:
         *,
         operation: Operation | None = None,
         items: Sequence[Any] = (),
+        deadline: float | None = None,
+        guard: CreationGuard | None = None,
     ) -> Reply | _Miss:
         """One request. A creation that may have landed raises
         :class:`AmbiguousSubmissionError`; every other failure is returned as a
@@ -268,21 +332,34 @@ class Transport:
         creating = method == "POST"
         policy = self._retry
         failure: _Failure | None = None
+        # the slot is held until the reply: see RateLimiter.slot
+        slot = self._limiter.slot()
+        if deadline is None:
+            await slot.__aenter__()
+        else:
+            if anyio.current_time() >= deadline:
+                raise self._timed_out(operation, "")
+            # cancelled before the slot is taken, the wait takes nothing
+            with anyio.move_on_at(deadline) as waiting:
+                await slot.__aenter__()
+            if waiting.cancelled_caught:
+                raise self._timed_out(operation, " while waiting for the rate limiter")
         try:
-            # the slot is held until the reply: see RateLimiter.slot
-            async with self._limiter.slot():
-                status, headers, data = await self._once(method, self.base_url + path, body)
+            if guard is not None:
+                guard.in_flight = True
+            status, headers, data = await self._once(method, self.base_url + path, body)
         except _Failure as exc:
             failure = exc
+        finally:
+            await slot.__aexit__(None, None, None)
         if failure is not None:
             # handled here, outside the except block: raised there, the error would
             # chain the aiohttp error, whose request_info holds the request headers
             if creating and not failure.never_connected:
                 raise self._ambiguous(operation, items, str(failure.error)) from failure.error
             retryable = failure.retryable and policy.retry_network_errors
-            return _Miss(failure.error, retryable, None, too_long=False)
-        header = headers.get("Retry-After")
-        asked = parse_retry_after(header, now=time.time()) if header is not None else None
+            return self._missed(guard, failure.error, retryable, None, too_long=False)
+        asked = server_delay(headers.get("Retry-After"), headers.get("Date"), now=time.time())
         retry_after = min(asked, policy.max_retry_after) if asked is not None else None
         too_long = asked is not None and asked > policy.max_retry_after
         if status < 300:
@@ -296,16 +373,54 @@ class Transport:
                 raise self._ambiguous(
                     operation, items, "the reply to the creation was not JSON"
                 ) from error
-            return _Miss(error, True, retry_after, too_long=False)
+            return self._missed(guard, error, True, retry_after, too_long=False)
+        if status < 400:
+            target = self.redact(redirect_target(headers.get("Location"), self.base_url))
+            if creating:
+                raise self._ambiguous(
+                    operation, items, f"the server answered {status}, a redirect to {target}"
+                )
+            redirect = RedirectError(
+                f"{method} {path} answered {status}, a redirect to {target}; redirects are "
+                "never followed (the keys would travel with them): check base_url and routes",
+                http_status=status,
+            )
+            return self._missed(guard, redirect, False, retry_after, too_long=False)
         error = self._error(status, data, retry_after)
         if status == 429:
             self._limiter.pause(retry_after if retry_after is not None else 1.0)
-            return _Miss(error, policy.retry_rate_limited, retry_after, too_long=too_long)
+            return self._missed(
+                guard, error, policy.retry_rate_limited, retry_after, too_long=too_long
+            )
         if status >= 500:
             if creating and status != 503:
                 raise self._ambiguous(operation, items, f"the server answered {status}") from error
-            return _Miss(error, policy.retry_server_errors, retry_after, too_long=too_long)
-        return _Miss(error, False, retry_after, too_long=too_long)
+            return self._missed(
+                guard, error, policy.retry_server_errors, retry_after, too_long=too_long
+            )
+        return self._missed(guard, error, False, retry_after, too_long=too_long)
+
+    @staticmethod
+    def _missed(
+        guard: CreationGuard | None,
+        error: GameballError,
+        retryable: bool,
+        retry_after: float | None,
+        *,
+        too_long: bool,
+    ) -> _Miss:
+        # A miss created nothing, so the request is no longer one to wait for.
+        if guard is not None:
+            guard.in_flight = False
+        return _Miss(error, retryable, retry_after, too_long=too_long)
+
+    @staticmethod
+    def _timed_out(operation: Operation | None, detail: str) -> CreationTimeoutError:
+        what = f"a {operation.value} batch" if operation is not None else "a batch"
+        return CreationTimeoutError(
+            f"create_batch(timeout=...) ran out before the request creating {what} was "
+            f"sent{detail}; nothing was created"
+        )
 
     def _payload(self, data: bytes, status: int, method: str, path: str) -> Any:
         if not data.strip():
@@ -354,8 +469,11 @@ class Transport:
                 headers=self._headers if body is None else self._json_headers,
                 timeout=self._client_timeout,
                 ssl=self._ssl,
+                # per request, so a borrowed session's default cannot turn it back on:
+                # a redirect would carry the APIKey and SecretKey headers elsewhere
+                allow_redirects=False,
             ) as response:
-                data = self._scrub(await response.read())
+                data = await response.read()
                 status = response.status
                 headers = response.headers
         except aiohttp.ClientSSLError as exc:
@@ -397,3 +515,65 @@ class Transport:
 
 
 _GARBLED: Final = object()
+
+# A key's first characters at the end of a text that was cut (replies are quoted
+# up to 40, 100, 200 or 500 characters): fewer than this many reveal nothing.
+_CUT_KEY_MIN: Final = 4
+_CLOSERS: Final = "'\")]}"
+
+
+def _trim_cut_key(text: str, secrets: Sequence[str]) -> str:
+    # The cut may be followed by the closing quote of a repr'd excerpt.
+    body = text.rstrip(_CLOSERS)
+    tail = text[len(body) :]
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(body)), _CUT_KEY_MIN - 1, -1):
+            if body.endswith(secret[:size]):
+                return body[:-size] + "***" + tail
+    return text
+
+
+def server_delay(retry_after: str | None, date: str | None, *, now: float) -> float | None:
+    """Seconds a reply's ``Retry-After`` asks for (not yet clamped), or ``None``.
+
+    An HTTP-date is measured against the reply's own ``Date`` header when it has
+    a readable one, so a server clock that is off does not stretch the delay;
+    else against ``now``.
+
+    :param retry_after: the ``Retry-After`` header value, if any.
+    :param date: the reply's ``Date`` header value, if any.
+    :param now: the local time as a Unix timestamp.
+    """
+    if retry_after is None:
+        return None
+    if date is not None:
+        try:
+            sent = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            pass
+        else:
+            if sent.tzinfo is None:
+                sent = sent.replace(tzinfo=timezone.utc)
+            now = sent.timestamp()
+    return parse_retry_after(retry_after, now=now)
+
+
+def redirect_target(location: str | None, base_url: str) -> str:
+    """The host (and port) a redirect points to, for a message: never its path
+    or query, which may carry anything.
+
+    :param location: the ``Location`` header, if any.
+    :param base_url: the session's base URL, whose host a relative location keeps.
+    """
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable Location"
+    if not host:
+        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+        if not host:
+            return "an unreadable Location"
+    return f"{host}:{port}" if port else host

@@ -39,6 +39,9 @@ CONTRACT = {
     "as_completed",
     "wait_all",
     "DEFAULT_BASE_URL",
+    # added in 0.2 (issue 9)
+    "CreationTimeoutError",
+    "RedirectError",
 }
 
 
