@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
+import attrs
 
 from ._creation import Creations, InputReader, OnJob, announce, shift
 from ._decode import decode_job_id, decode_status
@@ -566,6 +567,10 @@ class GameballSession:
         except ProtocolError as exc:
             transport.redact_error(exc)  # it may quote the reply
             raise
+        word = transport.redact(status.state_word)
+        if word is not status.state_word and word != status.state_word:
+            # shown in reprs and messages; ``raw`` keeps the reply as received
+            status = attrs.evolve(status, state_word=word)
         return status, reply.retry_after
 
     async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:

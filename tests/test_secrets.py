@@ -30,6 +30,7 @@ from gameball_async import (
     AuthenticationError,
     BatchFailedError,
     BatchJob,
+    BatchStatus,
     BatchStoppedError,
     GameballError,
     GameballSession,
@@ -103,6 +104,13 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "ItemResults":
         for position, value in enumerate(obj):
             yield f"[{position}]", value
+        return
+    if isinstance(obj, BatchStatus):
+        # ``raw`` is the server's reply as received (never altered, issue 9.14):
+        # data, not shown; the status's repr leaves it out, and that is checked
+        for field in attrs.fields(BatchStatus):
+            if field.name != "raw":
+                yield f".{field.name}", getattr(obj, field.name)
         return
     if attrs.has(type(obj)):
         for field in attrs.fields(type(obj)):
