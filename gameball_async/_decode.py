@@ -38,7 +38,9 @@ __all__ = [
 
 
 _STATE_WORDS: Final[dict[str, BatchState]] = {
-    **dict.fromkeys(("queued", "pending", "waiting", "created", "new"), BatchState.QUEUED),
+    **dict.fromkeys(
+        ("queued", "pending", "waiting", "created", "new", "submitted"), BatchState.QUEUED
+    ),
     **dict.fromkeys(
         ("running", "processing", "inprogress", "started", "active"), BatchState.RUNNING
     ),
@@ -82,7 +84,13 @@ _TEXT_LIMIT: Final = 500
 
 # The words as the API spells them, looked up before any normalising.
 _EXACT_STATES: Final[dict[str, BatchState]] = {
-    **{state.value: state for state in BatchState if state is not BatchState.UNKNOWN},
+    # SUBMITTED is this client's own word for "not polled yet": a server saying
+    # "Submitted" means queued
+    **{
+        state.value: state
+        for state in BatchState
+        if state not in (BatchState.UNKNOWN, BatchState.SUBMITTED)
+    },
     **_STATE_WORDS,
 }
 

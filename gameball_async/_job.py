@@ -115,6 +115,10 @@ class BatchJob:
         self.job_id = job_id
         self.operation = operation
         self.input_range = input_range
+        if status is None and submitted_at is not None:
+            # a state to show straight after creation, claiming nothing more
+            total = len(input_range) if input_range is not None else None
+            status = BatchStatus.submitted(job_id, operation, total_count=total)
         self._status = status
         # (error, traceback) that ended polling, raised once by the next wait
         self._error: tuple[BaseException, TracebackType | None] | None = None
@@ -143,7 +147,12 @@ class BatchJob:
 
     @property
     def status(self) -> BatchStatus | None:
-        """The last status this handle has seen (``None`` before the first poll).
+        """The last status this handle has seen.
+
+        A job this session just created starts with a
+        :attr:`BatchState.SUBMITTED` status (its id and the item count sent,
+        nothing the server has not said); a handle made from an id or a token
+        starts with ``None``.
 
         It is not refreshed on its own: await the job, :meth:`refresh` it or
         :meth:`watch` it for news.
@@ -294,7 +303,11 @@ class BatchJob:
                 self._absorb(entry)
                 entry.raise_error()
                 status = self._status
-                if status is not None and status_changed(last, status):
+                if (
+                    status is not None
+                    and status.state is not BatchState.SUBMITTED
+                    and status_changed(last, status)
+                ):
                     last = status
                     yield status
                     if status.is_terminal:

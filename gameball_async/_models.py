@@ -91,6 +91,10 @@ class BatchState(str, enum.Enum):
     STOPPED = "Stopped"
     #: A status word this package does not know; the job is polled on.
     UNKNOWN = "Unknown"
+    #: Created by this session, not polled yet: the server has said nothing
+    #: but the job id (the status holds the item count sent, nothing more).
+    #: Never decoded from a reply, never terminal, never yielded by ``watch()``.
+    SUBMITTED = "Submitted"
 
     @property
     def is_terminal(self) -> bool:
@@ -266,6 +270,23 @@ class BatchStatus:
     succeeded: ItemResults = attrs.field(default=_NO_RESULTS, converter=_results, repr=False)
     failed: ItemResults = attrs.field(default=_NO_RESULTS, converter=_results, repr=False)
     raw: Mapping[str, Any] = attrs.field(default=_EMPTY, eq=False, repr=False)
+
+    @classmethod
+    def submitted(
+        cls, job_id: str, operation: Operation | None, *, total_count: int | None
+    ) -> BatchStatus:
+        """What is known of a job the moment its creation reply names it.
+
+        :param total_count: the items sent, when known.
+        :return: a :attr:`BatchState.SUBMITTED` status with no counts beyond that.
+        """
+        return cls(
+            job_id=job_id,
+            operation=operation,
+            state=BatchState.SUBMITTED,
+            state_word="",
+            total_count=total_count,
+        )
 
     @property
     def is_terminal(self) -> bool:

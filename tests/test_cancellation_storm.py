@@ -461,7 +461,9 @@ class TestTimeoutDuringBackoff:
                     await job.wait(timeout=0.3)
                 assert time.monotonic() - started >= 0.3
                 assert isinstance(info.value, TimeoutError)
-                assert info.value.last_status is None  # no poll has come back yet
+                # no poll has come back yet: only what the creation told
+                assert info.value.last_status is not None
+                assert info.value.last_status.state is BatchState.SUBMITTED
                 assert fake.counts["status"] == 1  # the next poll has not gone out
                 # The first waiter is cancelled (cancellation, not a timeout)...
                 first.cancel()

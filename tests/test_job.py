@@ -84,8 +84,15 @@ class TestWait:
         # 30 items, the last 5 repeat earlier transaction ids: they fail with 9004.
         items = [cashback(n, transaction=f"t{n % 25}") for n in range(30)]
         job = await gb.create_batch(Operation.CASHBACK, items)
-        assert job.status is None
+        # issue 12.3: what the creation told, and nothing more
+        assert job.status is not None
+        assert job.status.state is BatchState.SUBMITTED
+        assert job.status.total_count == 30
+        assert (job.status.finished_count, job.status.error_count) == (0, 0)
+        assert job.status.progress == 0.0
+        assert not job.status.is_terminal
         assert not job.done()
+        assert gb.job(job.job_id).status is None  # a handle from an id knows nothing
 
         with anyio.fail_after(PATIENCE):
             status = await job

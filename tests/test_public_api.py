@@ -83,7 +83,9 @@ def test_contract_operations_and_states() -> None:
         "events",
     }
     states = {s.name for s in gameball_async.BatchState}
-    assert states == {"QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED", "UNKNOWN"}
+    assert states == {
+        "QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED", "UNKNOWN", "SUBMITTED"
+    }
 
 
 def test_testing_module_exports_the_fake() -> None:
