@@ -207,6 +207,9 @@ class GameballSession:
         self._rate_limit = rate_limit if rate_limit is not None else RateLimit()
         self._max_in_flight = max_in_flight_polls
         self._state = "unopened"
+        self._entered = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed_why = "the session is closed"
         self._transport_args: dict[str, Any] = {
             "base_url": self._base_url,
             "headers": {"APIKey": api_key, "SecretKey": secret_key},
@@ -234,7 +237,14 @@ class GameballSession:
             raise SessionClosedError(
                 "a closed GameballSession cannot be reopened; create a new one"
             )
+        if self._entered:
+            # the inner block's exit would close the session under the outer block
+            raise GameballError(
+                "this GameballSession is already entered by an `async with` block; "
+                "use it there without entering it again (its exit closes the session)"
+            )
         self._open()
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -243,11 +253,15 @@ class GameballSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._entered = False
         await self.close()
 
     def _open(self) -> Transport:
         if self._state == "closed":
-            raise SessionClosedError("the session is closed")
+            raise SessionClosedError(self._closed_why)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._check_loop(loop)
         if self._transport is None:
             # anyio primitives need the running loop: build them on first use.
             limiter = RateLimiter(self._rate_limit)
@@ -257,6 +271,22 @@ class GameballSession:
             )
             self._state = "open"
         return self._transport
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            return
+        ended = "has ended" if self._loop.is_closed() else "is still running"
+        why = (
+            f"a GameballSession belongs to the event loop it was first used in, and that "
+            f"loop {ended}: create one GameballSession per event loop (e.g. inside the "
+            "coroutine given to asyncio.run)"
+        )
+        if self._loop.is_closed():
+            # what it held died with that loop (the owned aiohttp session was closed
+            # as the loop ended): nothing here can be used again
+            self._state, self._closed_why = "closed", why
+        raise SessionClosedError(why)
 
     async def close(self) -> None:
         """Stop polling, wake every waiter with :class:`SessionClosedError`, and

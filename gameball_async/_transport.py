@@ -25,7 +25,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import timezone
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -175,6 +175,7 @@ class Transport:
         self._client_timeout = timeout.to_aiohttp()
         self._borrowed = http_session
         self._owned: aiohttp.ClientSession | None = None
+        self._finalizer: AsyncGenerator[None, None] | None = None
         self._connection_limit = connection_limit
         self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
         self._rng = random.Random()
@@ -185,10 +186,16 @@ class Transport:
         """The rate limiter every request of the session goes through."""
         return self._limiter
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _client(self) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("the session is closed")
         if self._borrowed is not None:
+            if self._borrowed.closed:
+                raise SessionClosedError(
+                    "the aiohttp ClientSession lent as http_session= was closed by its "
+                    "owner; keep it open while the GameballSession is in use, or close "
+                    "the GameballSession first"
+                )
             return self._borrowed
         if self._owned is None:
             # Created on first use, inside the running loop (aiohttp's rule).
@@ -198,14 +205,33 @@ class Transport:
                 timeout=self._client_timeout,
                 headers={"User-Agent": _USER_AGENT},
             )
+            # asyncio.run() (and asyncio.Runner) finalize the async generators still
+            # alive before closing their loop: this one closes the owned session then,
+            # should the GameballSession never be closed, so that nothing is left
+            # bound to a dead loop (no ResourceWarning, no "Event loop is closed").
+            self._finalizer = self._close_at_loop_end()
+            await self._finalizer.asend(None)
         return self._owned
+
+    async def _close_at_loop_end(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._closed = True
+            await self._close_owned()
+
+    async def _close_owned(self) -> None:
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            await owned.close()
 
     async def aclose(self) -> None:
         """Close the owned aiohttp session (a borrowed one is left open). Idempotent."""
         self._closed = True
-        owned, self._owned = self._owned, None
-        if owned is not None:
-            await owned.close()
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            await finalizer.aclose()  # runs its finally: closes the owned session
+        await self._close_owned()
 
     def redact(self, text: str) -> str:
         """Replace every key in ``text`` with ``***``, and a key's first
@@ -459,7 +485,7 @@ class Transport:
     async def _once(
         self, method: str, url: str, body: bytes | None
     ) -> tuple[int, Mapping[str, str], bytes]:
-        client = self._client()
+        client = await self._client()
         started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
         try:
             async with client.request(
