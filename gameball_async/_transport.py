@@ -20,21 +20,18 @@ Reply bytes are never altered; the keys are redacted only in the text shown
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import ssl as ssl_module
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from datetime import timezone
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
-import attrs
 
-from ._decode import decode_error, decode_json, parse_retry_after
+from ._config import Timeout
+from ._decode import decode_error, decode_json
 from ._errors import (
     AmbiguousSubmissionError,
     APIError,
@@ -46,56 +43,15 @@ from ._errors import (
     TransportError,
 )
 from ._models import Operation
-from ._policy import RetryPolicy, optional_positive, retry_delay
+from ._policy import RetryPolicy, retry_delay
 from ._ratelimit import RateLimiter
+from ._reply import CreationGuard, Miss, Reply, redact, redirect_target, server_delay
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "CreationGuard",
-    "Reply",
-    "Timeout",
-    "Transport",
-    "redirect_target",
-    "server_delay",
-]
+__all__ = ["Transport"]
 
 logger: Final = logging.getLogger("gameball_async")
 
-DEFAULT_TOTAL_TIMEOUT: Final = 30.0
-DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-DEFAULT_CONNECTION_LIMIT: Final = 32
 _USER_AGENT: Final = "gameball_async"
-
-
-@attrs.frozen(kw_only=True)
-class Timeout:
-    """Time limits of one HTTP request (not of a whole ``wait()``).
-
-    :param total: seconds for the whole request, connection to last byte.
-    :param connect: seconds to get a connection (pool wait included).
-    """
-
-    total: float | None = attrs.field(default=DEFAULT_TOTAL_TIMEOUT, validator=optional_positive)
-    connect: float | None = attrs.field(
-        default=DEFAULT_CONNECT_TIMEOUT, validator=optional_positive
-    )
-
-    def to_aiohttp(self) -> aiohttp.ClientTimeout:
-        """The equivalent :class:`aiohttp.ClientTimeout`."""
-        return aiohttp.ClientTimeout(total=self.total, connect=self.connect)
-
-
-#: Per-request limits used when none are given.
-DEFAULT_TIMEOUT: Final = Timeout()
-
-
-@attrs.frozen
-class Reply:
-    """A successful (2xx) reply: status, decoded JSON (or ``None``) and Retry-After."""
-
-    status: int
-    payload: Any
-    retry_after: float | None
 
 
 class _Failure(Exception):
@@ -106,35 +62,6 @@ class _Failure(Exception):
         self.error = error
         self.never_connected = never_connected
         self.retryable = retryable
-
-
-@attrs.frozen
-class _Miss:
-    """One attempt that gave no usable reply and certainly created nothing.
-
-    :ivar retry_after: the server's delay, clamped to ``max_retry_after``.
-    :ivar too_long: the server asked for more than ``max_retry_after``.
-    """
-
-    error: GameballError
-    retryable: bool
-    retry_after: float | None
-    too_long: bool = attrs.field(kw_only=True)
-
-
-class CreationGuard:
-    """What a creation's caller and the task sending it share.
-
-    :ivar in_flight: a request is on its way (its limiter slot taken): it may
-        create a job, so it must not be cancelled.
-    :ivar stop: the caller has gone (or the session is closing): no more tries.
-    """
-
-    __slots__ = ("in_flight", "stop")
-
-    def __init__(self) -> None:
-        self.in_flight = False
-        self.stop = False
 
 
 class Transport:
@@ -234,12 +161,8 @@ class Transport:
         await self._close_owned()
 
     def redact(self, text: str) -> str:
-        """Replace every key in ``text`` with ``***``, and a key's first
-        characters left at the end of a text cut at a length limit."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return _trim_cut_key(text, self._secrets)
+        """Replace every key in ``text`` with ``***`` (see :func:`redact`)."""
+        return redact(text, self._secrets)
 
     def redact_error(self, error: GameballError) -> GameballError:
         """Redact a decoding error's message in place (it may quote the reply)."""
@@ -294,7 +217,7 @@ class Transport:
         :raises ProtocolError: on a 2xx whose body is empty or not JSON.
         """
         outcome = await self._attempt("GET", path, None)
-        if isinstance(outcome, _Miss):
+        if isinstance(outcome, Miss):
             raise outcome.error
         if outcome.payload is None:
             raise ProtocolError(f"GET {path} answered {outcome.status} with an empty body")
@@ -351,10 +274,10 @@ class Transport:
         items: Sequence[Any] = (),
         deadline: float | None = None,
         guard: CreationGuard | None = None,
-    ) -> Reply | _Miss:
+    ) -> Reply | Miss:
         """One request. A creation that may have landed raises
         :class:`AmbiguousSubmissionError`; every other failure is returned as a
-        :class:`_Miss` for the caller to retry or raise."""
+        :class:`Miss` for the caller to retry or raise."""
         creating = method == "POST"
         policy = self._retry
         failure: _Failure | None = None
@@ -434,11 +357,11 @@ class Transport:
         retry_after: float | None,
         *,
         too_long: bool,
-    ) -> _Miss:
+    ) -> Miss:
         # A miss created nothing, so the request is no longer one to wait for.
         if guard is not None:
             guard.in_flight = False
-        return _Miss(error, retryable, retry_after, too_long=too_long)
+        return Miss(error, retryable, retry_after, too_long=too_long)
 
     @staticmethod
     def _timed_out(operation: Operation | None, detail: str) -> CreationTimeoutError:
@@ -541,65 +464,3 @@ class Transport:
 
 
 _GARBLED: Final = object()
-
-# A key's first characters at the end of a text that was cut (replies are quoted
-# up to 40, 100, 200 or 500 characters): fewer than this many reveal nothing.
-_CUT_KEY_MIN: Final = 4
-_CLOSERS: Final = "'\")]}"
-
-
-def _trim_cut_key(text: str, secrets: Sequence[str]) -> str:
-    # The cut may be followed by the closing quote of a repr'd excerpt.
-    body = text.rstrip(_CLOSERS)
-    tail = text[len(body) :]
-    for secret in secrets:
-        for size in range(min(len(secret) - 1, len(body)), _CUT_KEY_MIN - 1, -1):
-            if body.endswith(secret[:size]):
-                return body[:-size] + "***" + tail
-    return text
-
-
-def server_delay(retry_after: str | None, date: str | None, *, now: float) -> float | None:
-    """Seconds a reply's ``Retry-After`` asks for (not yet clamped), or ``None``.
-
-    An HTTP-date is measured against the reply's own ``Date`` header when it has
-    a readable one, so a server clock that is off does not stretch the delay;
-    else against ``now``.
-
-    :param retry_after: the ``Retry-After`` header value, if any.
-    :param date: the reply's ``Date`` header value, if any.
-    :param now: the local time as a Unix timestamp.
-    """
-    if retry_after is None:
-        return None
-    if date is not None:
-        try:
-            sent = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            pass
-        else:
-            if sent.tzinfo is None:
-                sent = sent.replace(tzinfo=timezone.utc)
-            now = sent.timestamp()
-    return parse_retry_after(retry_after, now=now)
-
-
-def redirect_target(location: str | None, base_url: str) -> str:
-    """The host (and port) a redirect points to, for a message: never its path
-    or query, which may carry anything.
-
-    :param location: the ``Location`` header, if any.
-    :param base_url: the session's base URL, whose host a relative location keeps.
-    """
-    if not location:
-        return "nowhere (no Location header)"
-    try:
-        parts = urlsplit(location.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "an unreadable Location"
-    if not host:
-        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
-        if not host:
-            return "an unreadable Location"
-    return f"{host}:{port}" if port else host

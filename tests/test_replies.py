@@ -25,7 +25,7 @@ from gameball_async import (
     RedirectError,
     RetryPolicy,
 )
-from gameball_async._transport import redirect_target, server_delay
+from gameball_async._reply import redirect_target, server_delay
 from gameball_async.testing import FakeGameball, InjectedReply
 
 pytestmark = pytest.mark.anyio
