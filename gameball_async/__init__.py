@@ -57,8 +57,7 @@ from ._models import (
 from ._policy import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
 from ._session import DEFAULT_BASE_URL, DEFAULT_ROUTES, GameballSession
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "APIError",

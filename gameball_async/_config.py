@@ -8,6 +8,7 @@ never echoes a key.
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl as ssl_module
 from collections.abc import Mapping
 from typing import Final
@@ -24,14 +25,23 @@ __all__ = [
     "DEFAULT_CONNECTION_LIMIT",
     "DEFAULT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_SECRET_KEY",
     "Timeout",
     "DEFAULT_ROUTES",
     "check_base_url",
     "check_key",
     "check_routes",
     "connector_ssl",
+    "from_environment",
     "verifies",
 ]
+
+#: Environment variables read by ``GameballSession()`` for what it is not given.
+ENV_API_KEY: Final = "GAMEBALL_API_KEY"
+ENV_SECRET_KEY: Final = "GAMEBALL_SECRET_KEY"
+ENV_BASE_URL: Final = "GAMEBALL_BASE_URL"
 
 #: Gameball's production base URL for the REST API v4.0 integrations.
 DEFAULT_BASE_URL: Final = "https://api.gameball.co/api/v4.0/integrations"
@@ -57,6 +67,20 @@ def check_key(name: str, value: object) -> str:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError(f"{name} contains control characters (CR, LF...): refused")
     return value
+
+
+def from_environment(value: str | None, name: str, variable: str) -> str:
+    """A key given as a parameter, else read from the environment variable.
+
+    :raises ValueError: naming the parameter and the variable (never a value)
+        when neither holds a usable key.
+    """
+    if value is not None:
+        return check_key(name, value)
+    found = os.environ.get(variable)
+    if found is None:
+        raise ValueError(f"{name} was not given and the environment variable {variable} is not set")
+    return check_key(f"the environment variable {variable} ({name})", found)
 
 
 def connector_ssl(http_session: aiohttp.ClientSession | None) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl as ssl_module
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -18,11 +19,14 @@ from ._config import (
     DEFAULT_ROUTES,
     DEFAULT_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_SECRET_KEY,
     Timeout,
     check_base_url,
-    check_key,
     check_routes,
     connector_ssl,
+    from_environment,
     verifies,
 )
 from ._creation import Creations, InputReader, OnJob, announce, submit_chunks
@@ -68,11 +72,14 @@ class GameballSession:
     holds one rate limiter and one poll scheduler shared by all its calls. A
     closed session cannot be reopened.
 
-    :param api_key: the account's API key (``APIKey`` header).
-    :param secret_key: the account's secret key (``SecretKey`` header); it never
+    :param api_key: the account's API key (``APIKey`` header); when not given,
+        the ``GAMEBALL_API_KEY`` environment variable.
+    :param secret_key: the account's secret key (``SecretKey`` header); when not
+        given, the ``GAMEBALL_SECRET_KEY`` environment variable. It never
         appears in a repr, a log record, an exception or a URL.
-    :param base_url: the API base URL; plain ``http://`` only to loopback hosts
-        unless ``allow_insecure``.
+    :param base_url: the API base URL; when not given, the ``GAMEBALL_BASE_URL``
+        environment variable, else :data:`DEFAULT_BASE_URL`. Plain ``http://``
+        only to loopback hosts unless ``allow_insecure``.
     :param poll: poll timing for awaited jobs.
     :param retry: which failures are retried, and how.
     :param rate_limit: the client-side request rate (Gameball's limits by default).
@@ -88,15 +95,16 @@ class GameballSession:
         exists (after the call's own ``on_job``); an exception it raises is
         logged (ERROR) and does not propagate. It is how a job whose caller was
         cancelled while its request was in flight is heard of.
-    :raises ValueError: for bad keys, a bad base URL or bad routes.
+    :raises ValueError: for bad or missing keys (naming the parameter or the
+        environment variable, never the value), a bad base URL or bad routes.
     """
 
     def __init__(
         self,
-        api_key: str,
-        secret_key: str,
+        api_key: str | None = None,
+        secret_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         poll: PollPolicy = DEFAULT_POLL_POLICY,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_limit: RateLimit | None = None,
@@ -109,8 +117,10 @@ class GameballSession:
         max_in_flight_polls: int = DEFAULT_MAX_IN_FLIGHT,
         on_job: OnJob | None = None,
     ) -> None:
-        api_key = check_key("api_key", api_key)
-        secret_key = check_key("secret_key", secret_key)
+        api_key = from_environment(api_key, "api_key", ENV_API_KEY)
+        secret_key = from_environment(secret_key, "secret_key", ENV_SECRET_KEY)
+        if base_url is None:
+            base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ValueError("ssl must be an ssl.SSLContext; verification cannot be turned off")
         # aiohttp uses a borrowed session's connector setting unless ssl= overrides it

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import random
 import ssl as ssl_module
+import sys
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Final
@@ -46,12 +47,21 @@ from ._models import Operation
 from ._policy import RetryPolicy, retry_delay
 from ._ratelimit import RateLimiter
 from ._reply import CreationGuard, Miss, Reply, redact, redirect_target, server_delay
+from ._version import __version__
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "user_agent"]
 
 logger: Final = logging.getLogger("gameball_async")
 
-_USER_AGENT: Final = "gameball_async"
+
+def user_agent() -> str:
+    """``gameball_async/<version> Python/<x.y> aiohttp/<x.y>``, sent with every request."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    http = ".".join(aiohttp.__version__.split(".")[:2])
+    return f"gameball_async/{__version__} Python/{python} aiohttp/{http}"
+
+
+_USER_AGENT: Final = user_agent()
 
 
 class _Failure(Exception):
@@ -92,7 +102,9 @@ class Transport:
         ssl: ssl_module.SSLContext | None,
     ) -> None:
         self.base_url = base_url
-        self._headers = dict(headers)
+        # per request, not as the aiohttp session's default: a borrowed session
+        # would send its own instead
+        self._headers = {"User-Agent": _USER_AGENT, **headers}
         # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
@@ -130,7 +142,6 @@ class Transport:
             self._owned = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._client_timeout,
-                headers={"User-Agent": _USER_AGENT},
             )
             # asyncio.run() (and asyncio.Runner) finalize the async generators still
             # alive before closing their loop: this one closes the owned session then,
