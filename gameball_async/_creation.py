@@ -68,10 +68,12 @@ def announce(job: BatchJob, callbacks: Sequence[OnJob | None]) -> None:
         try:
             callback(job)
         except Exception:
+            # named, not repr'd: a partial's repr shows its arguments, a key maybe
+            name = getattr(callback, "__qualname__", type(callback).__name__)
             logger.exception(
-                "on_job callback %r raised for job %s; the job is not lost: it is still "
+                "on_job callback %s raised for job %s; the job is not lost: it is still "
                 "returned to the caller and given to the other callbacks",
-                callback,
+                name,
                 job.job_id,
             )
 
