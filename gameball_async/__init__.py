@@ -15,6 +15,7 @@ aiohttp ties the package to the asyncio event loop.
 
 from __future__ import annotations
 
+from ._config import Timeout
 from ._errors import (
     AmbiguousSubmissionError,
     APIError,
@@ -56,9 +57,7 @@ from ._models import (
 from ._policy import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
 from ._session import DEFAULT_BASE_URL, DEFAULT_ROUTES, GameballSession
-from ._transport import Timeout
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "APIError",

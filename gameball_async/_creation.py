@@ -21,17 +21,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import AmbiguousSubmissionError, InvalidBatchError, SessionClosedError
-from ._transport import CreationGuard
+import anyio
+
+from ._errors import (
+    AmbiguousSubmissionError,
+    GameballError,
+    InvalidBatchError,
+    SessionClosedError,
+    SubmissionError,
+)
+from ._reply import CreationGuard
 
 if TYPE_CHECKING:
     from ._job import BatchJob
     from ._models import Operation
 
-__all__ = ["Creations", "InputReader", "OnJob", "announce", "shift"]
+__all__ = ["Creations", "InputReader", "OnJob", "announce", "shift", "submit_chunks"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -51,10 +68,12 @@ def announce(job: BatchJob, callbacks: Sequence[OnJob | None]) -> None:
         try:
             callback(job)
         except Exception:
+            # named, not repr'd: a partial's repr shows its arguments, a key maybe
+            name = getattr(callback, "__qualname__", type(callback).__name__)
             logger.exception(
-                "on_job callback %r raised for job %s; the job is not lost: it is still "
+                "on_job callback %s raised for job %s; the job is not lost: it is still "
                 "returned to the caller and given to the other callbacks",
-                callback,
+                name,
                 job.job_id,
             )
 
@@ -202,3 +221,82 @@ def shift(error: InvalidBatchError, offset: int) -> InvalidBatchError:
     shifted = InvalidBatchError(message, index=index, field=error.field)
     shifted.__cause__ = error
     return shifted
+
+
+async def submit_chunks(
+    create: Callable[[int, list[Any]], Awaitable[BatchJob]],
+    reader: InputReader,
+    *,
+    max_concurrency: int,
+    fatal: tuple[type[BaseException], ...],
+) -> list[BatchJob]:
+    """``submit_many``'s engine: ``create(start, chunk)`` for each chunk of ``reader``,
+    at most ``max_concurrency`` at once; see :meth:`GameballSession.submit_many`.
+
+    :param fatal: errors after which no further input is read.
+    :raises SubmissionError: when anything read was not created, or the input raised.
+    """
+    jobs: list[BatchJob | None] = []
+    failed: list[tuple[int, list[Any], BaseException]] = []
+    not_sent: list[tuple[int, Any]] = []
+    slots = anyio.Semaphore(max_concurrency)
+    stopped: list[BaseException] = []
+    input_error: Exception | None = None
+
+    async def submit(position: int, start: int, chunk: list[Any]) -> None:
+        try:
+            jobs[position] = await create(start, chunk)
+        except InvalidBatchError as exc:
+            failed.append((position, chunk, shift(exc, start)))
+        except GameballError as exc:
+            failed.append((position, chunk, exc))
+            if isinstance(exc, fatal):
+                stopped.append(exc)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        try:
+            async with aclosing(reader.chunks()) as chunks:
+                async for start, chunk in chunks:
+                    await slots.acquire()
+                    if stopped:
+                        slots.release()
+                        not_sent.extend(enumerate(chunk, start))
+                        break
+                    jobs.append(None)
+                    tg.start_soon(submit, len(jobs) - 1, start, chunk)
+        except Exception as exc:  # the caller's input failed: report, don't drop
+            input_error = exc
+            not_sent.extend(enumerate(reader.pending, reader.read))
+    created = [job for job in jobs if job is not None]
+    if failed or not_sent or input_error is not None:
+        failed.sort(key=lambda entry: entry[0])
+        raise SubmissionError(
+            _summary(len(jobs), created, failed, not_sent, input_error),
+            jobs=created,
+            failed=[(chunk, error) for _, chunk, error in failed],
+            not_sent=not_sent,
+            input_error=input_error,
+        ) from input_error
+    return created
+
+
+def _summary(
+    chunks: int,
+    created: list[BatchJob],
+    failed: list[tuple[int, list[Any], BaseException]],
+    not_sent: list[tuple[int, Any]],
+    input_error: BaseException | None,
+) -> str:
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {chunks} chunks were not submitted")
+    if not_sent:
+        parts.append(f"{len(not_sent)} items read were not sent")
+    if input_error is not None:
+        parts.append(f"the input raised {type(input_error).__name__}: {input_error}")
+    text = "; ".join(parts) + f" ({len(created)} jobs created)"
+    if failed:
+        text += f"; first error: {failed[0][2]}"
+    return text

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
+import os
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 import attrs
 
-from ._creation import Creations, InputReader, OnJob, announce, shift
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_ROUTES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_SECRET_KEY,
+    Timeout,
+    check_base_url,
+    check_routes,
+    connector_ssl,
+    from_environment,
+    verifies,
+)
+from ._creation import Creations, InputReader, OnJob, announce, submit_chunks
 from ._decode import decode_job_id, decode_status
 from ._errors import (
     AmbiguousSubmissionError,
@@ -26,108 +40,24 @@ from ._errors import (
     InvalidBatchError,
     ProtocolError,
     SessionClosedError,
-    SubmissionError,
 )
 from ._job import BatchJob, check_job_id
 from ._models import BatchStatus, Operation
 from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, RetryPolicy
 from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
 from ._ratelimit import RateLimit, RateLimiter
+from ._reply import CreationGuard, Reply
 from ._schema import MAX_BATCH_ITEMS, encode_batch
-from ._transport import (
-    DEFAULT_CONNECTION_LIMIT,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
-    CreationGuard,
-    Reply,
-    Timeout,
-    Transport,
-)
+from ._transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_ROUTES", "GameballSession"]
 
 logger: Final = logging.getLogger("gameball_async")
 
-#: Gameball's production base URL for the REST API v4.0 integrations.
-DEFAULT_BASE_URL: Final = "https://api.gameball.co/api/v4.0/integrations"
-
-#: Routes relative to the base URL: one per operation, and ``job`` for status and stop.
-DEFAULT_ROUTES: Final[Mapping[str, str]] = {
-    Operation.CUSTOMERS.value: "/batch/customers",
-    Operation.ORDERS.value: "/batch/orders",
-    Operation.ORDER_TRANSACTIONS.value: "/batch/orders/transactions",
-    Operation.BALANCE_INQUIRY.value: "/batch/balance-inquiry",
-    Operation.BALANCE_ADJUSTMENT.value: "/batch/balance-adjustment",
-    Operation.CASHBACK.value: "/batch/cashback",
-    Operation.REDEEM.value: "/batch/redeem",
-    Operation.EVENTS.value: "/batch/events",
-    "job": "/batch/{job_id}",
-}
-
 DEFAULT_MAX_CONCURRENCY: Final = 4
 
 # Errors after which submitting further chunks could only fail the same way.
 _FATAL: Final = (AuthenticationError, SessionClosedError)
-
-
-def _check_key(name: str, value: object) -> str:
-    # Never put the value in the message: it may be the secret.
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError(f"{name} contains control characters (CR, LF...): refused")
-    return value
-
-
-def _connector_ssl(http_session: aiohttp.ClientSession | None) -> object:
-    # aiohttp keeps a connector's ssl= setting private; True is its default
-    return getattr(http_session.connector, "_ssl", True) if http_session is not None else True
-
-
-def _verifies(setting: object) -> bool:
-    """Whether an aiohttp ``ssl`` setting checks certificates and host names."""
-    if isinstance(setting, ssl_module.SSLContext):
-        return setting.check_hostname and setting.verify_mode != ssl_module.CERT_NONE
-    return setting is True or isinstance(setting, aiohttp.Fingerprint)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: str, allow_insecure: bool) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
-    if parts.username or parts.password:
-        raise ValueError("base_url must not carry credentials; pass api_key and secret_key")
-    if parts.query or parts.fragment:
-        raise ValueError("base_url must not carry a query or a fragment")
-    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
-        raise ValueError(
-            "refusing plain http:// to a non-loopback host (the keys would travel in clear); "
-            "use https:// or pass allow_insecure=True"
-        )
-    return base_url.rstrip("/")
-
-
-def _routes(overrides: Mapping[str, str] | None) -> dict[str, str]:
-    routes = dict(DEFAULT_ROUTES)
-    for key, route in (overrides or {}).items():
-        name = key.value if isinstance(key, Operation) else key
-        if name not in routes:
-            raise ValueError(f"unknown route {name!r}; known: {', '.join(routes)}")
-        if not route.startswith("/"):
-            raise ValueError(f"route {name!r} must start with '/', got {route!r}")
-        routes[name] = route
-    if "{job_id}" not in routes["job"]:
-        raise ValueError("the 'job' route must contain '{job_id}'")
-    return routes
 
 
 class GameballSession:
@@ -144,11 +74,14 @@ class GameballSession:
     holds one rate limiter and one poll scheduler shared by all its calls. A
     closed session cannot be reopened.
 
-    :param api_key: the account's API key (``APIKey`` header).
-    :param secret_key: the account's secret key (``SecretKey`` header); it never
+    :param api_key: the account's API key (``APIKey`` header); when not given,
+        the ``GAMEBALL_API_KEY`` environment variable.
+    :param secret_key: the account's secret key (``SecretKey`` header); when not
+        given, the ``GAMEBALL_SECRET_KEY`` environment variable. It never
         appears in a repr, a log record, an exception or a URL.
-    :param base_url: the API base URL; plain ``http://`` only to loopback hosts
-        unless ``allow_insecure``.
+    :param base_url: the API base URL; when not given, the ``GAMEBALL_BASE_URL``
+        environment variable, else :data:`DEFAULT_BASE_URL`. Plain ``http://``
+        only to loopback hosts unless ``allow_insecure``.
     :param poll: poll timing for awaited jobs.
     :param retry: which failures are retried, and how.
     :param rate_limit: the client-side request rate (Gameball's limits by default).
@@ -164,15 +97,16 @@ class GameballSession:
         exists (after the call's own ``on_job``); an exception it raises is
         logged (ERROR) and does not propagate. It is how a job whose caller was
         cancelled while its request was in flight is heard of.
-    :raises ValueError: for bad keys, a bad base URL or bad routes.
+    :raises ValueError: for bad or missing keys (naming the parameter or the
+        environment variable, never the value), a bad base URL or bad routes.
     """
 
     def __init__(
         self,
-        api_key: str,
-        secret_key: str,
+        api_key: str | None = None,
+        secret_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         poll: PollPolicy = DEFAULT_POLL_POLICY,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_limit: RateLimit | None = None,
@@ -185,16 +119,18 @@ class GameballSession:
         max_in_flight_polls: int = DEFAULT_MAX_IN_FLIGHT,
         on_job: OnJob | None = None,
     ) -> None:
-        api_key = _check_key("api_key", api_key)
-        secret_key = _check_key("secret_key", secret_key)
+        api_key = from_environment(api_key, "api_key", ENV_API_KEY)
+        secret_key = from_environment(secret_key, "secret_key", ENV_SECRET_KEY)
+        if base_url is None:
+            base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ValueError("ssl must be an ssl.SSLContext; verification cannot be turned off")
         # aiohttp uses a borrowed session's connector setting unless ssl= overrides it
         setting: object = ssl
         if ssl is None:
             https = base_url.lower().startswith("https:")
-            setting = _connector_ssl(http_session) if https else True
-        if not _verifies(setting):
+            setting = connector_ssl(http_session) if https else True
+        if not verifies(setting):
             raise ValueError(
                 "certificate verification cannot be turned off: pass an ssl.SSLContext "
                 "that verifies (CERT_REQUIRED, check_hostname), e.g. trusting a private CA"
@@ -203,12 +139,15 @@ class GameballSession:
             timeout = Timeout(total=float(timeout))
         if connection_limit < 1 or max_in_flight_polls < 1:
             raise ValueError("connection_limit and max_in_flight_polls must be >= 1")
-        self._base_url = _check_base_url(base_url, allow_insecure)
-        self._routes = _routes(routes)
+        self._base_url = check_base_url(base_url, allow_insecure)
+        self._routes = check_routes(routes)
         self._poll_policy = poll
         self._rate_limit = rate_limit if rate_limit is not None else RateLimit()
         self._max_in_flight = max_in_flight_polls
         self._state = "unopened"
+        self._entered = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed_why = "the session is closed"
         self._transport_args: dict[str, Any] = {
             "base_url": self._base_url,
             "headers": {"APIKey": api_key, "SecretKey": secret_key},
@@ -243,7 +182,14 @@ class GameballSession:
             raise SessionClosedError(
                 "a closed GameballSession cannot be reopened; create a new one"
             )
+        if self._entered:
+            # the inner block's exit would close the session under the outer block
+            raise GameballError(
+                "this GameballSession is already entered by an `async with` block; "
+                "use it there without entering it again (its exit closes the session)"
+            )
         self._open()
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -252,11 +198,15 @@ class GameballSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._entered = False
         await self.close()
 
     def _open(self) -> Transport:
         if self._state == "closed":
-            raise SessionClosedError("the session is closed")
+            raise SessionClosedError(self._closed_why)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._check_loop(loop)
         if self._transport is None:
             # anyio primitives need the running loop: build them on first use.
             limiter = RateLimiter(self._rate_limit)
@@ -266,6 +216,22 @@ class GameballSession:
             )
             self._state = "open"
         return self._transport
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            return
+        ended = "has ended" if self._loop.is_closed() else "is still running"
+        why = (
+            f"a GameballSession belongs to the event loop it was first used in, and that "
+            f"loop {ended}: create one GameballSession per event loop (e.g. inside the "
+            "coroutine given to asyncio.run)"
+        )
+        if self._loop.is_closed():
+            # what it held died with that loop (the owned aiohttp session was closed
+            # as the loop ended): nothing here can be used again
+            self._state, self._closed_why = "closed", why
+        raise SessionClosedError(why)
 
     async def close(self) -> None:
         """Stop polling, wake every waiter with :class:`SessionClosedError`, and
@@ -441,55 +407,17 @@ class GameballSession:
             )
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        jobs: list[BatchJob | None] = []
-        failed: list[tuple[int, list[Any], BaseException]] = []
-        not_sent: list[tuple[int, Any]] = []
-        slots = anyio.Semaphore(max_concurrency)
-        fatal: list[BaseException] = []
-        reader = InputReader(items, chunk_size)
-        input_error: Exception | None = None
 
-        async def submit(position: int, start: int, chunk: list[Any]) -> None:
-            try:
-                batch = encode_batch(op, chunk)
-                span = range(start, start + len(chunk))
-                jobs[position] = await self._create(
-                    op, chunk, batch, input_range=span, on_job=on_job, deadline=None
-                )
-            except InvalidBatchError as exc:
-                failed.append((position, chunk, shift(exc, start)))
-            except GameballError as exc:
-                failed.append((position, chunk, exc))
-                if isinstance(exc, _FATAL):
-                    fatal.append(exc)
-            finally:
-                slots.release()
+        async def create(start: int, chunk: list[Any]) -> BatchJob:
+            body = encode_batch(op, chunk)
+            span = range(start, start + len(chunk))
+            return await self._create(
+                op, chunk, body, input_range=span, on_job=on_job, deadline=None
+            )
 
-        async with anyio.create_task_group() as tg:
-            try:
-                async with aclosing(reader.chunks()) as chunks:
-                    async for start, chunk in chunks:
-                        await slots.acquire()
-                        if fatal:
-                            slots.release()
-                            not_sent.extend(enumerate(chunk, start))
-                            break
-                        jobs.append(None)
-                        tg.start_soon(submit, len(jobs) - 1, start, chunk)
-            except Exception as exc:  # the caller's input failed: report, don't drop
-                input_error = exc
-                not_sent.extend(enumerate(reader.pending, reader.read))
-        created = [job for job in jobs if job is not None]
-        if failed or not_sent or input_error is not None:
-            failed.sort(key=lambda entry: entry[0])
-            raise SubmissionError(
-                _summary(len(jobs), created, failed, not_sent, input_error),
-                jobs=created,
-                failed=[(chunk, error) for _, chunk, error in failed],
-                not_sent=not_sent,
-                input_error=input_error,
-            ) from input_error
-        return created
+        return await submit_chunks(
+            create, InputReader(items, chunk_size), max_concurrency=max_concurrency, fatal=_FATAL
+        )
 
     # -- management --------------------------------------------------------
 
@@ -594,23 +522,3 @@ async def _shut(
         await poller.aclose()
     if transport is not None:
         await transport.aclose()
-
-
-def _summary(
-    chunks: int,
-    created: list[BatchJob],
-    failed: list[tuple[int, list[Any], BaseException]],
-    not_sent: list[tuple[int, Any]],
-    input_error: BaseException | None,
-) -> str:
-    parts = []
-    if failed:
-        parts.append(f"{len(failed)} of {chunks} chunks were not submitted")
-    if not_sent:
-        parts.append(f"{len(not_sent)} items read were not sent")
-    if input_error is not None:
-        parts.append(f"the input raised {type(input_error).__name__}: {input_error}")
-    text = "; ".join(parts) + f" ({len(created)} jobs created)"
-    if failed:
-        text += f"; first error: {failed[0][2]}"
-    return text

@@ -20,21 +20,19 @@ Reply bytes are never altered; the keys are redacted only in the text shown
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import ssl as ssl_module
+import sys
 import time
-from collections.abc import Mapping, Sequence
-from datetime import timezone
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
-import attrs
 
-from ._decode import decode_error, decode_json, parse_retry_after
+from ._config import Timeout
+from ._decode import decode_error, decode_json
 from ._errors import (
     AmbiguousSubmissionError,
     APIError,
@@ -46,56 +44,24 @@ from ._errors import (
     TransportError,
 )
 from ._models import Operation
-from ._policy import RetryPolicy, optional_positive, retry_delay
+from ._policy import RetryPolicy, retry_delay
 from ._ratelimit import RateLimiter
+from ._reply import CreationGuard, Miss, Reply, redact, redirect_target, server_delay
+from ._version import __version__
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "CreationGuard",
-    "Reply",
-    "Timeout",
-    "Transport",
-    "redirect_target",
-    "server_delay",
-]
+__all__ = ["Transport", "user_agent"]
 
 logger: Final = logging.getLogger("gameball_async")
 
-DEFAULT_TOTAL_TIMEOUT: Final = 30.0
-DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-DEFAULT_CONNECTION_LIMIT: Final = 32
-_USER_AGENT: Final = "gameball_async"
+
+def user_agent() -> str:
+    """``gameball_async/<version> Python/<x.y> aiohttp/<x.y>``, sent with every request."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    http = ".".join(aiohttp.__version__.split(".")[:2])
+    return f"gameball_async/{__version__} Python/{python} aiohttp/{http}"
 
 
-@attrs.frozen(kw_only=True)
-class Timeout:
-    """Time limits of one HTTP request (not of a whole ``wait()``).
-
-    :param total: seconds for the whole request, connection to last byte.
-    :param connect: seconds to get a connection (pool wait included).
-    """
-
-    total: float | None = attrs.field(default=DEFAULT_TOTAL_TIMEOUT, validator=optional_positive)
-    connect: float | None = attrs.field(
-        default=DEFAULT_CONNECT_TIMEOUT, validator=optional_positive
-    )
-
-    def to_aiohttp(self) -> aiohttp.ClientTimeout:
-        """The equivalent :class:`aiohttp.ClientTimeout`."""
-        return aiohttp.ClientTimeout(total=self.total, connect=self.connect)
-
-
-#: Per-request limits used when none are given.
-DEFAULT_TIMEOUT: Final = Timeout()
-
-
-@attrs.frozen
-class Reply:
-    """A successful (2xx) reply: status, decoded JSON (or ``None``) and Retry-After."""
-
-    status: int
-    payload: Any
-    retry_after: float | None
+_USER_AGENT: Final = user_agent()
 
 
 class _Failure(Exception):
@@ -106,35 +72,6 @@ class _Failure(Exception):
         self.error = error
         self.never_connected = never_connected
         self.retryable = retryable
-
-
-@attrs.frozen
-class _Miss:
-    """One attempt that gave no usable reply and certainly created nothing.
-
-    :ivar retry_after: the server's delay, clamped to ``max_retry_after``.
-    :ivar too_long: the server asked for more than ``max_retry_after``.
-    """
-
-    error: GameballError
-    retryable: bool
-    retry_after: float | None
-    too_long: bool = attrs.field(kw_only=True)
-
-
-class CreationGuard:
-    """What a creation's caller and the task sending it share.
-
-    :ivar in_flight: a request is on its way (its limiter slot taken): it may
-        create a job, so it must not be cancelled.
-    :ivar stop: the caller has gone (or the session is closing): no more tries.
-    """
-
-    __slots__ = ("in_flight", "stop")
-
-    def __init__(self) -> None:
-        self.in_flight = False
-        self.stop = False
 
 
 class Transport:
@@ -165,7 +102,9 @@ class Transport:
         ssl: ssl_module.SSLContext | None,
     ) -> None:
         self.base_url = base_url
-        self._headers = dict(headers)
+        # per request, not as the aiohttp session's default: a borrowed session
+        # would send its own instead
+        self._headers = {"User-Agent": _USER_AGENT, **headers}
         # A creation body is JSON; without this aiohttp labels bytes application/octet-stream.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._secrets = tuple(s for s in secrets if s)
@@ -175,6 +114,7 @@ class Transport:
         self._client_timeout = timeout.to_aiohttp()
         self._borrowed = http_session
         self._owned: aiohttp.ClientSession | None = None
+        self._finalizer: AsyncGenerator[None, None] | None = None
         self._connection_limit = connection_limit
         self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
         self._rng = random.Random()
@@ -185,10 +125,16 @@ class Transport:
         """The rate limiter every request of the session goes through."""
         return self._limiter
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _client(self) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("the session is closed")
         if self._borrowed is not None:
+            if self._borrowed.closed:
+                raise SessionClosedError(
+                    "the aiohttp ClientSession lent as http_session= was closed by its "
+                    "owner; keep it open while the GameballSession is in use, or close "
+                    "the GameballSession first"
+                )
             return self._borrowed
         if self._owned is None:
             # Created on first use, inside the running loop (aiohttp's rule).
@@ -196,24 +142,38 @@ class Transport:
             self._owned = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._client_timeout,
-                headers={"User-Agent": _USER_AGENT},
             )
+            # asyncio.run() (and asyncio.Runner) finalize the async generators still
+            # alive before closing their loop: this one closes the owned session then,
+            # should the GameballSession never be closed, so that nothing is left
+            # bound to a dead loop (no ResourceWarning, no "Event loop is closed").
+            self._finalizer = self._close_at_loop_end()
+            await self._finalizer.asend(None)
         return self._owned
 
-    async def aclose(self) -> None:
-        """Close the owned aiohttp session (a borrowed one is left open). Idempotent."""
-        self._closed = True
+    async def _close_at_loop_end(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._closed = True
+            await self._close_owned()
+
+    async def _close_owned(self) -> None:
         owned, self._owned = self._owned, None
         if owned is not None:
             await owned.close()
 
+    async def aclose(self) -> None:
+        """Close the owned aiohttp session (a borrowed one is left open). Idempotent."""
+        self._closed = True
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            await finalizer.aclose()  # runs its finally: closes the owned session
+        await self._close_owned()
+
     def redact(self, text: str) -> str:
-        """Replace every key in ``text`` with ``***``, and a key's first
-        characters left at the end of a text cut at a length limit."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return _trim_cut_key(text, self._secrets)
+        """Replace every key in ``text`` with ``***`` (see :func:`redact`)."""
+        return redact(text, self._secrets)
 
     def redact_error(self, error: GameballError) -> GameballError:
         """Redact a decoding error's message in place (it may quote the reply)."""
@@ -268,7 +228,7 @@ class Transport:
         :raises ProtocolError: on a 2xx whose body is empty or not JSON.
         """
         outcome = await self._attempt("GET", path, None)
-        if isinstance(outcome, _Miss):
+        if isinstance(outcome, Miss):
             raise outcome.error
         if outcome.payload is None:
             raise ProtocolError(f"GET {path} answered {outcome.status} with an empty body")
@@ -325,10 +285,10 @@ class Transport:
         items: Sequence[Any] = (),
         deadline: float | None = None,
         guard: CreationGuard | None = None,
-    ) -> Reply | _Miss:
+    ) -> Reply | Miss:
         """One request. A creation that may have landed raises
         :class:`AmbiguousSubmissionError`; every other failure is returned as a
-        :class:`_Miss` for the caller to retry or raise."""
+        :class:`Miss` for the caller to retry or raise."""
         creating = method == "POST"
         policy = self._retry
         failure: _Failure | None = None
@@ -408,11 +368,11 @@ class Transport:
         retry_after: float | None,
         *,
         too_long: bool,
-    ) -> _Miss:
+    ) -> Miss:
         # A miss created nothing, so the request is no longer one to wait for.
         if guard is not None:
             guard.in_flight = False
-        return _Miss(error, retryable, retry_after, too_long=too_long)
+        return Miss(error, retryable, retry_after, too_long=too_long)
 
     @staticmethod
     def _timed_out(operation: Operation | None, detail: str) -> CreationTimeoutError:
@@ -459,7 +419,7 @@ class Transport:
     async def _once(
         self, method: str, url: str, body: bytes | None
     ) -> tuple[int, Mapping[str, str], bytes]:
-        client = self._client()
+        client = await self._client()
         started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
         try:
             async with client.request(
@@ -515,65 +475,3 @@ class Transport:
 
 
 _GARBLED: Final = object()
-
-# A key's first characters at the end of a text that was cut (replies are quoted
-# up to 40, 100, 200 or 500 characters): fewer than this many reveal nothing.
-_CUT_KEY_MIN: Final = 4
-_CLOSERS: Final = "'\")]}"
-
-
-def _trim_cut_key(text: str, secrets: Sequence[str]) -> str:
-    # The cut may be followed by the closing quote of a repr'd excerpt.
-    body = text.rstrip(_CLOSERS)
-    tail = text[len(body) :]
-    for secret in secrets:
-        for size in range(min(len(secret) - 1, len(body)), _CUT_KEY_MIN - 1, -1):
-            if body.endswith(secret[:size]):
-                return body[:-size] + "***" + tail
-    return text
-
-
-def server_delay(retry_after: str | None, date: str | None, *, now: float) -> float | None:
-    """Seconds a reply's ``Retry-After`` asks for (not yet clamped), or ``None``.
-
-    An HTTP-date is measured against the reply's own ``Date`` header when it has
-    a readable one, so a server clock that is off does not stretch the delay;
-    else against ``now``.
-
-    :param retry_after: the ``Retry-After`` header value, if any.
-    :param date: the reply's ``Date`` header value, if any.
-    :param now: the local time as a Unix timestamp.
-    """
-    if retry_after is None:
-        return None
-    if date is not None:
-        try:
-            sent = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            pass
-        else:
-            if sent.tzinfo is None:
-                sent = sent.replace(tzinfo=timezone.utc)
-            now = sent.timestamp()
-    return parse_retry_after(retry_after, now=now)
-
-
-def redirect_target(location: str | None, base_url: str) -> str:
-    """The host (and port) a redirect points to, for a message: never its path
-    or query, which may carry anything.
-
-    :param location: the ``Location`` header, if any.
-    :param base_url: the session's base URL, whose host a relative location keeps.
-    """
-    if not location:
-        return "nowhere (no Location header)"
-    try:
-        parts = urlsplit(location.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "an unreadable Location"
-    if not host:
-        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
-        if not host:
-            return "an unreadable Location"
-    return f"{host}:{port}" if port else host

@@ -5,6 +5,7 @@ cancelled creations, the ``on_job`` channel, ``submit_many``'s every exit, and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -226,10 +227,15 @@ async def test_a_raising_callback_loses_nothing(
 
     async with _session(fake, calls) as gb:
         job = await gb.create_batch("balance-inquiry", ITEMS, on_job=broken)
-    assert calls.jobs("session") == [job]
-    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert job.job_id in record.getMessage()
-    assert record.exc_info is not None
+        # a partial's repr would show its arguments: the log names it only
+        bound = functools.partial(lambda job, key: broken(job), key=fake.secret_key)
+        other = await gb.create_batch("balance-inquiry", ITEMS, on_job=bound)
+    assert calls.jobs("session") == [job, other]
+    records = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert job.job_id in records[0].getMessage()
+    assert other.job_id in records[1].getMessage()
+    assert all(r.exc_info is not None for r in records)
+    _assert_no_keys(fake, caplog)
 
 
 async def test_close_while_waiting_to_send_is_a_session_closed_error(fake: FakeGameball) -> None:

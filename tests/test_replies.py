@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
-from _support import PATIENCE
+from _support import PATIENCE, until
 from aiohttp import web
 
 from gameball_async import (
@@ -25,7 +26,7 @@ from gameball_async import (
     RedirectError,
     RetryPolicy,
 )
-from gameball_async._transport import redirect_target, server_delay
+from gameball_async._reply import redirect_target, server_delay
 from gameball_async.testing import FakeGameball, InjectedReply
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +203,30 @@ async def test_a_long_retry_after_pauses_the_limiter_only_for_the_clamped_value(
         assert 0.0 < _pause(gb) <= 5.0  # not an hour
     assert info.value.retry_after == 5.0
     assert fake.counts["status"] == 1
+
+
+async def test_only_the_request_that_got_a_long_retry_after_raises(fake: FakeGameball) -> None:
+    retry = RetryPolicy(backoff=0.01, max_retry_after=0.2)
+    async with _limited(fake, retry) as gb:
+        jobs = [await gb.create_batch("balance-inquiry", ITEMS) for _ in range(2)]
+        fake.inject("status", InjectedReply(status=429, headers={"Retry-After": "3600"}))
+        outcomes: list[object] = [None, None]
+
+        async def read(index: int) -> None:
+            try:
+                outcomes[index] = await gb.get_status(jobs[index].job_id)
+            except RateLimitError as exc:
+                outcomes[index] = exc
+
+        # the other read waits out the clamped pause, not an hour
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, 0)
+                await until(lambda: fake.counts["status"] >= 1)
+                tg.start_soon(read, 1)
+    errors = [o for o in outcomes if isinstance(o, RateLimitError)]
+    assert len(errors) == 1
+    assert [type(o).__name__ for o in outcomes].count("BatchStatus") == 1
 
 
 async def test_a_skewed_server_clock_does_not_stretch_an_http_date(fake: FakeGameball) -> None:

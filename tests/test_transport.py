@@ -96,14 +96,24 @@ async def test_wrong_secret_is_an_authentication_error(fake: FakeGameball, job_i
 async def test_missing_secret_code_1001(
     fake: FakeGameball, gb: GameballSession, job_id: str
 ) -> None:
-    fake.inject("status", InjectedReply(status=401, body={
-        "code": 1001, "type": "MissingSecretKey", "message": "The SecretKey header is required.",
-        "requestId": "req-1001",
-    }))
+    fake.inject(
+        "status",
+        InjectedReply(
+            status=401,
+            body={
+                "code": 1001,
+                "type": "MissingSecretKey",
+                "message": "The SecretKey header is required.",
+                "requestId": "req-1001",
+            },
+        ),
+    )
     with pytest.raises(AuthenticationError) as info:
         await gb.get_status(job_id)
     assert (info.value.code, info.value.request_id, info.value.type) == (
-        1001, "req-1001", "MissingSecretKey"
+        1001,
+        "req-1001",
+        "MissingSecretKey",
     )
     assert fake.counts["status"] == 1
 
@@ -181,8 +191,9 @@ async def test_non_json_error_bodies(
     fake: FakeGameball, job_id: str, status: int, body: bytes, cls: type[Exception]
 ) -> None:
     async with _session(fake, retry=RetryPolicy(attempts=1)) as gb:
-        fake.inject("status", InjectedReply(status=status, body=body,
-                                            headers={"Content-Type": "text/html"}))
+        fake.inject(
+            "status", InjectedReply(status=status, body=body, headers={"Content-Type": "text/html"})
+        )
         with pytest.raises(cls) as info:
             await gb.get_status(job_id)
     error: Any = info.value
@@ -287,9 +298,7 @@ async def test_retry_after_http_date_honoured(
     assert second_arrival >= target.timestamp() - 0.05  # not before the date it named
 
 
-async def test_retry_after_honoured_on_creation(
-    fake: FakeGameball, gb: GameballSession
-) -> None:
+async def test_retry_after_honoured_on_creation(fake: FakeGameball, gb: GameballSession) -> None:
     fake.inject("create", InjectedReply(status=503, headers={"Retry-After": "1"}))
     job = await gb.create_batch("balance-inquiry", ITEMS)
     assert [int(job.job_id)] == list(fake.jobs)
@@ -402,8 +411,9 @@ async def test_connection_never_made_is_retried_then_transport_error(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="gameball_async")
     closed = f"http://127.0.0.1:{_free_port()}/api/v4.0/integrations"
-    async with GameballSession("key", "secret", base_url=closed, retry=FAST_RETRY,
-                               rate_limit=RateLimit.disabled()) as gb:
+    async with GameballSession(
+        "key", "secret", base_url=closed, retry=FAST_RETRY, rate_limit=RateLimit.disabled()
+    ) as gb:
 
         async def attempt() -> None:
             if operation == "status":
@@ -424,8 +434,9 @@ async def test_network_retries_can_be_turned_off(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.DEBUG, logger="gameball_async")
     closed = f"http://127.0.0.1:{_free_port()}/api"
     policy = RetryPolicy(attempts=5, backoff=0.01, retry_network_errors=False)
-    async with GameballSession("key", "secret", base_url=closed, retry=policy,
-                               rate_limit=RateLimit.disabled()) as gb:
+    async with GameballSession(
+        "key", "secret", base_url=closed, retry=policy, rate_limit=RateLimit.disabled()
+    ) as gb:
         with pytest.raises(TransportError):
             await gb.get_status(1)
     assert not [r for r in caplog.records if r.getMessage().startswith("retrying")]
@@ -437,8 +448,12 @@ async def test_network_retries_can_be_turned_off(caplog: pytest.LogCaptureFixtur
 async def test_burst_stays_within_the_servers_rate_limit() -> None:
     per_second, per_window, window = 100, 1000, 10.0
     calls = 499  # + 1 creation: 500 requests, five 1-second windows
-    async with FakeGameball(enforce_rate_limit=True, rate_per_second=per_second,
-                            rate_per_window=per_window, rate_window=window) as fake:
+    async with FakeGameball(
+        enforce_rate_limit=True,
+        rate_per_second=per_second,
+        rate_per_window=per_window,
+        rate_window=window,
+    ) as fake:
         # Client and server share this event loop: 100 requests at once reach
         # the server up to a few hundred ms after they took their slots on a
         # busy machine. The limiter holds a slot until the reply, so that skew
