@@ -55,8 +55,7 @@ from ._policy import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
 from ._session import DEFAULT_BASE_URL, DEFAULT_ROUTES, GameballSession
 from ._transport import Timeout
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "APIError",
