@@ -1,4 +1,4 @@
-"""Packaging: one version source, PyPI metadata, links that work on PyPI.
+"""Packaging: one version source, PyPI metadata, links that work on PyPI, true floors.
 
 These read ``pyproject.toml`` and ``README.md`` from the source tree (the sdist
 ships both), so they run from a clone and from an unpacked sdist alike.
@@ -12,9 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from _support import PATIENCE
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 import gameball_async
+from gameball_async import GameballSession, RateLimit, RetryPolicy, SessionClosedError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,3 +109,46 @@ def test_readme_links_work_on_pypi() -> None:
     for target in targets:
         assert target.startswith(("https://", "#")), target
     assert "pip install gameball_async" in readme.split("\n## ", 1)[0]  # how it starts
+
+
+# aiohttp before 3.12.4 let a bare AssertionError out of a request whose
+# connection the session closed under it; the floor in pyproject is that fix.
+@pytest.mark.anyio
+async def test_refresh_in_flight_during_close_raises_session_closed() -> None:
+    arrived = anyio.Event()
+    release = anyio.Event()
+
+    async def hanging(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/batch/{job_id}", hanging)
+    outcome: list[object] = []
+    async with TestServer(app, host="127.0.0.1") as server:
+        gb = GameballSession(
+            "key",
+            "secret",
+            base_url=f"http://127.0.0.1:{server.port}",
+            rate_limit=RateLimit.disabled(),
+            retry=RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05),
+        )
+        job = gb.job(7, "cashback")
+
+        async def refresh() -> None:
+            try:
+                outcome.append(await job.refresh())
+            except Exception as exc:  # the test inspects whatever comes out
+                outcome.append(exc)
+
+        try:
+            with anyio.fail_after(PATIENCE):
+                async with gb, anyio.create_task_group() as tg:
+                    tg.start_soon(refresh)
+                    await arrived.wait()
+                    await gb.close()
+        finally:
+            release.set()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], SessionClosedError), repr(outcome[0])
