@@ -15,6 +15,7 @@ aiohttp ties the package to the asyncio event loop.
 
 from __future__ import annotations
 
+from . import _logs
 from ._config import Timeout
 from ._errors import (
     AmbiguousSubmissionError,
@@ -57,6 +58,7 @@ from ._models import (
 from ._policy import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
 from ._session import DEFAULT_BASE_URL, DEFAULT_ROUTES, GameballSession
+from ._stats import SessionStats
 from ._version import __version__
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SessionClosedError",
+    "SessionStats",
     "SubmissionError",
     "Timeout",
     "TransportError",
@@ -105,3 +108,5 @@ __all__ = [
     "as_completed",
     "wait_all",
 ]
+
+_logs.setup_from_env()

@@ -48,6 +48,7 @@ from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
 from ._ratelimit import RateLimit, RateLimiter
 from ._reply import CreationGuard, Reply
 from ._schema import MAX_BATCH_ITEMS, encode_batch
+from ._stats import Counters, SessionStats
 from ._transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_ROUTES", "GameballSession"]
@@ -162,6 +163,7 @@ class GameballSession:
         self._transport: Transport | None = None
         self._poller: Poller | None = None
         self._creations = Creations()
+        self._counters = Counters()
         # a request in flight takes at most this long (aiohttp's total timeout)
         self._request_bound = (timeout.total or DEFAULT_TOTAL_TIMEOUT) + 1.0
 
@@ -210,7 +212,9 @@ class GameballSession:
         if self._transport is None:
             # anyio primitives need the running loop: build them on first use.
             limiter = RateLimiter(self._rate_limit)
-            self._transport = Transport(limiter=limiter, **self._transport_args)
+            self._transport = Transport(
+                limiter=limiter, counters=self._counters, **self._transport_args
+            )
             self._poller = Poller(
                 self._poll_once, self._poll_policy, max_in_flight=self._max_in_flight
             )
@@ -258,6 +262,19 @@ class GameballSession:
         if cancelled is not None:
             raise cancelled
         closing.result()
+
+    def stats(self) -> SessionStats:
+        """A frozen snapshot of this session's counters (requests, retries,
+        429s, ambiguous creations, jobs awaited, time spent waiting for the
+        rate limiter...), for a metrics endpoint; see :class:`SessionStats`."""
+        poller = self._poller
+        if poller is None:
+            return self._counters.snapshot(polls=0, polls_failed=0, jobs_awaited=0)
+        return self._counters.snapshot(
+            polls=poller.polls_sent,
+            polls_failed=poller.polls_failed,
+            jobs_awaited=poller.awaited_jobs,
+        )
 
     @property
     def closed(self) -> bool:
@@ -363,6 +380,7 @@ class GameballSession:
             job = BatchJob(
                 self, job_id, op, input_range=input_range, submitted_at=time.monotonic()
             )
+            self._counters.jobs_created += 1
             announce(job, (on_job, self._on_job))
             return job
 

@@ -47,6 +47,7 @@ from ._models import Operation
 from ._policy import RetryPolicy, retry_delay
 from ._ratelimit import RateLimiter
 from ._reply import CreationGuard, Miss, Reply, redact, redirect_target, server_delay
+from ._stats import Counters
 from ._version import __version__
 
 __all__ = ["Transport", "user_agent"]
@@ -100,8 +101,10 @@ class Transport:
         http_session: aiohttp.ClientSession | None,
         connection_limit: int,
         ssl: ssl_module.SSLContext | None,
+        counters: Counters | None = None,
     ) -> None:
         self.base_url = base_url
+        self.counters = counters if counters is not None else Counters()
         # per request, not as the aiohttp session's default: a borrowed session
         # would send its own instead
         self._headers = {"User-Agent": _USER_AGENT, **headers}
@@ -261,6 +264,14 @@ class Transport:
                 return outcome
             attempt += 1
             if not outcome.retryable or attempt >= policy.attempts or outcome.too_long:
+                if outcome.retryable and attempt > 1:
+                    logger.warning(
+                        "gameball_async: giving up on %s %s after %d tries: %s",
+                        method,
+                        path,
+                        attempt,
+                        outcome.error,
+                    )
                 raise outcome.error
             if guard is not None and guard.stop:
                 raise outcome.error  # the caller has gone (or the session is closing)
@@ -273,6 +284,7 @@ class Transport:
                 logger.debug(
                     "retrying %s %s in %.2fs after: %s", method, path, delay, outcome.error
                 )
+            self.counters.retries += 1
             await anyio.sleep(delay)
 
     async def _attempt(
@@ -294,16 +306,20 @@ class Transport:
         failure: _Failure | None = None
         # the slot is held until the reply: see RateLimiter.slot
         slot = self._limiter.slot()
+        waited = time.monotonic()
         if deadline is None:
             await slot.__aenter__()
         else:
             if anyio.current_time() >= deadline:
                 raise self._timed_out(operation, "")
             # cancelled before the slot is taken, the wait takes nothing
-            with anyio.move_on_at(deadline) as waiting:
+            with anyio.CancelScope(deadline=deadline) as waiting:  # anyio 4.2 has no move_on_at
                 await slot.__aenter__()
             if waiting.cancelled_caught:
                 raise self._timed_out(operation, " while waiting for the rate limiter")
+        counters = self.counters
+        counters.limiter_wait_seconds += time.monotonic() - waited
+        counters.requests += 1
         try:
             if guard is not None:
                 guard.in_flight = True
@@ -313,6 +329,7 @@ class Transport:
         finally:
             await slot.__aexit__(None, None, None)
         if failure is not None:
+            counters.network_errors += 1
             # handled here, outside the except block: raised there, the error would
             # chain the aiohttp error, whose request_info holds the request headers
             if creating and not failure.never_connected:
@@ -348,11 +365,21 @@ class Transport:
             return self._missed(guard, redirect, False, retry_after, too_long=False)
         error = self._error(status, data, retry_after)
         if status == 429:
-            self._limiter.pause(retry_after if retry_after is not None else 1.0)
+            counters.rate_limited += 1
+            pause = retry_after if retry_after is not None else 1.0
+            self._limiter.pause(pause)
+            logger.info(
+                "gameball_async: %s %s was rate limited (429); the session's requests "
+                "pause for %.1f s",
+                method,
+                path,
+                pause,
+            )
             return self._missed(
                 guard, error, policy.retry_rate_limited, retry_after, too_long=too_long
             )
         if status >= 500:
+            counters.server_errors += 1
             if creating and status != 503:
                 raise self._ambiguous(operation, items, f"the server answered {status}") from error
             return self._missed(
@@ -408,6 +435,14 @@ class Transport:
         self, operation: Operation | None, items: Sequence[Any], why: str
     ) -> AmbiguousSubmissionError:
         assert operation is not None
+        self.counters.ambiguous_creations += 1
+        logger.warning(
+            "gameball_async: creating a %s batch of %d items may have landed (%s); "
+            "it was not resent",
+            operation.value,
+            len(items),
+            self.redact(why),
+        )
         return AmbiguousSubmissionError(
             f"creating a {operation.value} batch of {len(items)} items may or may not have "
             f"succeeded ({self.redact(why)}); it was not resent. Check the account before "
