@@ -343,7 +343,8 @@ class TestFastAPIService:
                 await until(lambda: len(jobs.jobs) == 1)
                 [job_id] = jobs.jobs
                 assert list(json.loads(jobs_file.read_text())) == [job_id]  # stored
-                assert "whose caller was cancelled" in caplog.text  # the request did end early
+                # the request did end early (logged just after on_job has the job)
+                await until(lambda: "whose caller was cancelled" in caplog.text)
                 now[0] = 100.0
                 await until(ended(jobs, [job_id]))
                 shown = (await client.get(f"/jobs/{job_id}")).json()
@@ -369,7 +370,15 @@ class TestFastAPIService:
                 accepted = reply.json()["jobs"]
                 ids = [job["job_id"] for job in accepted]
                 jobs = first.state.jobs
-                await until(lambda: all(jobs.jobs[i].status is not None for i in ids))
+                # shown at once (Submitted), then as the first poll saw it
+                assert all(jobs.jobs[i].status is not None for i in ids)
+                await until(
+                    lambda: all(
+                        jobs.jobs[i].status is not None
+                        and jobs.jobs[i].status["state"] == "Queued"
+                        for i in ids
+                    )
+                )
                 assert jobs.watching == 2
                 shown = (await client.get(f"/jobs/{ids[0]}")).json()
                 assert shown["status"]["state"] == "Queued"
