@@ -33,7 +33,7 @@ from ._cli_run import (
 from ._errors import InvalidJobIdError
 from ._models import Operation
 from ._policy import PollPolicy
-from ._schema import MAX_BATCH_ITEMS
+from ._seam import MAX_BATCH_ITEMS
 from ._session import DEFAULT_BASE_URL, GameballSession
 
 if TYPE_CHECKING:

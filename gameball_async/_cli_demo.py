@@ -23,7 +23,7 @@ from ._cli_run import POLLS_IN_FLIGHT, SubmitOptions, submit
 from ._cli_track import RunInterface
 from ._models import Operation
 from ._policy import PollPolicy
-from ._schema import MAX_BATCH_ITEMS
+from ._seam import MAX_BATCH_ITEMS
 from ._session import GameballSession
 
 __all__ = ["demo", "write_demo_file"]

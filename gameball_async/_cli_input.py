@@ -22,12 +22,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._checks import Kind, Spec, misspelling
 from ._cli_manifest import LineRanges
 from ._cli_track import Tracker
 from ._errors import InvalidBatchError
 from ._models import Operation
-from ._schema import _CUSTOMER_ATTRIBUTES, _SCHEMAS, wire_items
+from ._seam import Kind, Spec, attribute_fields, misspelling, operation_fields, wire_items
 
 __all__ = [
     "FORMATS",
@@ -237,14 +236,16 @@ def _columns(operation: Operation, header: list[str]) -> list[_Column]:
             )
         chosen = "orderId" if "orderId" in seen else names[0]
         return [_Column(n, (n,), Kind.ID if n == chosen else None) for n in names]
-    specs: dict[str, Spec] = {spec.name: spec for spec in _SCHEMAS[operation]}
-    attributes: dict[str, Spec] = {spec.name: spec for spec in _CUSTOMER_ATTRIBUTES}
+    specs: dict[str, Spec] = {spec.name: spec for spec in operation_fields(operation)}
+    attributes: dict[str, Spec] = {spec.name: spec for spec in attribute_fields()}
     present = {name.split(".", 1)[0] for name in names}
     missing = [
-        spec.name for spec in _SCHEMAS[operation] if spec.required and spec.name not in present
+        spec.name
+        for spec in operation_fields(operation)
+        if spec.required and spec.name not in present
     ]
     if missing:
-        required = ", ".join(s.name for s in _SCHEMAS[operation] if s.required)
+        required = ", ".join(s.name for s in operation_fields(operation) if s.required)
         found = [(m, misspelling(m, present)) for m in missing]
         hints = "".join(
             f"; found {spelt!r}: use the camelCase wire name {name!r}"

@@ -11,8 +11,8 @@ import anyio
 
 from ._cli_display import ConsoleUI, status_table
 from ._errors import GameballError
-from ._job import check_job_id
 from ._models import BatchState, BatchStatus
+from ._seam import check_job_id
 from ._session import GameballSession
 
 __all__ = ["job_id", "status", "status_json", "stop", "stop_message", "watch"]

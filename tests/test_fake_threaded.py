@@ -139,9 +139,18 @@ class TestSnapshots:
         assert threaded.counts["create"] == 1
         assert len(threaded.created_bodies) == 1
 
-    async def test_every_snapshot_is_consistent_under_load(self, threaded: FakeGameball) -> None:
+    async def test_every_snapshot_is_consistent_under_load(self) -> None:
         # Each read runs between two requests on the server's loop, so a
         # snapshot never catches a request recorded but not yet counted.
+        # Without the fake's rate limit: its 429s are another test's subject,
+        # and on Python 3.10 with aiohttp 3.12.4 one run saw a 429 reply come
+        # back to the server as a request (a closed socket's number reused
+        # across the two loops), which this test is not about.
+        with FakeGameball(enforce_rate_limit=False) as threaded:
+            await self._snapshots_under_load(threaded)
+
+    @staticmethod
+    async def _snapshots_under_load(threaded: FakeGameball) -> None:
         stop = threading.Event()
         seen: list[tuple[int, int]] = []
         errors: list[BaseException] = []
