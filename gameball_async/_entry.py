@@ -219,8 +219,10 @@ def start_hint(
     ``startedAt`` is the server's clock, which may be off by any amount (or a
     naive local time read as UTC), so it is checked against what this process
     saw: the job cannot have started before ``not_running_at`` (its creation,
-    or a reply that still said Queued). A claimed start in the future, or an
-    implausibly old one with no floor to check it against, gives no hint.
+    or a reply that still said Queued). A claim that breaks that shows the
+    server's clock is off, so it gives no hint at all (cutting it to the floor
+    would still claim too long a run, and a too slow rate puts the next poll
+    late); so does a claimed start in the future, or an implausibly old one.
 
     :param current: the observation the status was read in (monotonic clock).
     :param not_running_at: monotonic time the job was last known not running.
@@ -231,10 +233,8 @@ def start_hint(
     elapsed = wall_now - status.started_at.timestamp()
     if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
         return None
-    if not_running_at is not None:
-        elapsed = min(elapsed, current.at - not_running_at)
-        if elapsed <= 0.0:
-            return None
+    if not_running_at is not None and elapsed > current.at - not_running_at:
+        return None
     return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
 
 
