@@ -1,7 +1,7 @@
 """Run every benchmark, write the figures as JSON and as Markdown tables.
 
-``python -m benchmarks`` (full, about 15 minutes on 2 cores) or
-``python -m benchmarks --quick`` (under 2 minutes, a smoke run). Results go to
+``python -m benchmarks`` (full, about 35 minutes on 2 cores) or
+``python -m benchmarks --quick`` (under 3 minutes, a smoke run). Results go to
 ``benchmarks/results/<mode>.json`` and ``<mode>.md``; the full run also draws
 ``benchmarks/polling.png``.
 """
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import overhead, polling, scale, throughput
+from . import overhead, polling, scale, skew, throughput
 from ._common import machine
 
 HERE = Path(__file__).resolve().parent
@@ -25,6 +25,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "throughput": throughput.run,
     "polling": polling.run,
     "scale": scale.run,
+    "skew": skew.run,
 }
 
 
@@ -87,22 +88,28 @@ def render(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
-            # Per poll, a strategy that polls only near the end pays for the
-            # biggest replies (every per-item result); per job is the fair unit.
-            per_job = r["cpu_ms_per_1000_polls"] * r["polls_per_job"] / 1000
+            spread = r.get("cpu_ms_per_job_spread")
+            per_job = _fmt(spread, 1) if spread else f"{r['cpu_ms_per_job']:.1f}"
             out.append(
                 f"| {r['strategy']} | {r['polls_per_job']} | {r['lag_p50_s']} | "
                 f"{r['lag_p99_s']} | {r['rate_limited_429']} | {r['cpu_ms_per_1000_polls']} | "
-                f"{per_job:.1f} | {r['wall_s']} |"
+                f"{per_job} | {r['wall_s']} |"
             )
         peers = rows[1:]
         fewer = all(ours["polls_per_job"] < r["polls_per_job"] for r in peers)
         lower = all(ours["lag_p99_s"] < r["lag_p99_s"] for r in peers)
+        cheapest = min(peers, key=lambda r: r["cpu_ms_per_job"])
+        cpu_ratio = ours["cpu_ms_per_job"] / cheapest["cpu_ms_per_job"]
         d = p["drain"]
         out += [
             "",
+            f"Rounds: {ours.get('rounds', 1)} (each figure the median; CPU ms/job with (min-max)).",
+            "",
             f"Ours against every peer: fewer polls per job {_met(fewer)}; lower p99 lag "
-            f"{_met(lower)}; zero 429s {_met(ours['rate_limited_429'] == 0)}.",
+            f"{_met(lower)}; zero 429s {_met(ours['rate_limited_429'] == 0)}; client CPU per "
+            f"job {ours['cpu_ms_per_job']:.1f} ms against the cheapest peer's "
+            f"({cheapest['strategy']}) {cheapest['cpu_ms_per_job']:.1f} ms, {cpu_ratio:.2f}x "
+            f"(target <= 1.0: {_met(cpu_ratio <= 1.0)}).",
             "",
             f"Drain of {d['jobs']} finished jobs: {d['polls']} polls in {d['wall_s']} s against "
             f"a lower bound of {d['lower_bound_s']} s set by the rate limit: "
@@ -111,6 +118,50 @@ def render(report: dict[str, Any]) -> str:
             f"); 429s: {d['rate_limited_429']}.",
             "",
         ]
+    if "scale" in report and "halfway" in report["scale"]:
+        h = report["scale"]["halfway"]
+        b = h["bytes_per_job"]
+        n = h["jobs"]
+        out += [
+            f"### Memory per awaited job halfway through {h['items']:,}-item batches "
+            f"({h['finished']} results so far; tracemalloc bytes per job, median (min-max))",
+            "",
+            "| how | jobs | bytes per job | ratio to ours |",
+            "|---|---|---|---|",
+            f"| ours (`wait_all`, running replies decoded without results) | {n['ours']:,} | "
+            f"{_fmt(b['ours'], 0)} | 1.0 |",
+            f"| of which the `BatchStatus` objects the handles hold | {n['ours']:,} | "
+            f"{_fmt(b['ours_statuses'], 0)} | |",
+            f"| of which everything else (handle, scheduler entry, `wait_all`) | {n['ours']:,} | "
+            f"{_fmt(b['ours_beyond_statuses'], 0)} | |",
+            f"| baseline: running replies decoded with results (0.1.0) | {n['with_results']:,} | "
+            f"{_fmt(b['with_results'], 0)} | {h['ratio_with_results_to_ours']} |",
+            f"| baseline: naive task per job keeping `await resp.json()` | {n['naive']:,} | "
+            f"{_fmt(b['naive'], 0)} | {h['ratio_naive_to_ours']} |",
+            "",
+            f"Target under {h['target_bytes']} B per job: all told "
+            f"{_met(b['ours']['median'] < h['target_bytes'])}; beyond the statuses "
+            f"{_met(b['ours_beyond_statuses']['median'] < h['target_bytes'])}.",
+            "",
+        ]
+    if "skew" in report:
+        k = report["skew"]
+        out += [
+            f"### Clock skew ({k['jobs']} jobs, {k['item_counts']}; {k['rounds']} rounds, "
+            "median (min-max); ratios to no `startedAt` in the same round)",
+            "",
+            "| server | lag p50 s | lag p99 s | p50 ratio | p99 ratio | target <= "
+            f"{k['target_ratio']} |",
+            "|---|---|---|---|---|---|",
+        ]
+        for case, lag in k["lag_s"].items():
+            ok = max(lag["ratio_p50"]["median"], lag["ratio_p99"]["median"]) <= k["target_ratio"]
+            out.append(
+                f"| {case.replace('_', ' ')} | {_fmt(lag['p50'], 3)} | {_fmt(lag['p99'], 3)} | "
+                f"{_fmt(lag['ratio_p50'])} | {_fmt(lag['ratio_p99'])} | "
+                f"{'' if case == 'no_started_at' else _met(ok)} |"
+            )
+        out.append("")
     if "scale" in report:
         s = report["scale"]
         out += [
@@ -175,7 +226,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the gameball_async benchmarks.")
     parser.add_argument("--render", action="store_true", help="only re-render the last report")
-    parser.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"

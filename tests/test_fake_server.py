@@ -6,7 +6,9 @@ import hashlib
 import json
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import aiohttp
@@ -15,6 +17,7 @@ import pytest
 import trustme
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply, RecordedRequest
+from gameball_async.testing.__main__ import _fake_from_args, build_parser
 
 pytestmark = pytest.mark.anyio
 
@@ -325,6 +328,43 @@ class TestLifecycle:
         assert counts == sorted(counts)
         assert any(0 < count < 100 for state, count in seen if state == "Running")
         assert counts[-1] == 100
+
+
+    @pytest.mark.parametrize("offset", [-10.0, 10.0])
+    async def test_wall_offset_skews_every_timestamp(
+        self, http: aiohttp.ClientSession, clock: FakeClock, offset: float
+    ) -> None:
+        async with FakeGameball(clock=clock, queue_delay=1.0, wall_offset=offset) as fake:
+            job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(5)])
+            clock.advance(1.0)
+            _, body = await get_status(http, fake, job_id)
+        local = time.time()
+        created = datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00")).timestamp()
+        started = datetime.fromisoformat(body["startedAt"].replace("Z", "+00:00")).timestamp()
+        # the fake's clock stood still: only the offset (and this test's own
+        # running time, bounded generously) separates its timestamps from ours
+        assert abs(created - local - offset) < 5.0
+        assert started - created == pytest.approx(1.0, abs=0.002)
+
+    async def test_started_at_can_be_left_out(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeGameball(
+            clock=clock, processing_rate=10.0, queue_delay=1.0, report_started_at=False
+        ) as fake:
+            job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(5)])
+            clock.advance(1.2)
+            _, body = await get_status(http, fake, job_id)
+        assert body["status"] == "Running"
+        assert "startedAt" not in body
+        assert body["createdAt"].endswith("Z")
+
+    def test_serve_flags_reach_the_fake(self) -> None:
+        args = build_parser().parse_args(["serve", "--wall-offset", "-10", "--no-started-at"])
+        backend = _fake_from_args(args)._backend
+        assert (backend.wall_offset, backend.report_started_at) == (-10.0, False)
+        default = _fake_from_args(build_parser().parse_args(["serve"]))._backend
+        assert (default.wall_offset, default.report_started_at) == (0.0, True)
 
 
 class TestItemOutcomes:

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("429", "500", "503", "drop", "slow", "malformed", "unknown-status"):
         serve.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="P")
     serve.add_argument("--slow-seconds", type=float, default=1.0)
+    serve.add_argument(
+        "--wall-offset", type=float, default=0.0, metavar="S", help="server clock skew, seconds"
+    )
+    serve.add_argument("--no-started-at", action="store_true", help="omit startedAt")
     return parser
 
 
@@ -87,6 +91,8 @@ def _fake_from_args(args: argparse.Namespace) -> FakeGameball:
         customers_must_exist=args.customers_must_exist,
         status_shape=args.status_shape,
         failed_job_rate=args.failed_job_rate,
+        wall_offset=args.wall_offset,
+        report_started_at=not args.no_started_at,
     )
 
 

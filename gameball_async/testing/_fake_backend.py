@@ -86,6 +86,8 @@ class FakeBackend:
         failed_job_rate: float,
         base_path: str,
         clock: Callable[[], float],
+        wall_offset: float = 0.0,
+        report_started_at: bool = True,
     ) -> None:
         self.api_key = api_key
         self.secret_key = secret_key
@@ -98,6 +100,8 @@ class FakeBackend:
         self.failed_job_rate = failed_job_rate
         self.base_path = base_path
         self.clock = clock
+        self.wall_offset = wall_offset
+        self.report_started_at = report_started_at
         self.requests: list[RecordedRequest] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.jobs: dict[int, FakeJob] = {}
@@ -352,7 +356,10 @@ class FakeBackend:
             shape = self._shape_rng.choice(("guide", "openapi"))
         else:
             shape = self.status_shape
-        return json_response(200, render_status(job, now, shape, self.timestamp, word=word))
+        status = render_status(job, now, shape, self.timestamp, word=word)
+        if not self.report_started_at:
+            status.pop("startedAt", None)
+        return json_response(200, status)
 
     def _create(self, operation: str, body: bytes) -> web.Response:
         try:
@@ -389,7 +396,7 @@ class FakeBackend:
         :param at: clock reading.
         :return: the timestamp.
         """
-        return iso_timestamp(self._wall0 + (at - self._clock0))
+        return iso_timestamp(self._wall0 + self.wall_offset + (at - self._clock0))
 
 
 def _same(given: str, expected: str) -> bool:

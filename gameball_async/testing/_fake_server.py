@@ -83,6 +83,11 @@ class FakeGameball:
     :param base_path: path prefix of the API routes.
     :param clock: monotonic clock in seconds driving the lifecycle, the rate
         limits and :attr:`RecordedRequest.arrived_at` (default :func:`time.monotonic`).
+    :param wall_offset: seconds added to the wall clock behind the replies'
+        timestamps (``createdAt``, ``startedAt``): negative plays a server whose
+        clock is behind the client's, positive one that is ahead.
+    :param report_started_at: with ``False``, status replies carry no
+        ``startedAt`` at all.
     :raises ValueError: on an invalid setting.
     """
 
@@ -109,6 +114,8 @@ class FakeGameball:
         ssl_context: ssl.SSLContext | None = None,
         base_path: str = DEFAULT_BASE_PATH,
         clock: Callable[[], float] | None = None,
+        wall_offset: float = 0.0,
+        report_started_at: bool = True,
     ) -> None:
         if not processing_rate > 0:
             raise ValueError(f"processing_rate must be > 0, got {processing_rate!r}")
@@ -142,6 +149,8 @@ class FakeGameball:
             failed_job_rate=float(failed_job_rate),
             base_path="/" + stripped if stripped else "",
             clock=clock if clock is not None else time.monotonic,
+            wall_offset=float(wall_offset),
+            report_started_at=report_started_at,
         )
         if customers is not None:
             self._backend.ledger.add_customers(customers)
