@@ -21,8 +21,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_track import OUTCOMES, Report, Tracker
-from ._models import BatchState, BatchStatus
+from gameball_async import BatchState, BatchStatus
+
+from ._track import OUTCOMES, Report, Tracker
 
 __all__ = ["ConsoleUI", "status_row", "status_table"]
 

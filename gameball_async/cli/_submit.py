@@ -3,7 +3,7 @@
 ``submit`` reads its input twice and never holds it: the first pass validates
 every record (and hashes the file, so ``resume`` can tell it is unchanged);
 only when that pass is clean (or ``--skip-invalid``) does the second pass read
-chunks and hand them to the :class:`~gameball_async._cli_runner.Runner`.
+chunks and hand them to the :class:`~gameball_async.cli._runner.Runner`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any, Final
 import anyio
 import attrs
 
-from ._cli_input import (
+from gameball_async import GameballSession, Operation
+
+from ._input import (
     InputError,
     Interrupted,
     Reject,
@@ -28,9 +30,9 @@ from ._cli_input import (
     read_records,
     scan_input,
 )
-from ._cli_input import spool as spool_stream
-from ._cli_manifest import Coverage, ManifestError, ManifestState, ManifestWriter
-from ._cli_results import (
+from ._input import spool as spool_stream
+from ._manifest import Coverage, ManifestError, ManifestState, ManifestWriter
+from ._results import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     LazyJsonl,
@@ -41,10 +43,8 @@ from ._cli_results import (
     reject_from_json,
     write_rejected,
 )
-from ._cli_runner import Runner
-from ._cli_track import UNKNOWN, RunInterface, Tracker
-from ._models import Operation
-from ._session import GameballSession
+from ._runner import Runner
+from ._track import UNKNOWN, RunInterface, Tracker
 
 __all__ = [
     "POLLS_IN_FLIGHT",

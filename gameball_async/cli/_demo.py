@@ -18,13 +18,12 @@ from typing import Final
 
 import anyio
 
-from ._cli_results import EXIT_FAILED, EXIT_OK
-from ._cli_run import POLLS_IN_FLIGHT, SubmitOptions, submit
-from ._cli_track import RunInterface
-from ._models import Operation
-from ._policy import PollPolicy
-from ._seam import MAX_BATCH_ITEMS
-from ._session import GameballSession
+from gameball_async import GameballSession, Operation, PollPolicy
+from gameball_async._seam import MAX_BATCH_ITEMS
+
+from ._results import EXIT_FAILED, EXIT_OK
+from ._submit import POLLS_IN_FLIGHT, SubmitOptions, submit
+from ._track import RunInterface
 
 __all__ = ["demo", "write_demo_file"]
 
@@ -82,7 +81,7 @@ async def demo(
     :param job_seconds: how long the fake takes to process one job.
     :param directory: where the files go (default: a new temporary directory).
     """
-    from .testing import FakeGameball, Faults  # noqa: PLC0415 - only the demo needs the fake
+    from gameball_async.testing import FakeGameball, Faults  # noqa: PLC0415 - only the demo needs the fake
 
     chunk = min(MAX_BATCH_ITEMS, math.ceil(records / jobs))
     folder = directory or Path(tempfile.mkdtemp(prefix="gameball-demo-"))

@@ -17,9 +17,11 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._cli_input import Reject
-from ._cli_manifest import ManifestState, ManifestWriter, dumps_line, sync, sync_dir
-from ._cli_track import (
+from gameball_async import BatchState, BatchStatus
+
+from ._input import Reject
+from ._manifest import ManifestState, ManifestWriter, dumps_line, sync, sync_dir
+from ._track import (
     FAILED,
     NOT_PROCESSED,
     NOT_SUBMITTED,
@@ -30,10 +32,9 @@ from ._cli_track import (
     RunInterface,
     Tracker,
 )
-from ._models import BatchState, BatchStatus
 
 if TYPE_CHECKING:
-    from ._cli_runner import Runner
+    from ._runner import Runner
 
 __all__ = [
     "EXIT_FAILED",

@@ -23,20 +23,22 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from ._cli_input import Chunk, InputError
-from ._cli_manifest import LineRanges, ManifestWriter
-from ._cli_results import ResultsWriter, item_outcomes
-from ._cli_track import FAILED, NOT_PROCESSED, SUCCEEDED, UNKNOWN, Tracker, UserInterface
-from ._errors import (
+from gameball_async import (
     AmbiguousSubmissionError,
     APIError,
+    BatchJob,
+    BatchStatus,
     GameballError,
+    GameballSession,
     InvalidBatchError,
     InvalidRequestError,
+    Operation,
 )
-from ._job import BatchJob
-from ._models import BatchStatus, Operation
-from ._session import GameballSession
+
+from ._input import Chunk, InputError
+from ._manifest import LineRanges, ManifestWriter
+from ._results import ResultsWriter, item_outcomes
+from ._track import FAILED, NOT_PROCESSED, SUCCEEDED, UNKNOWN, Tracker, UserInterface
 
 __all__ = ["Runner"]
 

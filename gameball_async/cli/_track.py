@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from ._models import BatchState, BatchStatus
+from gameball_async import BatchState, BatchStatus
 
 __all__ = [
     "FAILED",

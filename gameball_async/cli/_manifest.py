@@ -38,7 +38,7 @@ from typing import IO, Any, Final
 
 import attrs
 
-from ._cli_track import REJECTED
+from ._track import REJECTED
 
 __all__ = [
     "MANIFEST_VERSION",

@@ -19,9 +19,18 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 
 # The package's own version (one source), not a copy kept here.
-from . import __version__
-from ._cli_results import EXIT_INTERRUPTED, EXIT_USAGE
-from ._cli_run import (
+from gameball_async import (
+    DEFAULT_BASE_URL,
+    GameballSession,
+    InvalidJobIdError,
+    Operation,
+    PollPolicy,
+    __version__,
+)
+from gameball_async._seam import MAX_BATCH_ITEMS
+
+from ._results import EXIT_INTERRUPTED, EXIT_USAGE
+from ._submit import (
     POLLS_IN_FLIGHT,
     ResumeOptions,
     SessionFactory,
@@ -30,14 +39,9 @@ from ._cli_run import (
     resume,
     submit,
 )
-from ._errors import InvalidJobIdError
-from ._models import Operation
-from ._policy import PollPolicy
-from ._seam import MAX_BATCH_ITEMS
-from ._session import DEFAULT_BASE_URL, GameballSession
 
 if TYPE_CHECKING:
-    from ._cli_display import ConsoleUI
+    from ._display import ConsoleUI
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -252,7 +256,7 @@ async def run(
     if not _rich_available():
         print(_NO_RICH, file=sys.stderr)
         return EXIT_USAGE
-    from ._cli_display import ConsoleUI  # noqa: PLC0415 - rich only once a command runs
+    from ._display import ConsoleUI  # noqa: PLC0415 - rich only once a command runs
 
     ui = ConsoleUI(live=not args.no_live)
     make_session = _session_factory(args, os.environ if env is None else env)
@@ -274,7 +278,7 @@ async def _dispatch(
     interrupt: anyio.Event,
     observer: Callable[[Mapping[str, Any]], None] | None,
 ) -> int:
-    from . import _cli_jobs  # noqa: PLC0415 - imports rich
+    from . import _jobs  # noqa: PLC0415 - imports rich
 
     if args.command == "submit":
         options = SubmitOptions(
@@ -295,23 +299,23 @@ async def _dispatch(
             make_session, ui, interrupt, observer,
         )
     if args.command == "demo":
-        from ._cli_demo import demo  # noqa: PLC0415 - the fake server is only for the demo
+        from ._demo import demo  # noqa: PLC0415 - the fake server is only for the demo
 
         return await demo(
             records=args.records, jobs=args.jobs, job_seconds=args.job_seconds,
             directory=args.dir, poll=_poll_policy(args), ui=ui, interrupt=interrupt,
         )
     try:
-        job_ids = [_cli_jobs.job_id(text) for text in args.job_ids]
+        job_ids = [_jobs.job_id(text) for text in args.job_ids]
     except InvalidJobIdError as exc:
         raise UsageError(str(exc)) from None
     action: Callable[[GameballSession], Awaitable[int]]
     if args.command == "status":
-        action = lambda gb: _cli_jobs.status(gb, job_ids, ui, as_json=args.json)  # noqa: E731
+        action = lambda gb: _jobs.status(gb, job_ids, ui, as_json=args.json)  # noqa: E731
     elif args.command == "stop":
-        action = lambda gb: _cli_jobs.stop(gb, job_ids, ui)  # noqa: E731
+        action = lambda gb: _jobs.stop(gb, job_ids, ui)  # noqa: E731
     else:
-        action = lambda gb: _cli_jobs.watch(gb, job_ids, ui)  # noqa: E731
+        action = lambda gb: _jobs.watch(gb, job_ids, ui)  # noqa: E731
     async with make_session(None) as gb:
         outcome = await _until(interrupt, action(gb))
     if outcome is None:

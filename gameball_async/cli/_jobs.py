@@ -9,11 +9,10 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from ._cli_display import ConsoleUI, status_table
-from ._errors import GameballError
-from ._models import BatchState, BatchStatus
-from ._seam import check_job_id
-from ._session import GameballSession
+from gameball_async import BatchState, BatchStatus, GameballError, GameballSession
+from gameball_async._seam import check_job_id
+
+from ._display import ConsoleUI, status_table
 
 __all__ = ["job_id", "status", "status_json", "stop", "stop_message", "watch"]
 

@@ -22,11 +22,18 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._cli_manifest import LineRanges
-from ._cli_track import Tracker
-from ._errors import InvalidBatchError
-from ._models import Operation
-from ._seam import Kind, Spec, attribute_fields, misspelling, operation_fields, wire_items
+from gameball_async import InvalidBatchError, Operation
+from gameball_async._seam import (
+    Kind,
+    Spec,
+    attribute_fields,
+    misspelling,
+    operation_fields,
+    wire_items,
+)
+
+from ._manifest import LineRanges
+from ._track import Tracker
 
 __all__ = [
     "FORMATS",

@@ -1,4 +1,4 @@
-"""``gameball-batch`` end to end against FakeGameball (``_cli.run`` in the test's loop)."""
+"""``gameball-batch`` end to end against FakeGameball (``cli.run`` in the test's loop)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import anyio
 import pytest
 
 from gameball_async import BatchState, BatchStatus, GameballSession, ItemResult
-from gameball_async._cli import build_parser, main, run
-from gameball_async._cli_results import item_outcomes
+from gameball_async.cli import build_parser, main, run
+from gameball_async.cli._results import item_outcomes
 from gameball_async.testing import FakeGameball, InjectedReply
 
 API_KEY = "ak-live-7f3a91c2"
@@ -816,7 +816,7 @@ class TestCommandLine:
         assert build_parser().parse_args(["submit", "cashback", "f.csv", "--no-live"]).no_live
 
     def test_module_entry_point_and_lazy_rich(self, tmp_path: Path) -> None:
-        code = "import sys, gameball_async, gameball_async._cli; print('rich' in sys.modules)"
+        code = "import sys, gameball_async, gameball_async.cli; print('rich' in sys.modules)"
         probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True)
         assert probe.stdout.strip() == "False"
