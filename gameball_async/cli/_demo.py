@@ -21,8 +21,9 @@ import anyio
 from gameball_async import GameballSession, Operation, PollPolicy
 from gameball_async._seam import MAX_BATCH_ITEMS
 
-from ._results import EXIT_FAILED, EXIT_OK
-from ._submit import POLLS_IN_FLIGHT, SubmitOptions, submit
+from ._exit import EXIT_FAILED, EXIT_OK
+from ._options import POLLS_IN_FLIGHT, SubmitOptions
+from ._submit import submit
 from ._track import RunInterface
 
 __all__ = ["demo", "write_demo_file"]

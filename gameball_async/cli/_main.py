@@ -1,4 +1,4 @@
-"""The ``gameball-batch`` command (also ``python -m gameball_async``).
+"""The ``gameball-batch`` command's front: arguments, dispatch, Ctrl-C.
 
 :func:`main` is the console script; :func:`run` is the same command as a
 coroutine, for embedding and tests. ``rich`` (the ``cli`` extra) is imported
@@ -29,16 +29,9 @@ from gameball_async import (
 )
 from gameball_async._seam import MAX_BATCH_ITEMS
 
-from ._results import EXIT_INTERRUPTED, EXIT_USAGE
-from ._submit import (
-    POLLS_IN_FLIGHT,
-    ResumeOptions,
-    SessionFactory,
-    SubmitOptions,
-    UsageError,
-    resume,
-    submit,
-)
+from ._exit import EXIT_INTERRUPTED, EXIT_USAGE
+from ._options import POLLS_IN_FLIGHT, ResumeOptions, SessionFactory, SubmitOptions, UsageError
+from ._submit import resume, submit
 
 if TYPE_CHECKING:
     from ._display import ConsoleUI
