@@ -11,6 +11,7 @@ coroutine, for embedding and tests; :func:`build_parser` its argument parser.
 
 from __future__ import annotations
 
-from ._main import build_parser, main, run
+from ._main import main, run
+from ._parser import build_parser
 
 __all__ = ["build_parser", "main", "run"]

@@ -55,12 +55,16 @@ def write_demo_file(path: Path, records: int) -> tuple[int, int]:
             }
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
             if n == 10:  # no amount
-                out.write('{"customerId":"cust-1","transactionId":"bad-1",'
-                          '"transactionTime":"2024-10-16T08:00:00Z"}\n')
+                out.write(
+                    '{"customerId":"cust-1","transactionId":"bad-1",'
+                    '"transactionTime":"2024-10-16T08:00:00Z"}\n'
+                )
                 invalid += 1
             elif n == 20:  # a datetime without a zone
-                out.write('{"customerId":"cust-2","transactionId":"bad-2",'
-                          '"transactionTime":"2024-10-16T08:00:00","amount":5}\n')
+                out.write(
+                    '{"customerId":"cust-2","transactionId":"bad-2",'
+                    '"transactionTime":"2024-10-16T08:00:00","amount":5}\n'
+                )
                 invalid += 1
     return failing, invalid
 
@@ -109,12 +113,20 @@ async def demo(
         )
 
         def make_session(_recorded: str | None) -> GameballSession:
-            return GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url,
-                                   poll=poll, max_in_flight_polls=POLLS_IN_FLIGHT)
+            return GameballSession(
+                fake.api_key,
+                fake.secret_key,
+                base_url=fake.base_url,
+                poll=poll,
+                max_in_flight_polls=POLLS_IN_FLIGHT,
+            )
 
         options = SubmitOptions(
-            operation=Operation.CASHBACK, input=str(source), skip_invalid=True,
-            chunk_size=chunk, force=True,
+            operation=Operation.CASHBACK,
+            input=str(source),
+            skip_invalid=True,
+            chunk_size=chunk,
+            force=True,
         )
         code = await submit(options, make_session, ui, interrupt)
         counts = fake.counts

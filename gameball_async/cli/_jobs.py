@@ -70,9 +70,7 @@ def status_json(status: BatchStatus) -> dict[str, Any]:
     }
 
 
-async def status(
-    gb: GameballSession, ids: Sequence[str], ui: ConsoleUI, *, as_json: bool
-) -> int:
+async def status(gb: GameballSession, ids: Sequence[str], ui: ConsoleUI, *, as_json: bool) -> int:
     """Print each job's status; exit 0 when all were read, else 1."""
     statuses = await _each(ids, gb.get_status, ui)
     found = [s for s in statuses if s is not None]

@@ -163,9 +163,7 @@ class ManifestState:
     def in_doubt(self) -> list[ChunkState]:
         """Chunks announced but never settled: they may have been created."""
         return [
-            c
-            for c in self.chunks.values()
-            if c.job_id is None and not c.final and not c.released
+            c for c in self.chunks.values() if c.job_id is None and not c.final and not c.released
         ]
 
     def sent(self) -> list[LineRanges]:

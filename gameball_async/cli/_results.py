@@ -150,9 +150,7 @@ class ResultsSummary:
     """Counts over a whole results file."""
 
     outcomes: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    codes: collections.Counter[tuple[str, int | None]] = attrs.field(
-        factory=collections.Counter
-    )
+    codes: collections.Counter[tuple[str, int | None]] = attrs.field(factory=collections.Counter)
     samples: dict[tuple[str, int | None], str] = attrs.field(factory=dict)
 
     @property

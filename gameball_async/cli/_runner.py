@@ -236,9 +236,7 @@ class Runner:
             {"type": "released", "chunk": number, "lines": lines.pairs, "error": str(error)}
         )
         self._released += lines.count
-        self._ui.error(
-            f"{lines.count:,} records (lines {lines.describe()}) were not sent: {error}"
-        )
+        self._ui.error(f"{lines.count:,} records (lines {lines.describe()}) were not sent: {error}")
 
     def _follow(
         self, watchers: anyio.abc.TaskGroup, job: BatchJob, lines: LineRanges, *, permit: bool

@@ -46,6 +46,7 @@ from ._track import UNKNOWN, RunInterface, Tracker
 
 __all__ = ["resume", "submit"]
 
+
 def _exists(path: Path) -> bool:
     # Local file metadata: cheap, so done inline like the rest of the file I/O here.
     return path.exists()
@@ -133,7 +134,11 @@ async def _submit(
     op = options.operation
     from_stdin = files.spooled
     fmt, source, results, manifest, rejects = (
-        files.fmt, files.source, files.results, files.manifest, files.rejects
+        files.fmt,
+        files.source,
+        files.results,
+        files.manifest,
+        files.rejects,
     )
     tracker = Tracker(operation=op.value)
     runner: Runner | None = None
@@ -201,7 +206,12 @@ async def _submit(
                     (reject_from_json(row) for row in read_jsonl(rejects)), out, writer, tracker
                 )
             runner = Runner(
-                gb, op, manifest=writer, results=out, tracker=tracker, ui=ui,
+                gb,
+                op,
+                manifest=writer,
+                results=out,
+                tracker=tracker,
+                ui=ui,
                 interrupt=interrupt,
                 concurrency=options.concurrency,
                 max_pending=options.max_pending,
@@ -223,8 +233,14 @@ async def _submit(
     if scan.rejected:
         written.append(("rejects", f"{rejects} ({scan.rejected:,} records)"))
     return conclude(
-        ui, f"submit {op.value}", None if runner is None else runner.outcome, tracker,
-        expected=scan.records + scan.rejected, results=results, manifest=manifest, files=written,
+        ui,
+        f"submit {op.value}",
+        None if runner is None else runner.outcome,
+        tracker,
+        expected=scan.records + scan.rejected,
+        results=results,
+        manifest=manifest,
+        files=written,
     )
 
 
@@ -268,7 +284,12 @@ async def resume(
             out = ResultsWriter(results, fresh=False)
             try:
                 runner = Runner(
-                    gb, op, manifest=writer, results=out, tracker=tracker, ui=ui,
+                    gb,
+                    op,
+                    manifest=writer,
+                    results=out,
+                    tracker=tracker,
+                    ui=ui,
                     interrupt=interrupt,
                     concurrency=options.concurrency,
                     max_pending=options.max_pending,
@@ -277,7 +298,9 @@ async def resume(
                 )
                 for chunk in state.in_doubt():
                     runner.settle(
-                        chunk.chunk, chunk.lines, UNKNOWN,
+                        chunk.chunk,
+                        chunk.lines,
+                        UNKNOWN,
                         "the run stopped while this chunk was being sent",
                         ambiguous=True,
                     )
@@ -288,7 +311,11 @@ async def resume(
                     rejects: list[Reject] = []
                     try:
                         scan = await scan_input(
-                            source, fmt, op, tracker=tracker, interrupt=interrupt,
+                            source,
+                            fmt,
+                            op,
+                            tracker=tracker,
+                            interrupt=interrupt,
                             # keep where and why, not the (maybe large) record
                             on_reject=lambda r: rejects.append(attrs.evolve(r, record=None)),
                         )
@@ -336,6 +363,12 @@ async def resume(
                 out.close()
     files = [("results", str(results)), ("manifest", str(manifest))]
     return conclude(
-        ui, "resume", None if runner is None else runner.outcome, tracker,
-        expected=records + rejected, results=results, manifest=manifest, files=files,
+        ui,
+        "resume",
+        None if runner is None else runner.outcome,
+        tracker,
+        expected=records + rejected,
+        results=results,
+        manifest=manifest,
+        files=files,
     )

@@ -155,9 +155,7 @@ class Tracker:
         return list(self.active.values())
 
 
-_TERMINAL_WORDS: Final = frozenset(
-    state.value for state in BatchState if state.is_terminal
-)
+_TERMINAL_WORDS: Final = frozenset(state.value for state in BatchState if state.is_terminal)
 
 
 @attrs.define
