@@ -23,20 +23,24 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from ._cli_input import Chunk, InputError
-from ._cli_manifest import LineRanges, ManifestWriter
-from ._cli_results import ResultsWriter, item_outcomes
-from ._cli_track import FAILED, NOT_PROCESSED, SUCCEEDED, UNKNOWN, Tracker, UserInterface
-from ._errors import (
+from gameball_async import (
     AmbiguousSubmissionError,
     APIError,
+    BatchJob,
+    BatchStatus,
     GameballError,
+    GameballSession,
     InvalidBatchError,
     InvalidRequestError,
+    Operation,
 )
-from ._job import BatchJob
-from ._models import BatchStatus, Operation
-from ._session import GameballSession
+
+from ._exit import RunOutcome
+from ._input import Chunk, InputError
+from ._lines import LineRanges
+from ._manifest import ManifestWriter
+from ._results import ResultsWriter, item_outcomes
+from ._track import FAILED, NOT_PROCESSED, SUCCEEDED, UNKNOWN, Tracker, UserInterface
 
 __all__ = ["Runner"]
 
@@ -47,11 +51,7 @@ _STOP_TIMEOUT: Final = 30.0
 class Runner:
     """Sends chunks and follows jobs for one ``submit`` or ``resume`` run.
 
-    :ivar interrupted: the run was interrupted (the ``interrupt`` event was set).
-    :ivar fatal: the error that stopped submitting early, if any.
-    :ivar released: records certainly not sent, left for ``resume``.
-    :ivar lost: jobs whose outcome could not be learned (polling failed).
-    :ivar exhausted: the reader reached the end of its input.
+    What it learns is read as one :class:`RunOutcome` (:attr:`outcome`).
     """
 
     def __init__(
@@ -82,11 +82,22 @@ class Runner:
         self._next_chunk = next_chunk
         self._reader: anyio.CancelScope | None = None
         self._active: dict[str, BatchJob] = {}
-        self.interrupted = False
-        self.fatal: BaseException | None = None
-        self.released = 0
-        self.lost = 0
-        self.exhausted = False
+        self._interrupted = False
+        self._fatal: BaseException | None = None
+        self._released = 0
+        self._lost = 0
+        self._exhausted = False
+
+    @property
+    def outcome(self) -> RunOutcome:
+        """What the run has learned so far (final once :meth:`execute` returns)."""
+        return RunOutcome(
+            interrupted=self._interrupted,
+            stopped_by=None if self._fatal is None else str(self._fatal),
+            released=self._released,
+            lost=self._lost,
+            exhausted=self._exhausted,
+        )
 
     async def execute(
         self, chunks: Iterator[Chunk] | None, reattach: list[tuple[BatchJob, LineRanges]]
@@ -108,13 +119,13 @@ class Runner:
                 if self._tracker.phase != "interrupted":
                     self._tracker.phase = "waiting"
             outer.cancel_scope.cancel()
-        if self.interrupted and self._stop_on_interrupt and self._active:
+        if self._interrupted and self._stop_on_interrupt and self._active:
             await self._stop_remote()
-        self._tracker.phase = "interrupted" if self.interrupted else "done"
+        self._tracker.phase = "interrupted" if self._interrupted else "done"
 
     async def _guard(self, creations_over: anyio.Event, watchers: anyio.abc.TaskGroup) -> None:
         await self._interrupt.wait()
-        self.interrupted = True
+        self._interrupted = True
         self._tracker.phase = "interrupted"
         self._ui.error(
             "interrupted: no more chunks will be sent; waiting for the requests in flight "
@@ -142,7 +153,7 @@ class Runner:
                 except BaseException:
                     self._pending.release()
                     raise
-                if self.fatal is not None or self._interrupt.is_set():
+                if self._fatal is not None or self._interrupt.is_set():
                     self._slots.release()
                     self._pending.release()
                     return
@@ -156,11 +167,11 @@ class Runner:
             self._ui.error(f"stopped reading the input: {exc}; the rest was not sent")
             self._stop_reading(exc)
             return
-        self.exhausted = True
+        self._exhausted = True
 
     def _stop_reading(self, error: BaseException) -> None:
-        if self.fatal is None:
-            self.fatal = error
+        if self._fatal is None:
+            self._fatal = error
         if self._reader is not None:
             self._reader.cancel()
 
@@ -224,10 +235,8 @@ class Runner:
         self._manifest.write(
             {"type": "released", "chunk": number, "lines": lines.pairs, "error": str(error)}
         )
-        self.released += lines.count
-        self._ui.error(
-            f"{lines.count:,} records (lines {lines.describe()}) were not sent: {error}"
-        )
+        self._released += lines.count
+        self._ui.error(f"{lines.count:,} records (lines {lines.describe()}) were not sent: {error}")
 
     def _follow(
         self, watchers: anyio.abc.TaskGroup, job: BatchJob, lines: LineRanges, *, permit: bool
@@ -243,7 +252,7 @@ class Runner:
                     async for final in statuses:
                         self._tracker.job_status(job.job_id, final)
             except GameballError as exc:
-                self.lost += 1
+                self._lost += 1
                 self._ui.error(
                     f"lost track of job {job.job_id} (lines {lines.describe()}): {exc}; "
                     "its outcomes are not written yet (run resume later)"

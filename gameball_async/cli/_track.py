@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from ._models import BatchState, BatchStatus
+from gameball_async import BatchState, BatchStatus
 
 __all__ = [
     "FAILED",
@@ -155,9 +155,7 @@ class Tracker:
         return list(self.active.values())
 
 
-_TERMINAL_WORDS: Final = frozenset(
-    state.value for state in BatchState if state.is_terminal
-)
+_TERMINAL_WORDS: Final = frozenset(state.value for state in BatchState if state.is_terminal)
 
 
 @attrs.define

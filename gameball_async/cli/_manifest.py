@@ -29,28 +29,23 @@ outcome ends up written exactly once.
 
 from __future__ import annotations
 
-import bisect
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import attrs
 
-from ._cli_track import REJECTED
+from ._jsonl import dumps_line, open_log, sync
+from ._lines import Coverage, LineRanges
+from ._track import REJECTED
 
 __all__ = [
     "MANIFEST_VERSION",
     "ChunkState",
-    "Coverage",
-    "LineRanges",
     "ManifestError",
     "ManifestState",
     "ManifestWriter",
-    "dumps_line",
-    "sync",
-    "sync_dir",
 ]
 
 MANIFEST_VERSION: Final = 1
@@ -61,91 +56,6 @@ Observer = Callable[[Mapping[str, Any]], None]
 
 class ManifestError(Exception):
     """The manifest file is missing, unreadable or not a gameball-batch manifest."""
-
-
-# One encoder for every line: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-
-
-def dumps_line(value: Any) -> str:
-    """One JSONL line (with its newline); non-JSON values become strings."""
-    return _encode(value) + "\n"
-
-
-def sync(handle: IO[str]) -> None:
-    """Flush a file and ``fsync`` it: on disk before the run acts on it."""
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def sync_dir(path: Path) -> None:
-    """``fsync`` the directory of a new file."""
-    # A new file's directory entry must be durable too, or a crash can lose it.
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-class LineRanges:
-    """Input line numbers as sorted ``[first, last]`` pairs (compact for runs)."""
-
-    __slots__ = ("count", "pairs")
-
-    def __init__(self, pairs: Iterable[Iterable[int]] = ()) -> None:
-        self.pairs: list[list[int]] = [[int(a), int(b)] for a, b in pairs]
-        self.count = sum(b - a + 1 for a, b in self.pairs)
-
-    def add(self, line: int) -> None:
-        """Append a line number greater than every one held."""
-        if self.pairs and self.pairs[-1][1] == line - 1:
-            self.pairs[-1][1] = line
-        else:
-            self.pairs.append([line, line])
-        self.count += 1
-
-    def __iter__(self) -> Iterator[int]:
-        for first, last in self.pairs:
-            yield from range(first, last + 1)
-
-    @property
-    def first(self) -> int:
-        """The smallest line number (0 when empty)."""
-        return self.pairs[0][0] if self.pairs else 0
-
-    @property
-    def last(self) -> int:
-        """The largest line number (0 when empty)."""
-        return self.pairs[-1][1] if self.pairs else 0
-
-    def describe(self) -> str:
-        """``"2-1001"`` or ``"2-10, 12-1002"`` (shortened when long)."""
-        parts = [f"{a}-{b}" if a != b else str(a) for a, b in self.pairs[:3]]
-        more = f", +{len(self.pairs) - 3:,} ranges" if len(self.pairs) > 3 else ""
-        return ", ".join(parts) + more
-
-
-class Coverage:
-    """A set of line numbers built from many :class:`LineRanges`, with fast lookup."""
-
-    __slots__ = ("_firsts", "_lasts")
-
-    def __init__(self, ranges: Iterable[LineRanges]) -> None:
-        pairs = sorted((a, b) for r in ranges for a, b in r.pairs)
-        self._firsts = [a for a, _ in pairs]
-        self._lasts = [b for _, b in pairs]
-
-    def __contains__(self, line: object) -> bool:
-        if not isinstance(line, int):
-            return False
-        at = bisect.bisect_right(self._firsts, line) - 1
-        return at >= 0 and line <= self._lasts[at]
 
 
 @attrs.define
@@ -253,9 +163,7 @@ class ManifestState:
     def in_doubt(self) -> list[ChunkState]:
         """Chunks announced but never settled: they may have been created."""
         return [
-            c
-            for c in self.chunks.values()
-            if c.job_id is None and not c.final and not c.released
+            c for c in self.chunks.values() if c.job_id is None and not c.final and not c.released
         ]
 
     def sent(self) -> list[LineRanges]:
@@ -286,10 +194,8 @@ class ManifestWriter:
 
     def __init__(self, path: Path, *, fresh: bool, observer: Observer | None = None) -> None:
         self.path = path
-        self._file = path.open("w" if fresh else "a", encoding="utf-8")
+        self._file = open_log(path, fresh=fresh)
         self._observer = observer
-        if fresh:
-            sync_dir(path)
 
     def close(self) -> None:
         """Close the file."""

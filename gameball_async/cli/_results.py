@@ -1,4 +1,4 @@
-"""The results and rejects files of a ``gameball-batch`` run, and its exit code.
+"""The results file of a ``gameball-batch`` run, and the summary read from it at the end.
 
 The results file holds one line per input record,
 ``{"line", "job_id", "outcome", "code", "message"}``; each unit (a job, a
@@ -11,18 +11,21 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import Any
 
 import attrs
 
-from ._cli_input import Reject
-from ._cli_manifest import ManifestState, ManifestWriter, dumps_line, sync, sync_dir
-from ._cli_track import (
+from gameball_async import BatchState, BatchStatus
+
+from ._exit import EXIT_INTERRUPTED, MEANINGS, RunOutcome, exit_code
+from ._input import Reject
+from ._jsonl import dumps_line, open_log, sync, sync_dir
+from ._manifest import ManifestState, ManifestWriter
+from ._track import (
     FAILED,
     NOT_PROCESSED,
-    NOT_SUBMITTED,
     REJECTED,
     SUCCEEDED,
     UNKNOWN,
@@ -30,44 +33,17 @@ from ._cli_track import (
     RunInterface,
     Tracker,
 )
-from ._models import BatchState, BatchStatus
-
-if TYPE_CHECKING:
-    from ._cli_runner import Runner
 
 __all__ = [
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_INVALID",
-    "EXIT_OK",
-    "EXIT_SUBMISSION",
-    "EXIT_USAGE",
-    "LazyJsonl",
     "ResultsSummary",
     "ResultsWriter",
     "conclude",
     "item_outcomes",
     "prune_results",
-    "read_jsonl",
     "reject_from_json",
     "summarize_results",
     "write_rejected",
 ]
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INVALID: Final = 3
-EXIT_SUBMISSION: Final = 4
-EXIT_INTERRUPTED: Final = 130
-
-_MEANINGS: Final = {
-    EXIT_OK: "every record succeeded",
-    EXIT_FAILED: "some records failed, were not processed or were rejected",
-    EXIT_INVALID: "invalid input, nothing was sent",
-    EXIT_SUBMISSION: "some records were not sent, may not have been, or are not settled yet",
-    EXIT_INTERRUPTED: "interrupted",
-}
 
 
 class ResultsWriter:
@@ -75,9 +51,7 @@ class ResultsWriter:
 
     def __init__(self, path: Path, *, fresh: bool) -> None:
         self.path = path
-        self._file = path.open("w" if fresh else "a", encoding="utf-8")
-        if fresh:
-            sync_dir(path)
+        self._file = open_log(path, fresh=fresh)
 
     def close(self) -> None:
         """Close the file."""
@@ -176,9 +150,7 @@ class ResultsSummary:
     """Counts over a whole results file."""
 
     outcomes: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    codes: collections.Counter[tuple[str, int | None]] = attrs.field(
-        factory=collections.Counter
-    )
+    codes: collections.Counter[tuple[str, int | None]] = attrs.field(factory=collections.Counter)
     samples: dict[tuple[str, int | None], str] = attrs.field(factory=dict)
 
     @property
@@ -209,38 +181,10 @@ def summarize_results(path: Path) -> ResultsSummary:
     return summary
 
 
-class LazyJsonl:
-    """A JSONL file created on its first line only (so no empty rejects files)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._handle: IO[str] | None = None
-
-    def __enter__(self) -> LazyJsonl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.close()
-
-    def write(self, value: Any) -> None:
-        """Append one JSON line."""
-        if self._handle is None:
-            self._handle = self._path.open("w", encoding="utf-8")
-        self._handle.write(dumps_line(value))
-
-
-def read_jsonl(path: Path) -> Iterator[Any]:
-    """Yield the JSON values of a JSONL file we wrote."""
-    with path.open("r", encoding="utf-8") as handle:
-        for text in handle:
-            yield json.loads(text)
-
-
 def conclude(
     ui: RunInterface,
     title: str,
-    runner: Runner | None,
+    run: RunOutcome | None,
     tracker: Tracker,
     *,
     expected: int,
@@ -248,21 +192,14 @@ def conclude(
     manifest: Path,
     files: list[tuple[str, str]],
 ) -> int:
-    """Sum up the whole results file, print the report, return the exit code."""
+    """Sum up the whole results file, print the report, return the exit code.
+
+    :param run: what the engine reports of the run, or ``None`` when it never ran.
+    """
     summary = summarize_results(results)
     outcomes = summary.outcomes
     missing = expected - summary.total
-    trouble = runner is not None and (
-        runner.fatal is not None or runner.released > 0 or runner.lost > 0
-    )
-    if runner is not None and runner.interrupted:
-        code = EXIT_INTERRUPTED
-    elif missing > 0 or outcomes[NOT_SUBMITTED] or outcomes[UNKNOWN] or trouble:
-        code = EXIT_SUBMISSION
-    elif outcomes[SUCCEEDED] == expected:
-        code = EXIT_OK
-    else:
-        code = EXIT_FAILED
+    code = exit_code(run, outcomes, expected=expected)
     hints: list[str] = []
     if missing > 0:
         hints.append(
@@ -288,7 +225,7 @@ def conclude(
             files=files,
             hints=hints,
             exit_code=code,
-            exit_meaning=_MEANINGS[code],
+            exit_meaning=MEANINGS[code],
         )
     )
     return code

@@ -3,22 +3,23 @@
 ``submit`` reads its input twice and never holds it: the first pass validates
 every record (and hashes the file, so ``resume`` can tell it is unchanged);
 only when that pass is clean (or ``--skip-invalid``) does the second pass read
-chunks and hand them to the :class:`~gameball_async._cli_runner.Runner`.
+chunks and hand them to the :class:`~gameball_async.cli._runner.Runner`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
 from contextlib import closing, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
 
 import anyio
 import attrs
 
-from ._cli_input import (
+from gameball_async import GameballSession, Operation
+
+from ._exit import EXIT_INTERRUPTED, EXIT_INVALID
+from ._input import (
     InputError,
     Interrupted,
     Reject,
@@ -28,75 +29,22 @@ from ._cli_input import (
     read_records,
     scan_input,
 )
-from ._cli_input import spool as spool_stream
-from ._cli_manifest import Coverage, ManifestError, ManifestState, ManifestWriter
-from ._cli_results import (
-    EXIT_INTERRUPTED,
-    EXIT_INVALID,
-    LazyJsonl,
+from ._input import spool as spool_stream
+from ._jsonl import LazyJsonl, read_jsonl
+from ._lines import Coverage
+from ._manifest import ManifestError, ManifestState, ManifestWriter
+from ._options import Observer, ResumeOptions, SessionFactory, SubmitOptions, UsageError
+from ._results import (
     ResultsWriter,
     conclude,
     prune_results,
-    read_jsonl,
     reject_from_json,
     write_rejected,
 )
-from ._cli_runner import Runner
-from ._cli_track import UNKNOWN, RunInterface, Tracker
-from ._models import Operation
-from ._session import GameballSession
+from ._runner import Runner
+from ._track import UNKNOWN, RunInterface, Tracker
 
-__all__ = [
-    "POLLS_IN_FLIGHT",
-    "ResumeOptions",
-    "SubmitOptions",
-    "UsageError",
-    "resume",
-    "submit",
-]
-
-#: Status polls in flight for the CLI's sessions. A finished job's status
-#: carries every item's result (~2 MB decoded for 1,000 items): few at once keep
-#: the peak memory flat, and 4 already reach the rate limit (30 requests/s).
-POLLS_IN_FLIGHT: Final = 4
-
-#: Makes the session, given the base URL a manifest recorded (``None`` for submit).
-SessionFactory = Callable[["str | None"], GameballSession]
-Observer = Callable[[Mapping[str, Any]], None]
-
-
-class UsageError(Exception):
-    """A command-line mistake (exit code 2); the message says what to do."""
-
-
-@attrs.frozen(kw_only=True)
-class SubmitOptions:
-    """What ``gameball-batch submit`` was asked to do."""
-
-    operation: Operation
-    input: str
-    format: str | None = None
-    results: Path | None = None
-    manifest: Path | None = None
-    rejects: Path | None = None
-    skip_invalid: bool = False
-    chunk_size: int = 1000
-    concurrency: int = 4
-    max_pending: int = 200
-    stop_on_interrupt: bool = False
-    force: bool = False
-    max_errors: int = 20
-
-
-@attrs.frozen(kw_only=True)
-class ResumeOptions:
-    """What ``gameball-batch resume`` was asked to do."""
-
-    manifest: Path
-    input: Path | None = None
-    concurrency: int = 4
-    max_pending: int = 200
-    stop_on_interrupt: bool = False
+__all__ = ["resume", "submit"]
 
 
 def _exists(path: Path) -> bool:
@@ -186,7 +134,11 @@ async def _submit(
     op = options.operation
     from_stdin = files.spooled
     fmt, source, results, manifest, rejects = (
-        files.fmt, files.source, files.results, files.manifest, files.rejects
+        files.fmt,
+        files.source,
+        files.results,
+        files.manifest,
+        files.rejects,
     )
     tracker = Tracker(operation=op.value)
     runner: Runner | None = None
@@ -254,7 +206,12 @@ async def _submit(
                     (reject_from_json(row) for row in read_jsonl(rejects)), out, writer, tracker
                 )
             runner = Runner(
-                gb, op, manifest=writer, results=out, tracker=tracker, ui=ui,
+                gb,
+                op,
+                manifest=writer,
+                results=out,
+                tracker=tracker,
+                ui=ui,
                 interrupt=interrupt,
                 concurrency=options.concurrency,
                 max_pending=options.max_pending,
@@ -266,7 +223,7 @@ async def _submit(
             chunks = chunk_records(records, options.chunk_size, skip=skip)
             with closing(chunks):  # closes the input file at once if the run stops early
                 await runner.execute(chunks, [])
-            if runner.exhausted and runner.fatal is None and not runner.released:
+            if runner.outcome.all_sent:
                 writer.write({"type": "submitted"})
                 files.drop_spool(unless_manifest=False)  # every record is in a job
         finally:
@@ -276,8 +233,14 @@ async def _submit(
     if scan.rejected:
         written.append(("rejects", f"{rejects} ({scan.rejected:,} records)"))
     return conclude(
-        ui, f"submit {op.value}", runner, tracker,
-        expected=scan.records + scan.rejected, results=results, manifest=manifest, files=written,
+        ui,
+        f"submit {op.value}",
+        None if runner is None else runner.outcome,
+        tracker,
+        expected=scan.records + scan.rejected,
+        results=results,
+        manifest=manifest,
+        files=written,
     )
 
 
@@ -321,7 +284,12 @@ async def resume(
             out = ResultsWriter(results, fresh=False)
             try:
                 runner = Runner(
-                    gb, op, manifest=writer, results=out, tracker=tracker, ui=ui,
+                    gb,
+                    op,
+                    manifest=writer,
+                    results=out,
+                    tracker=tracker,
+                    ui=ui,
                     interrupt=interrupt,
                     concurrency=options.concurrency,
                     max_pending=options.max_pending,
@@ -330,7 +298,9 @@ async def resume(
                 )
                 for chunk in state.in_doubt():
                     runner.settle(
-                        chunk.chunk, chunk.lines, UNKNOWN,
+                        chunk.chunk,
+                        chunk.lines,
+                        UNKNOWN,
                         "the run stopped while this chunk was being sent",
                         ambiguous=True,
                     )
@@ -341,7 +311,11 @@ async def resume(
                     rejects: list[Reject] = []
                     try:
                         scan = await scan_input(
-                            source, fmt, op, tracker=tracker, interrupt=interrupt,
+                            source,
+                            fmt,
+                            op,
+                            tracker=tracker,
+                            interrupt=interrupt,
                             # keep where and why, not the (maybe large) record
                             on_reject=lambda r: rejects.append(attrs.evolve(r, record=None)),
                         )
@@ -381,12 +355,7 @@ async def resume(
                 )
                 with closing(chunks) if chunks is not None else nullcontext():
                     await runner.execute(chunks, reattach)
-                settled = remaining <= 0 or (
-                    chunks is not None
-                    and runner.exhausted
-                    and runner.fatal is None
-                    and not runner.released
-                )
+                settled = remaining <= 0 or (chunks is not None and runner.outcome.all_sent)
                 if not state.submitted and settled:
                     writer.write({"type": "submitted"})
             finally:
@@ -394,6 +363,12 @@ async def resume(
                 out.close()
     files = [("results", str(results)), ("manifest", str(manifest))]
     return conclude(
-        ui, "resume", runner, tracker,
-        expected=records + rejected, results=results, manifest=manifest, files=files,
+        ui,
+        "resume",
+        None if runner is None else runner.outcome,
+        tracker,
+        expected=records + rejected,
+        results=results,
+        manifest=manifest,
+        files=files,
     )

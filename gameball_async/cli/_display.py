@@ -21,8 +21,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_track import OUTCOMES, Report, Tracker
-from ._models import BatchState, BatchStatus
+from gameball_async import BatchState, BatchStatus
+
+from ._track import OUTCOMES, Report, Tracker
 
 __all__ = ["ConsoleUI", "status_row", "status_table"]
 
@@ -84,7 +85,9 @@ def render_run(tracker: Tracker) -> RenderableType:
     grid.add_row(
         "items",
         Text.assemble(
-            (f"{succeeded:,} succeeded", "green"), " · ", (f"{failed:,} failed", "red"),
+            (f"{succeeded:,} succeeded", "green"),
+            " · ",
+            (f"{failed:,} failed", "red"),
             (" (this run, running jobs included)", "dim"),
         ),
     )
@@ -99,8 +102,9 @@ def render_run(tracker: Tracker) -> RenderableType:
                 view.job_id,
                 f"{view.first_line}-{view.last_line}",
                 _state(view.state),
-                ProgressBar(total=max(view.total, 1), completed=view.finished + view.errors,
-                            width=20),
+                ProgressBar(
+                    total=max(view.total, 1), completed=view.finished + view.errors, width=20
+                ),
                 f"{view.finished:,}",
                 f"{view.errors:,}",
             )
@@ -116,8 +120,7 @@ def status_row(status: BatchStatus) -> list[Any]:
     return [
         status.job_id,
         status.operation.value if status.operation is not None else "?",
-        _state(status.state.value if status.state is not BatchState.UNKNOWN
-               else status.state_word),
+        _state(status.state.value if status.state is not BatchState.UNKNOWN else status.state_word),
         "" if progress is None else f"{progress:.0%}",
         f"{status.finished_count:,}",
         f"{status.error_count:,}",
@@ -129,8 +132,9 @@ def status_table(statuses: Sequence[BatchStatus], title: str | None = None) -> T
     """A table of job statuses."""
     table = Table(title=title)
     for name in ("job", "operation", "state", "progress", "succeeded", "failed", "total"):
-        table.add_column(name, justify="right" if name not in ("job", "operation", "state")
-                         else "left")
+        table.add_column(
+            name, justify="right" if name not in ("job", "operation", "state") else "left"
+        )
     for status in statuses:
         table.add_row(*status_row(status))
     return table
@@ -232,7 +236,9 @@ class ConsoleUI:
         # What the results file holds (all runs of this manifest), not the live count;
         # a line of its own, as a table title would wrap at the table's width.
         self.out.print(
-            f"{report.title}: summary of the results file", style="italic", soft_wrap=True,
+            f"{report.title}: summary of the results file",
+            style="italic",
+            soft_wrap=True,
             markup=False,
         )
         table = Table(show_header=True)
@@ -252,13 +258,16 @@ class ConsoleUI:
                 failures.add_column(name, justify="right" if name == "records" else "left")
             for outcome, code, count, sample in report.failures:
                 failures.add_row(
-                    outcome.replace("_", " "), "" if code is None else str(code),
-                    f"{count:,}", Text(sample)
+                    outcome.replace("_", " "),
+                    "" if code is None else str(code),
+                    f"{count:,}",
+                    Text(sample),
                 )
             self.out.print(failures)
         ended = ", ".join(f"{n:,} {state}" for state, n in sorted(tracker.jobs_ended.items()))
         self.out.print(
-            f"{tracker.jobs_created:,} jobs this run" + (f" ({ended})" if ended else "")
+            f"{tracker.jobs_created:,} jobs this run"
+            + (f" ({ended})" if ended else "")
             + f" in {tracker.elapsed:.1f} s",
             markup=False,
             soft_wrap=True,

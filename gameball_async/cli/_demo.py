@@ -18,13 +18,13 @@ from typing import Final
 
 import anyio
 
-from ._cli_results import EXIT_FAILED, EXIT_OK
-from ._cli_run import POLLS_IN_FLIGHT, SubmitOptions, submit
-from ._cli_track import RunInterface
-from ._models import Operation
-from ._policy import PollPolicy
-from ._seam import MAX_BATCH_ITEMS
-from ._session import GameballSession
+from gameball_async import GameballSession, Operation, PollPolicy
+from gameball_async._seam import MAX_BATCH_ITEMS
+
+from ._exit import EXIT_FAILED, EXIT_OK
+from ._options import POLLS_IN_FLIGHT, SubmitOptions
+from ._submit import submit
+from ._track import RunInterface
 
 __all__ = ["demo", "write_demo_file"]
 
@@ -55,12 +55,16 @@ def write_demo_file(path: Path, records: int) -> tuple[int, int]:
             }
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
             if n == 10:  # no amount
-                out.write('{"customerId":"cust-1","transactionId":"bad-1",'
-                          '"transactionTime":"2024-10-16T08:00:00Z"}\n')
+                out.write(
+                    '{"customerId":"cust-1","transactionId":"bad-1",'
+                    '"transactionTime":"2024-10-16T08:00:00Z"}\n'
+                )
                 invalid += 1
             elif n == 20:  # a datetime without a zone
-                out.write('{"customerId":"cust-2","transactionId":"bad-2",'
-                          '"transactionTime":"2024-10-16T08:00:00","amount":5}\n')
+                out.write(
+                    '{"customerId":"cust-2","transactionId":"bad-2",'
+                    '"transactionTime":"2024-10-16T08:00:00","amount":5}\n'
+                )
                 invalid += 1
     return failing, invalid
 
@@ -82,7 +86,7 @@ async def demo(
     :param job_seconds: how long the fake takes to process one job.
     :param directory: where the files go (default: a new temporary directory).
     """
-    from .testing import FakeGameball, Faults  # noqa: PLC0415 - only the demo needs the fake
+    from gameball_async.testing import FakeGameball, Faults  # noqa: PLC0415 - only the demo needs the fake
 
     chunk = min(MAX_BATCH_ITEMS, math.ceil(records / jobs))
     folder = directory or Path(tempfile.mkdtemp(prefix="gameball-demo-"))
@@ -109,12 +113,20 @@ async def demo(
         )
 
         def make_session(_recorded: str | None) -> GameballSession:
-            return GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url,
-                                   poll=poll, max_in_flight_polls=POLLS_IN_FLIGHT)
+            return GameballSession(
+                fake.api_key,
+                fake.secret_key,
+                base_url=fake.base_url,
+                poll=poll,
+                max_in_flight_polls=POLLS_IN_FLIGHT,
+            )
 
         options = SubmitOptions(
-            operation=Operation.CASHBACK, input=str(source), skip_invalid=True,
-            chunk_size=chunk, force=True,
+            operation=Operation.CASHBACK,
+            input=str(source),
+            skip_invalid=True,
+            chunk_size=chunk,
+            force=True,
         )
         code = await submit(options, make_session, ui, interrupt)
         counts = fake.counts

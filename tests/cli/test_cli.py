@@ -1,4 +1,4 @@
-"""``gameball-batch`` end to end against FakeGameball (``_cli.run`` in the test's loop)."""
+"""``gameball-batch`` end to end against FakeGameball (``cli.run`` in the test's loop)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import anyio
 import pytest
 
 from gameball_async import BatchState, BatchStatus, GameballSession, ItemResult
-from gameball_async._cli import build_parser, main, run
-from gameball_async._cli_results import item_outcomes
+from gameball_async.cli import build_parser, main, run
+from gameball_async.cli._results import item_outcomes
 from gameball_async.testing import FakeGameball, InjectedReply
 
 API_KEY = "ak-live-7f3a91c2"
@@ -61,23 +61,40 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def cashback(n: int, **changes: Any) -> dict[str, Any]:
-    record = {"customerId": f"c{n % 7}", "transactionId": f"tx-{n}",
-              "transactionTime": WHEN, "amount": 10 + n}
+    record = {
+        "customerId": f"c{n % 7}",
+        "transactionId": f"tx-{n}",
+        "transactionTime": WHEN,
+        "amount": 10 + n,
+    }
     record.update(changes)
     return record
 
 
 RECORDS: dict[str, Any] = {
-    "customers": lambda n: {"customerId": f"c{n}", "email": f"c{n}@example.com", "guest": False,
-                            "customerAttributes": {"firstName": "Ada", "channel": "web"}},
-    "orders": lambda n: {"customerId": f"c{n}", "orderId": f"o-{n}", "orderDate": WHEN,
-                         "totalPaid": 12.5, "lineItems": [{"sku": "x"}]},
+    "customers": lambda n: {
+        "customerId": f"c{n}",
+        "email": f"c{n}@example.com",
+        "guest": False,
+        "customerAttributes": {"firstName": "Ada", "channel": "web"},
+    },
+    "orders": lambda n: {
+        "customerId": f"c{n}",
+        "orderId": f"o-{n}",
+        "orderDate": WHEN,
+        "totalPaid": 12.5,
+        "lineItems": [{"sku": "x"}],
+    },
     "order-transactions": lambda n: f"o-{n}",
     "balance-inquiry": lambda n: {"customerId": f"c{n}"},
     "balance-adjustment": lambda n: {"customerId": f"c{n}", "amount": 5, "reason": "goodwill"},
     "cashback": cashback,
-    "redeem": lambda n: {"customerId": f"c{n}", "transactionId": f"r-{n}",
-                         "transactionTime": WHEN, "points": 3},
+    "redeem": lambda n: {
+        "customerId": f"c{n}",
+        "transactionId": f"r-{n}",
+        "transactionTime": WHEN,
+        "points": 3,
+    },
     "events": lambda n: {"customerId": f"c{n}", "events": {"purchase": {"amount": n}}},
 }
 
@@ -150,10 +167,21 @@ class TestSubmit:
         )
         assert await cli(fake, "submit", "cashback", str(source)) == 0
         assert sent_items(fake) == [
-            {"customerId": "c1", "transactionId": "t1", "transactionTime": WHEN, "amount": 10,
-             "note": "first"},
-            {"customerId": "c2", "transactionId": "t2", "transactionTime": WHEN,
-             "amount": 12.75, "email": "a@b.c", "note": "multi\nline"},
+            {
+                "customerId": "c1",
+                "transactionId": "t1",
+                "transactionTime": WHEN,
+                "amount": 10,
+                "note": "first",
+            },
+            {
+                "customerId": "c2",
+                "transactionId": "t2",
+                "transactionTime": WHEN,
+                "amount": 12.75,
+                "email": "a@b.c",
+                "note": "multi\nline",
+            },
             {"customerId": "c3", "transactionId": "t3", "transactionTime": WHEN, "amount": 3},
         ]
         # lines are physical lines: the quoted newline pushes the third record to line 5
@@ -165,16 +193,30 @@ class TestSubmit:
         source = tmp_path / "people.csv"
         with source.open("w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
-            writer.writerow(["customerId", "guest", "customerAttributes.firstName",
-                             "customerAttributes.totalOrders", "customerAttributes.utms",
-                             "customerAttributes.custom"])
+            writer.writerow(
+                [
+                    "customerId",
+                    "guest",
+                    "customerAttributes.firstName",
+                    "customerAttributes.totalOrders",
+                    "customerAttributes.utms",
+                    "customerAttributes.custom",
+                ]
+            )
             writer.writerow(["c1", "true", "Ada", "3", "a|b", '{"tier": "gold"}'])
             writer.writerow(["c2", "no", "", "", "", ""])
         assert await cli(fake, "submit", "customers", str(source)) == 0
         assert sent_items(fake) == [
-            {"customerId": "c1", "guest": True,
-             "customerAttributes": {"firstName": "Ada", "totalOrders": 3, "utms": ["a", "b"],
-                                    "custom": {"tier": "gold"}}},
+            {
+                "customerId": "c1",
+                "guest": True,
+                "customerAttributes": {
+                    "firstName": "Ada",
+                    "totalOrders": 3,
+                    "utms": ["a", "b"],
+                    "custom": {"tier": "gold"},
+                },
+            },
             {"customerId": "c2", "guest": False},
         ]
 
@@ -189,16 +231,23 @@ class TestSubmit:
         text = "customerId,amount,reason\r\nc1,-2.5,fix\r\nc2,7,\r\n"
         source.write_bytes(b"\xef\xbb\xbf" + text.encode())
         assert await cli(fake, "submit", "balance-adjustment", str(source)) == 0
-        assert sent_items(fake) == [{"customerId": "c1", "amount": -2.5, "reason": "fix"},
-                                    {"customerId": "c2", "amount": 7}]
+        assert sent_items(fake) == [
+            {"customerId": "c1", "amount": -2.5, "reason": "fix"},
+            {"customerId": "c2", "amount": 7},
+        ]
 
     @pytest.mark.parametrize("shape", ["openapi", "mixed"])
     async def test_other_status_shapes(self, tmp_path: Path, shape: Any) -> None:
         records = [cashback(n) for n in range(8)]
         records[5]["transactionId"] = "tx-1"
         source = write_jsonl(tmp_path / "in.jsonl", records)
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, status_shape=shape,
-                                queue_delay=0.01, enforce_rate_limit=False) as server:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            status_shape=shape,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as server:
             assert await cli(server, "submit", "cashback", str(source), "--chunk-size", "3") == 1
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 9))
         assert [row["line"] for row in rows if row["outcome"] == "failed"] == [6]
@@ -211,8 +260,9 @@ class TestSubmit:
         monkeypatch.chdir(tmp_path)
         manifest = tmp_path / "run.manifest.jsonl"
         results = tmp_path / "run.results.jsonl"
-        code = await cli(fake, "submit", "cashback", "-", "--manifest", str(manifest),
-                         "--results", str(results))
+        code = await cli(
+            fake, "submit", "cashback", "-", "--manifest", str(manifest), "--results", str(results)
+        )
         assert code == 0
         check_results(results, range(1, 6))
         # the spooled copy is removed once every record is settled
@@ -235,11 +285,14 @@ class TestSubmit:
         assert "exit 1" in out
         assert "9004" in out
 
-    async def test_failed_job_items_not_processed(
-        self, tmp_path: Path
-    ) -> None:
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=40,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+    async def test_failed_job_items_not_processed(self, tmp_path: Path) -> None:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=40,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(20)])
 
             def fail_first_job(entry: Mapping[str, Any]) -> None:
@@ -251,7 +304,6 @@ class TestSubmit:
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 21))
         assert {row["outcome"] for row in rows} <= {"succeeded", "not_processed"}
         assert any(row["outcome"] == "not_processed" for row in rows)
-
 
     async def test_notes_count_with_thousands_separators(
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -269,7 +321,11 @@ class TestSubmit:
 class TestOutcomes:
     def status(self, state: BatchState, *results: ItemResult, errors: int = 0) -> BatchStatus:
         return BatchStatus(
-            job_id="1", operation=None, state=state, state_word=state.value, total_count=4,
+            job_id="1",
+            operation=None,
+            state=state,
+            state_word=state.value,
+            total_count=4,
             error_count=errors,
             succeeded=tuple(r for r in results if r.ok),
             failed=tuple(r for r in results if not r.ok),
@@ -283,7 +339,9 @@ class TestOutcomes:
             errors=1,
         )
         assert item_outcomes(status, 4) == [
-            ("succeeded", None, None), ("succeeded", None, None), ("failed", 9004, "dup"),
+            ("succeeded", None, None),
+            ("succeeded", None, None),
+            ("failed", 9004, "dup"),
             ("succeeded", None, None),
         ]
 
@@ -304,8 +362,10 @@ class TestOutcomes:
     def test_out_of_range_and_duplicate_indexes_ignored(self) -> None:
         status = self.status(
             BatchState.STOPPED,
-            ItemResult(index=7, ok=True), ItemResult(index=None, ok=True),
-            ItemResult(index=1, ok=False, code=1), ItemResult(index=1, ok=True),
+            ItemResult(index=7, ok=True),
+            ItemResult(index=None, ok=True),
+            ItemResult(index=1, ok=False, code=1),
+            ItemResult(index=1, ok=True),
         )
         assert [o for o, _, _ in item_outcomes(status, 2)] == ["not_processed", "failed"]
 
@@ -372,8 +432,10 @@ class TestBadInput:
     ) -> None:
         source = tmp_path / "in.jsonl"
         source.write_text(
-            json.dumps(cashback(0, transactionTime="2024-10-16T08:13:29")) + "\n"
-            + json.dumps(cashback(1)).replace("11", "NaN") + "\n",
+            json.dumps(cashback(0, transactionTime="2024-10-16T08:13:29"))
+            + "\n"
+            + json.dumps(cashback(1)).replace("11", "NaN")
+            + "\n",
             encoding="utf-8",
         )
         assert await self.bad(fake, source) == 3
@@ -419,8 +481,15 @@ class TestBadInput:
             json.dumps(records[5]), "not json"
         )
         source.write_text(text, encoding="utf-8")
-        code = await cli(fake, "submit", "cashback", str(source), "--skip-invalid",
-                         "--rejects", str(tmp_path / "bad.jsonl"))
+        code = await cli(
+            fake,
+            "submit",
+            "cashback",
+            str(source),
+            "--skip-invalid",
+            "--rejects",
+            str(tmp_path / "bad.jsonl"),
+        )
         assert code == 1  # rejected records did not succeed
         assert sent_items(fake) == [r for i, r in enumerate(records) if i not in (2, 5)]
         rejects = read_jsonl(tmp_path / "bad.jsonl")
@@ -438,8 +507,17 @@ class TestBadInput:
         assert await cli(fake, "submit", "teleport", "x.jsonl") == 2
         assert await cli(fake, "submit", "cashback", "x.jsonl", "--chunk-size", "1001") == 2
         real = write_jsonl(tmp_path / "real.jsonl", [cashback(1)])
-        assert await cli(fake, "submit", "cashback", str(real),
-                         "--results", str(tmp_path / "no" / "such" / "dir.jsonl")) == 2
+        assert (
+            await cli(
+                fake,
+                "submit",
+                "cashback",
+                str(real),
+                "--results",
+                str(tmp_path / "no" / "such" / "dir.jsonl"),
+            )
+            == 2
+        )
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(1)])
         assert await run(["submit", "cashback", str(source)], env={}) == 2
         assert "GAMEBALL_API_KEY" in capsys.readouterr().err
@@ -455,8 +533,13 @@ class TestInterruptAndResume:
         source = write_jsonl(tmp_path / "in.jsonl", records)
         results = tmp_path / "in.jsonl.results.jsonl"
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=20,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=20,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             interrupt = anyio.Event()
             jobs_seen = 0
 
@@ -467,8 +550,18 @@ class TestInterruptAndResume:
                     if jobs_seen == 3:
                         interrupt.set()  # as the first Ctrl-C does
 
-            code = await cli(slow, "submit", "cashback", str(source), "--chunk-size", "4",
-                             "--concurrency", "1", interrupt=interrupt, observer=on_entry)
+            code = await cli(
+                slow,
+                "submit",
+                "cashback",
+                str(source),
+                "--chunk-size",
+                "4",
+                "--concurrency",
+                "1",
+                interrupt=interrupt,
+                observer=on_entry,
+            )
             assert code == 130
             entries = read_jsonl(manifest)
             created = [e["job_id"] for e in entries if e["type"] == "job"]
@@ -478,8 +571,19 @@ class TestInterruptAndResume:
             assert not any(e["type"] == "submitted" for e in entries)
             # A crash mid-write: lines of a job that has no "done" mark yet.
             with results.open("a") as out:
-                out.write(json.dumps({"line": 1, "job_id": created[0], "outcome": "failed",
-                                      "code": 1, "message": "torn"}) + "\n" + '{"line": 2, "jo')
+                out.write(
+                    json.dumps(
+                        {
+                            "line": 1,
+                            "job_id": created[0],
+                            "outcome": "failed",
+                            "code": 1,
+                            "message": "torn",
+                        }
+                    )
+                    + "\n"
+                    + '{"line": 2, "jo'
+                )
 
             assert await cli(slow, "resume", str(manifest)) == 0
             rows = check_results(results, range(1, 41))
@@ -498,17 +602,32 @@ class TestInterruptAndResume:
         records = [cashback(n) for n in range(30)]
         source = write_jsonl(tmp_path / "in.jsonl", records)
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=50,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=50,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             async with anyio.create_task_group() as tg:
 
                 def on_entry(entry: Mapping[str, Any]) -> None:
                     if entry["type"] == "job" and entry["chunk"] == 2:
                         tg.cancel_scope.cancel()  # as a second Ctrl-C (or a kill) does
 
-                tg.start_soon(lambda: cli(slow, "submit", "cashback", str(source),
-                                          "--chunk-size", "3", "--concurrency", "3",
-                                          observer=on_entry))
+                tg.start_soon(
+                    lambda: cli(
+                        slow,
+                        "submit",
+                        "cashback",
+                        str(source),
+                        "--chunk-size",
+                        "3",
+                        "--concurrency",
+                        "3",
+                        observer=on_entry,
+                    )
+                )
             code = await cli(slow, "resume", str(manifest))
             rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 31))
             outcomes = collections.Counter(row["outcome"] for row in rows)
@@ -525,8 +644,17 @@ class TestInterruptAndResume:
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(6)])
-        argv = ["--base-url", fake.base_url, "--no-live", "--poll-interval", "0.02",
-                "--api-key", API_KEY, "--secret-key", "sk-wrong-0000"]
+        argv = [
+            "--base-url",
+            fake.base_url,
+            "--no-live",
+            "--poll-interval",
+            "0.02",
+            "--api-key",
+            API_KEY,
+            "--secret-key",
+            "sk-wrong-0000",
+        ]
         code = await run([*argv, "submit", "cashback", str(source), "--chunk-size", "2"], env={})
         assert code == 4
         assert fake.counts["jobs_created"] == 0
@@ -542,8 +670,9 @@ class TestInterruptAndResume:
     ) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(6)])
         fake.inject("create", InjectedReply(action="drop_after"))
-        code = await cli(fake, "submit", "cashback", str(source), "--chunk-size", "2",
-                         "--concurrency", "1")
+        code = await cli(
+            fake, "submit", "cashback", str(source), "--chunk-size", "2", "--concurrency", "1"
+        )
         assert code == 4
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 7))
         assert [row["outcome"] for row in rows] == ["unknown"] * 2 + ["succeeded"] * 4
@@ -551,20 +680,34 @@ class TestInterruptAndResume:
         assert await cli(fake, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")) == 4
         assert fake.counts["jobs_created"] == 3
 
-
     async def test_stop_on_interrupt_stops_remote_jobs(self, tmp_path: Path) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(20)])
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=5,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=5,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             interrupt = anyio.Event()
 
             def on_entry(entry: Mapping[str, Any]) -> None:
                 if entry["type"] == "job":
                     interrupt.set()
 
-            code = await cli(slow, "submit", "cashback", str(source), "--chunk-size", "10",
-                             "--concurrency", "1", "--stop-on-interrupt",
-                             interrupt=interrupt, observer=on_entry)
+            code = await cli(
+                slow,
+                "submit",
+                "cashback",
+                str(source),
+                "--chunk-size",
+                "10",
+                "--concurrency",
+                "1",
+                "--stop-on-interrupt",
+                interrupt=interrupt,
+                observer=on_entry,
+            )
             assert code == 130
             assert {slow.job_state(job_id) for job_id in slow.jobs} == {"Stopped"}
             assert await cli(slow, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")) == 1
@@ -587,22 +730,56 @@ class TestInterruptAndResume:
     def test_ctrl_c_then_resume(self, tmp_path: Path) -> None:
         """A real SIGINT through main(): exit 130, then `resume` finishes the run."""
         fake = subprocess.Popen(
-            [sys.executable, "-m", "gameball_async.testing", "serve", "--no-rate-limit",
-             "--processing-rate", "20", "--api-key", API_KEY, "--secret-key", SECRET_KEY],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "gameball_async.testing",
+                "serve",
+                "--no-rate-limit",
+                "--processing-rate",
+                "20",
+                "--api-key",
+                API_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert fake.stdout is not None
             info = json.loads(fake.stdout.readline())
             source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
-            child_env = {**os.environ, "GAMEBALL_API_KEY": API_KEY,
-                         "GAMEBALL_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
-            base = [sys.executable, "-m", "gameball_async", "--base-url", info["base_url"],
-                    "--poll-interval", "0.05"]
+            child_env = {
+                **os.environ,
+                "GAMEBALL_API_KEY": API_KEY,
+                "GAMEBALL_SECRET_KEY": SECRET_KEY,
+                "PYTHONUNBUFFERED": "1",
+            }
+            base = [
+                sys.executable,
+                "-m",
+                "gameball_async",
+                "--base-url",
+                info["base_url"],
+                "--poll-interval",
+                "0.05",
+            ]
             child = subprocess.Popen(
-                [*base, "submit", "cashback", str(source), "--chunk-size", "4",
-                 "--concurrency", "1"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
+                [
+                    *base,
+                    "submit",
+                    "cashback",
+                    str(source),
+                    "--chunk-size",
+                    "4",
+                    "--concurrency",
+                    "1",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_env,
             )
             assert child.stdout is not None
             created = 0
@@ -616,7 +793,11 @@ class TestInterruptAndResume:
             assert "interrupted" in err
             resumed = subprocess.run(
                 [*base, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")],
-                env=child_env, capture_output=True, text=True, timeout=60, check=False,
+                env=child_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             )
             assert resumed.returncode == 0, resumed.stderr
             rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 41))
@@ -630,21 +811,29 @@ class TestAbort:
     """A second Ctrl-C cancels the run at once: it says how to finish it."""
 
     async def test_abort_names_the_resume_command_absolute(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(30)])
         monkeypatch.chdir(tmp_path)  # the input is named relative to the working directory
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=50,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=50,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             with anyio.CancelScope() as scope:
 
                 def on_entry(entry: Mapping[str, Any]) -> None:
                     if entry["type"] == "job":
                         scope.cancel()  # as the second Ctrl-C does
 
-                await cli(slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3",
-                          observer=on_entry)
+                await cli(
+                    slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3", observer=on_entry
+                )
             assert scope.cancelled_caught
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
         assert f"aborted: finish the run with `gameball-batch resume {manifest}`" in (
@@ -662,14 +851,21 @@ class TestAbort:
         assert "resume" not in err
 
     async def test_resume_shows_the_manifest_absolute(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
         monkeypatch.chdir(tmp_path)
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=20,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=20,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             submit = ["submit", "cashback", "in.jsonl", "--chunk-size", "4"]
             for command in (submit, ["resume", manifest.name]):
                 interrupt = anyio.Event()
@@ -678,8 +874,9 @@ class TestAbort:
                     if entry["type"] == "job":
                         interrupt.set()  # as the first Ctrl-C does
 
-                code = await cli(slow, *command, "--concurrency", "1", interrupt=interrupt,
-                                 observer=on_entry)
+                code = await cli(
+                    slow, *command, "--concurrency", "1", interrupt=interrupt, observer=on_entry
+                )
                 assert code == 130
                 captured = capsys.readouterr()
                 assert f" manifest: {manifest}\n" in captured.out, command
@@ -689,21 +886,54 @@ class TestAbort:
         """Two real SIGINTs through main(): the second one aborts, once, with the hint."""
         # Every reply takes seconds: the first Ctrl-C leaves creations in flight.
         fake = subprocess.Popen(
-            [sys.executable, "-m", "gameball_async.testing", "serve", "--no-rate-limit",
-             "--latency", "4", "4", "--api-key", API_KEY, "--secret-key", SECRET_KEY],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "gameball_async.testing",
+                "serve",
+                "--no-rate-limit",
+                "--latency",
+                "4",
+                "4",
+                "--api-key",
+                API_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert fake.stdout is not None
             info = json.loads(fake.stdout.readline())
             source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
-            child_env = {**os.environ, "GAMEBALL_API_KEY": API_KEY,
-                         "GAMEBALL_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
+            child_env = {
+                **os.environ,
+                "GAMEBALL_API_KEY": API_KEY,
+                "GAMEBALL_SECRET_KEY": SECRET_KEY,
+                "PYTHONUNBUFFERED": "1",
+            }
             child = subprocess.Popen(
-                [sys.executable, "-m", "gameball_async", "--base-url", info["base_url"],
-                 "--poll-interval", "0.05", "submit", "cashback", str(source),
-                 "--chunk-size", "4", "--concurrency", "2"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
+                [
+                    sys.executable,
+                    "-m",
+                    "gameball_async",
+                    "--base-url",
+                    info["base_url"],
+                    "--poll-interval",
+                    "0.05",
+                    "submit",
+                    "cashback",
+                    str(source),
+                    "--chunk-size",
+                    "4",
+                    "--concurrency",
+                    "2",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_env,
             )
             assert child.stdout is not None
             assert child.stderr is not None
@@ -728,8 +958,10 @@ class TestAbort:
 class TestJobCommands:
     async def make_jobs(self, fake: FakeGameball, count: int) -> list[str]:
         async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
-            jobs = [await gb.create_batch("balance-inquiry", [{"customerId": f"c{n}"}])
-                    for n in range(count)]
+            jobs = [
+                await gb.create_batch("balance-inquiry", [{"customerId": f"c{n}"}])
+                for n in range(count)
+            ]
         return [job.job_id for job in jobs]
 
     async def test_status_json_and_table(
@@ -745,22 +977,31 @@ class TestJobCommands:
         assert "999999" in capsys.readouterr().err
         assert await cli(fake, "status", "../etc") == 2
 
-    async def test_stop_and_watch(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=1,
-                                queue_delay=0.01, enforce_rate_limit=False) as slow:
+    async def test_stop_and_watch(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=1,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as slow:
             async with GameballSession(API_KEY, SECRET_KEY, base_url=slow.base_url) as gb:
-                job = await gb.create_batch("balance-inquiry",
-                                            [{"customerId": f"c{n}"} for n in range(50)])
+                job = await gb.create_batch(
+                    "balance-inquiry", [{"customerId": f"c{n}"} for n in range(50)]
+                )
             assert await cli(slow, "stop", job.job_id) == 0
             assert slow.job_state(int(job.job_id)) == "Stopped"
             assert await cli(slow, "watch", job.job_id) == 1  # ended Stopped
             out = capsys.readouterr().out
             assert f"job {job.job_id}: stopped\n" in out
             assert "Stopped" in out
-        async with FakeGameball(api_key=API_KEY, secret_key=SECRET_KEY, processing_rate=500,
-                                queue_delay=0.01, enforce_rate_limit=False) as quick:
+        async with FakeGameball(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            processing_rate=500,
+            queue_delay=0.01,
+            enforce_rate_limit=False,
+        ) as quick:
             ids = await self.make_jobs(quick, 2)
             assert await cli(quick, "watch", *ids) == 0
             assert "Completed" in capsys.readouterr().out
@@ -774,8 +1015,20 @@ class TestJobCommands:
 
 class TestCommandLine:
     async def test_demo_small(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        argv = ["--no-live", "--poll-interval", "0.02", "demo", "--records", "400", "--jobs",
-                "2", "--job-seconds", "0.05", "--dir", str(tmp_path)]
+        argv = [
+            "--no-live",
+            "--poll-interval",
+            "0.02",
+            "demo",
+            "--records",
+            "400",
+            "--jobs",
+            "2",
+            "--job-seconds",
+            "0.05",
+            "--dir",
+            str(tmp_path),
+        ]
         assert await run(argv, env={}) == 0
         out = capsys.readouterr().out
         for expected in ("exit 1", "7000", "9004"):
@@ -788,13 +1041,36 @@ class TestCommandLine:
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(3)])
-        flags = ["--api-key", API_KEY, "--secret-key", SECRET_KEY, "--base-url", fake.base_url,
-                 "--no-live", "--poll-interval", "0.02"]
+        flags = [
+            "--api-key",
+            API_KEY,
+            "--secret-key",
+            SECRET_KEY,
+            "--base-url",
+            fake.base_url,
+            "--no-live",
+            "--poll-interval",
+            "0.02",
+        ]
         assert await run([*flags, "submit", "cashback", str(source)], env={}) == 0
         assert await run([*flags, "status", "1"], env={}) == 1
         assert await run([*flags, "submit", "cashback", str(source)], env={}) == 2
-        assert await run(["--secret-key", SECRET_KEY, "--api-key", API_KEY, "--base-url",
-                          "http://example.com", "status", "1"], env={}) == 2
+        assert (
+            await run(
+                [
+                    "--secret-key",
+                    SECRET_KEY,
+                    "--api-key",
+                    API_KEY,
+                    "--base-url",
+                    "http://example.com",
+                    "status",
+                    "1",
+                ],
+                env={},
+            )
+            == 2
+        )
         captured = capsys.readouterr()
         for secret in (API_KEY, SECRET_KEY):
             assert secret not in captured.out + captured.err
@@ -816,14 +1092,32 @@ class TestCommandLine:
         assert build_parser().parse_args(["submit", "cashback", "f.csv", "--no-live"]).no_live
 
     def test_module_entry_point_and_lazy_rich(self, tmp_path: Path) -> None:
-        code = "import sys, gameball_async, gameball_async._cli; print('rich' in sys.modules)"
-        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               check=True)
+        code = "import sys, gameball_async, gameball_async.cli; print('rich' in sys.modules)"
+        probe = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert probe.stdout.strip() == "False"
         demo = subprocess.run(
-            [sys.executable, "-m", "gameball_async", "--poll-interval", "0.02", "demo",
-             "--records", "200", "--jobs", "2", "--job-seconds", "0.05", "--dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "gameball_async",
+                "--poll-interval",
+                "0.02",
+                "demo",
+                "--records",
+                "200",
+                "--jobs",
+                "2",
+                "--job-seconds",
+                "0.05",
+                "--dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert demo.returncode == 0, demo.stderr
         assert "summary" in demo.stdout

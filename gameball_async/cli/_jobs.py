@@ -9,11 +9,10 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from ._cli_display import ConsoleUI, status_table
-from ._errors import GameballError
-from ._models import BatchState, BatchStatus
-from ._seam import check_job_id
-from ._session import GameballSession
+from gameball_async import BatchState, BatchStatus, GameballError, GameballSession
+from gameball_async._seam import check_job_id
+
+from ._display import ConsoleUI, status_table
 
 __all__ = ["job_id", "status", "status_json", "stop", "stop_message", "watch"]
 
@@ -71,9 +70,7 @@ def status_json(status: BatchStatus) -> dict[str, Any]:
     }
 
 
-async def status(
-    gb: GameballSession, ids: Sequence[str], ui: ConsoleUI, *, as_json: bool
-) -> int:
+async def status(gb: GameballSession, ids: Sequence[str], ui: ConsoleUI, *, as_json: bool) -> int:
     """Print each job's status; exit 0 when all were read, else 1."""
     statuses = await _each(ids, gb.get_status, ui)
     found = [s for s in statuses if s is not None]

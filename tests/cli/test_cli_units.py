@@ -15,11 +15,11 @@ from rich.console import Console
 
 import gameball_async
 from gameball_async import BatchState, BatchStatus
-from gameball_async._cli import main
-from gameball_async._cli_display import ConsoleUI, render_run
-from gameball_async._cli_jobs import stop_message
-from gameball_async._cli_results import conclude
-from gameball_async._cli_track import SUCCEEDED, UNKNOWN, Report, Tracker
+from gameball_async.cli import main
+from gameball_async.cli._display import ConsoleUI, render_run
+from gameball_async.cli._jobs import stop_message
+from gameball_async.cli._results import conclude
+from gameball_async.cli._track import SUCCEEDED, UNKNOWN, Report, Tracker
 
 
 class TestVersion:
