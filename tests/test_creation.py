@@ -267,9 +267,10 @@ async def test_jobs_carry_their_input_range(fake: FakeGameball) -> None:
     assert [job.input_range for job in jobs] == [range(0, 3), range(3, 6), range(6, 7)]
     for job in jobs:
         ids = [item["customerId"] for item in fake.jobs[int(job.job_id)].items]
+        assert job.input_range is not None
         assert ids == [f"c{i}" for i in job.input_range]
-    assert sorted(calls.jobs("call"), key=lambda j: j.input_range.start) == jobs
-    assert sorted(calls.jobs("session"), key=lambda j: j.input_range.start) == jobs
+    assert sorted(calls.jobs("call"), key=_start) == jobs
+    assert sorted(calls.jobs("session"), key=_start) == jobs
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["iterator", "async-iterator"])
@@ -340,7 +341,7 @@ async def test_a_cancelled_submit_many_reports_the_jobs_in_flight(
     assert fake.counts["create"] == 3  # nothing more was sent
     reported = calls.jobs("call")
     assert sorted(int(job.job_id) for job in reported) == sorted(fake.jobs)
-    assert [job.input_range for job in sorted(reported, key=lambda j: j.input_range.start)] == [
+    assert [job.input_range for job in sorted(reported, key=_start)] == [
         range(0, 2),
         range(2, 4),
         range(4, 6),
@@ -399,3 +400,8 @@ async def test_creations_are_not_reported_twice_or_as_ambiguous(fake: FakeGameba
         jobs = [await gb.create_batch("balance-inquiry", ITEMS) for _ in range(3)]
     assert calls.jobs("session") == jobs
     assert not any(isinstance(j, AmbiguousSubmissionError) for j in jobs)
+
+
+def _start(job: BatchJob) -> int:
+    assert job.input_range is not None
+    return job.input_range.start

@@ -131,7 +131,7 @@ def test_a_status_reply_of_any_shape_decodes(payload: dict[str, Any], word: Any)
     if status.is_terminal:
         assert (light.succeeded, light.failed) == (status.succeeded, status.failed)
     else:
-        assert (light.succeeded, light.failed) == ((), ())
+        assert (tuple(light.succeeded), tuple(light.failed)) == ((), ())
         assert all(isinstance(value, (str, int, float, bool, type(None)))
                    for value in light.raw.values())
 

@@ -24,7 +24,7 @@ from gameball_async import GameballSession, RateLimit, RetryPolicy, SessionClose
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pytest depends on tomli below 3.11
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_URL = "https://github.com/gameball-async/gameball_async"
@@ -33,7 +33,8 @@ PROJECT_URL = "https://github.com/gameball-async/gameball_async"
 @pytest.fixture(scope="module")
 def pyproject() -> dict[str, Any]:
     with (ROOT / "pyproject.toml").open("rb") as file:
-        return tomllib.load(file)
+        data: dict[str, Any] = tomllib.load(file)
+    return data
 
 
 def test_version_metadata_is_the_package_version() -> None:

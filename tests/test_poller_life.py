@@ -455,7 +455,7 @@ class TestHeadOfLine:
             ) as gb:
                 slow = [gb.job("slow1"), gb.job("slow2")]
                 waits = [asyncio.ensure_future(job.wait()) for job in slow]
-                await until(lambda: requests.get("slow1", 0) and requests.get("slow2", 0))
+                await until(lambda: bool(requests.get("slow1") and requests.get("slow2")))
                 with anyio.fail_after(PATIENCE):
                     status_ = await gb.job("done").wait()
                 assert status_.state is BatchState.COMPLETED
