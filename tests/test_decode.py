@@ -846,3 +846,22 @@ def test_every_error_status_carries_its_retry_after(status: int) -> None:
     error = decode_error(status, b'{"code": 5003, "message": "later"}', retry_after=5.0)
     assert error.retry_after == 5.0
     assert decode_error(status, b"", retry_after=None).retry_after is None
+
+
+def test_running_summaries_share_their_field_names_and_words() -> None:
+    # 10,000 awaited jobs each hold a summary until their next poll: one copy
+    # of "totalCount" or "Running" for all of them, not one per job
+    first, second = (
+        decode_status(
+            json.loads(
+                b'{"jobId": 7, "status": "Running", "totalCount": 1000, "finishedCount": 5}'
+            ),
+            job_id="7",
+            results=False,
+        )
+        for _ in range(2)
+    )
+    assert first.raw == second.raw
+    pairs = list(zip(first.raw, second.raw, strict=True))
+    assert all(a is b for a, b in pairs)
+    assert first.raw["status"] is second.raw["status"]
