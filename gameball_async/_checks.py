@@ -11,7 +11,6 @@ subclass).
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,35 +18,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-import attrs
-
 from ._errors import InvalidBatchError
+from ._records import Kind, Spec
 from ._wire import format_datetime, parse_datetime
 
 __all__ = ["Kind", "Spec", "Validator", "compile_validator", "misspelling"]
-
-class Kind(enum.Enum):
-    ID = "a non-empty string"
-    STR = "a string"
-    NUMBER = "a finite number"
-    INT = "an integer"
-    BOOL = "a boolean"
-    DATETIME = "an aware datetime or an ISO 8601 string with a zone"
-    DATE = "a date or an ISO 8601 string"
-    OBJECT = "an object (mapping)"
-    EVENTS = "a non-empty object mapping event names to metadata objects"
-    STRINGS = "a list of strings"
-    ATTRIBUTES = "a customerAttributes object"
-    CHANNEL = "one of mobile, pos, web, callcenter"
-
-
-@attrs.frozen
-class Spec:
-    name: str
-    kind: Kind
-    required: bool = False
-
-
 
 _CHANNELS: Final = frozenset({"mobile", "pos", "web", "callcenter"})
 
@@ -99,9 +74,13 @@ _EXTENDED_ISO: Final = re.compile(
 
 def _events_ok(value: object) -> bool:
     # the API refuses an empty events object (3003), so it is refused here too
-    return isinstance(value, Mapping) and bool(value) and all(
-        isinstance(name, str) and name and isinstance(meta, Mapping)
-        for name, meta in value.items()
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(
+            isinstance(name, str) and name and isinstance(meta, Mapping)
+            for name, meta in value.items()
+        )
     )
 
 
@@ -119,9 +98,7 @@ def _checker(kind: Kind) -> Callable[[Any], str | None]:
         Kind.DATE: lambda v: isinstance(v, (date, str)),
         Kind.OBJECT: lambda v: isinstance(v, Mapping),
         Kind.EVENTS: _events_ok,
-        Kind.STRINGS: lambda v: isinstance(v, (list, tuple)) and all(
-            isinstance(x, str) for x in v
-        ),
+        Kind.STRINGS: lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
         Kind.ATTRIBUTES: lambda v: isinstance(v, Mapping),
     }[kind]
 
@@ -168,9 +145,7 @@ def misspelling(name: str, keys: Iterable[object]) -> str | None:
     return None
 
 
-def _missing(
-    index: int, field: str, name: str, wire: Mapping[str, Any]
-) -> InvalidBatchError:
+def _missing(index: int, field: str, name: str, wire: Mapping[str, Any]) -> InvalidBatchError:
     # Only on the error path: a valid item never pays for the search below.
     message = f"item {index}: required field {field!r} is missing"
     found = misspelling(name, wire)
@@ -247,4 +222,3 @@ def compile_validator(
     exec("\n".join(lines), namespace)
     validate: Validator = namespace["validate"]
     return validate
-

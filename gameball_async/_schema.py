@@ -13,18 +13,10 @@ from typing import Any, Final
 
 import attrs
 
-from ._checks import Kind, Spec, Validator, compile_validator
+from ._checks import Validator, compile_validator
 from ._errors import InvalidBatchError
-from ._models import (
-    BalanceAdjustment,
-    BalanceInquiry,
-    Cashback,
-    Customer,
-    Event,
-    Operation,
-    Order,
-    Redemption,
-)
+from ._models import Operation
+from ._records import OPERATION_RECORDS, nested_record, wire_specs
 from ._wire import converter, dumps, unstructure_record
 
 __all__ = ["MAX_BATCH_ITEMS", "RECORD_FOR", "encode_batch", "wire_items"]
@@ -33,92 +25,20 @@ __all__ = ["MAX_BATCH_ITEMS", "RECORD_FOR", "encode_batch", "wire_items"]
 MAX_BATCH_ITEMS: Final = 1000
 
 
-_CUSTOMER_ATTRIBUTES: Final = (
-    Spec("displayName", Kind.STR),
-    Spec("firstName", Kind.STR),
-    Spec("lastName", Kind.STR),
-    Spec("email", Kind.STR),
-    Spec("gender", Kind.STR),
-    Spec("mobile", Kind.STR),
-    Spec("dateOfBirth", Kind.DATE),
-    Spec("joinDate", Kind.DATETIME),
-    Spec("country", Kind.STR),
-    Spec("city", Kind.STR),
-    Spec("zip", Kind.STR),
-    Spec("preferredLanguage", Kind.STR),
-    Spec("source", Kind.STR),
-    Spec("utms", Kind.STRINGS),
-    Spec("devices", Kind.STRINGS),
-    Spec("paymentMethods", Kind.STRINGS),
-    Spec("totalSpent", Kind.NUMBER),
-    Spec("lastOrderDate", Kind.DATETIME),
-    Spec("totalOrders", Kind.INT),
-    Spec("avgOrderAmount", Kind.NUMBER),
-    Spec("channel", Kind.CHANNEL),
-    Spec("custom", Kind.OBJECT),
-)
-
-_SCHEMAS: Final[dict[Operation, tuple[Spec, ...]]] = {
-    Operation.CUSTOMERS: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("email", Kind.STR),
-        Spec("mobile", Kind.STR),
-        Spec("deviceToken", Kind.STR),
-        Spec("osType", Kind.STR),
-        Spec("referrerCode", Kind.STR),
-        Spec("guest", Kind.BOOL),
-        Spec("customerAttributes", Kind.ATTRIBUTES),
-    ),
-    Operation.ORDERS: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("orderId", Kind.ID, required=True),
-        Spec("orderDate", Kind.DATETIME, required=True),
-        Spec("totalPaid", Kind.NUMBER, required=True),
-    ),
-    Operation.BALANCE_INQUIRY: (Spec("customerId", Kind.ID, required=True),),
-    Operation.BALANCE_ADJUSTMENT: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("amount", Kind.NUMBER, required=True),
-        Spec("reason", Kind.STR),
-    ),
-    Operation.CASHBACK: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("transactionId", Kind.ID, required=True),
-        Spec("transactionTime", Kind.DATETIME, required=True),
-        Spec("amount", Kind.NUMBER, required=True),
-        Spec("email", Kind.STR),
-        Spec("mobile", Kind.STR),
-    ),
-    Operation.REDEEM: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("transactionId", Kind.ID, required=True),
-        Spec("transactionTime", Kind.DATETIME, required=True),
-        Spec("amount", Kind.NUMBER),
-        Spec("points", Kind.INT),
-        Spec("holdReference", Kind.STR),
-        Spec("email", Kind.STR),
-        Spec("mobile", Kind.STR),
-    ),
-    Operation.EVENTS: (
-        Spec("customerId", Kind.ID, required=True),
-        Spec("events", Kind.EVENTS, required=True),
-    ),
-}
-
 #: The record class each operation takes (order-transactions takes strings).
 RECORD_FOR: Final[dict[Operation, type[Any]]] = {
-    Operation.CUSTOMERS: Customer,
-    Operation.ORDERS: Order,
-    Operation.BALANCE_INQUIRY: BalanceInquiry,
-    Operation.BALANCE_ADJUSTMENT: BalanceAdjustment,
-    Operation.CASHBACK: Cashback,
-    Operation.REDEEM: Redemption,
-    Operation.EVENTS: Event,
+    Operation(operation): cls for operation, cls in OPERATION_RECORDS.items()
 }
 
+
+def _compile(cls: type[Any]) -> Validator:
+    nested = nested_record(cls)
+    attributes = wire_specs(nested) if nested is not None else ()
+    return compile_validator(wire_specs(cls), attributes=attributes)
+
+
 _VALIDATORS: Final[dict[Operation, Validator]] = {
-    operation: compile_validator(specs, attributes=_CUSTOMER_ATTRIBUTES)
-    for operation, specs in _SCHEMAS.items()
+    operation: _compile(cls) for operation, cls in RECORD_FOR.items()
 }
 
 

@@ -2,9 +2,10 @@
 
 The command (``gameball_async.cli``) uses the SDK through its public names,
 and through this module for what the public API does not offer: the wire
-schema of each operation (to type CSV columns and name missing ones) and
-item validation without encoding a request. Nothing else of the SDK's
-private modules is the command's to import; what is here stays stable for it.
+schema of each operation as the record classes state it (to type CSV
+columns and name missing ones) and item validation without encoding a
+request. Nothing else of the SDK's private modules is the command's to
+import; what is here stays stable for it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from ._checks import Kind, Spec, misspelling
 from ._job import check_job_id
 from ._models import Operation
-from ._schema import _CUSTOMER_ATTRIBUTES, _SCHEMAS, MAX_BATCH_ITEMS, wire_items
+from ._records import CustomerAttributes, wire_specs
+from ._schema import MAX_BATCH_ITEMS, RECORD_FOR, wire_items
 
 __all__ = [
     "MAX_BATCH_ITEMS",
@@ -31,9 +33,10 @@ def operation_fields(operation: Operation) -> tuple[Spec, ...]:
 
     Empty for ``order-transactions``, whose items are plain strings.
     """
-    return tuple(_SCHEMAS.get(operation, ()))
+    record_cls = RECORD_FOR.get(operation)
+    return () if record_cls is None else wire_specs(record_cls)
 
 
 def attribute_fields() -> tuple[Spec, ...]:
     """The wire fields of ``customerAttributes`` (all optional)."""
-    return tuple(_CUSTOMER_ATTRIBUTES)
+    return wire_specs(CustomerAttributes)

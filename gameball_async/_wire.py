@@ -20,17 +20,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
-from ._models import (
-    BalanceAdjustment,
-    BalanceInquiry,
-    Cashback,
-    Customer,
-    CustomerAttributes,
-    Event,
-    Order,
-    Redemption,
-    camel,
-)
+from ._records import RECORD_CLASSES as _RECORDS
+from ._records import typed_fields
 
 __all__ = [
     "RECORD_CLASSES",
@@ -44,17 +35,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Every record class the converter knows.
-RECORD_CLASSES: Final[tuple[type[Any], ...]] = (
-    CustomerAttributes,
-    Customer,
-    Order,
-    BalanceInquiry,
-    BalanceAdjustment,
-    Cashback,
-    Redemption,
-    Event,
-)
+#: Every record class the converter knows: those the records module declares.
+RECORD_CLASSES: Final[tuple[type[Any], ...]] = tuple(_RECORDS)
 
 
 def format_datetime(value: datetime) -> str:
@@ -152,9 +134,9 @@ def _make_converter() -> cattrs.Converter:
 
 
 def _register_record(conv: cattrs.Converter, cls: type[Any]) -> None:
-    fields = [a for a in attrs.fields(cls) if a.name != "extra"]
+    fields = typed_fields(cls)
     renames: dict[str, Any] = {
-        a.name: override(rename=camel(a.name), omit_if_default=True) for a in fields
+        name: override(rename=spec.name, omit_if_default=True) for name, spec in fields
     }
     unstructure_known = make_dict_unstructure_fn(cls, conv, extra=override(omit=True), **renames)
 
@@ -167,8 +149,8 @@ def _register_record(conv: cattrs.Converter, cls: type[Any]) -> None:
 
     conv.register_unstructure_hook(cls, unstructure)
 
-    known = frozenset(camel(a.name) for a in fields)
-    structure_renames: dict[str, Any] = {a.name: override(rename=camel(a.name)) for a in fields}
+    known = frozenset(spec.name for _, spec in fields)
+    structure_renames: dict[str, Any] = {name: override(rename=spec.name) for name, spec in fields}
     structure_known = make_dict_structure_fn(
         cls, conv, extra=override(omit=True), **structure_renames
     )
