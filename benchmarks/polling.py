@@ -108,7 +108,7 @@ async def run_ours(fake: FakeProcess, ids: list[str], result: Result) -> None:
             result.lags.append(detected - end_time(dict(job.status.raw)))
         result.cpu_seconds = time.process_time() - cpu
         result.wall_seconds = time.perf_counter() - wall
-        result.polls = gb.poller.polls_sent
+        result.polls = gb.stats().polls
     result.rate_limited = fake.stats()["counts"].get("rate_limited", 0)
 
 
@@ -252,7 +252,7 @@ async def drain(jobs: int) -> dict[str, Any]:
             async for _ in as_completed(handles):
                 pass
             wall = time.perf_counter() - started
-            polls = gb.poller.polls_sent
+            polls = gb.stats().polls
         stats = fake.stats()
     bound = fastest_schedule(polls)
     return {

@@ -61,7 +61,7 @@ async def _memory(count: int, how: str) -> float:
     async with GameballSession(
         "key", "secret", base_url="http://127.0.0.1:9", poll=SLOW, rate_limit=RateLimit.disabled()
     ) as gb:
-        poller = gb.poller  # build the session's machinery before the baseline
+        poller = gb._poller  # build the session's machinery before the baseline
         ids = [str(n) for n in range(count)]
         gc.collect()
         tracemalloc.start()

@@ -13,7 +13,11 @@ inquiries or adjustments and events, and await their outcome::
 aiohttp ties the package to the asyncio event loop.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: this module has no annotations,
+# and the import would bind a public name ``annotations`` (``__all__`` must equal
+# the public names exactly; tests/test_public_api.py compares them).
+
+import typing as _typing
 
 from . import _logs
 from ._config import Timeout
@@ -108,5 +112,31 @@ __all__ = [
     "as_completed",
     "wait_all",
 ]
+
+
+def _rehome(public: _typing.Any) -> None:
+    """Make ``public`` report the package as its home.
+
+    Reprs, tracebacks and the docs then name ``gameball_async.X`` (the contract),
+    not a private module that may move, and pickle finds each class here. A
+    class's own string annotations are resolved first, in the module that wrote
+    them: ``typing.get_type_hints`` (and cattrs, through it) looks names up in
+    ``sys.modules[cls.__module__]``, where ``datetime`` or ``Mapping`` are not.
+    """
+    own = vars(public).get("__annotations__") if isinstance(public, type) else None
+    if own:
+        try:
+            hints = _typing.get_type_hints(public, include_extras=True)
+        except NameError:  # names imported for type checking only: unresolvable anyway
+            pass
+        else:
+            public.__annotations__ = {name: hints[name] for name in own}
+    public.__module__ = __name__
+
+
+for _name in __all__:
+    if isinstance(globals()[_name], type) or callable(globals()[_name]):
+        _rehome(globals()[_name])
+del _name
 
 _logs.setup_from_env()

@@ -50,15 +50,15 @@ class JobBackend(Protocol):
     """What a job handle needs from its session."""
 
     @property
-    def poller(self) -> Poller:
+    def _poller(self) -> Poller:
         """The session's poll scheduler."""
 
-    async def fetch_status(
+    async def _fetch_status(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         """One status poll: the status and the reply's Retry-After."""
 
-    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+    async def _send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         """One stop call: the status the reply carried, if any."""
 
 
@@ -196,7 +196,7 @@ class BatchJob:
         status = self._status
         if status is None or not status.is_terminal:
             if timeout is None:
-                timeout = self._backend.poller.default_timeout
+                timeout = self._backend._poller.default_timeout
             status = None
             with anyio.move_on_after(timeout):
                 status = await self._until_terminal()
@@ -221,7 +221,7 @@ class BatchJob:
         return entry
 
     async def _until_terminal(self) -> BatchStatus:
-        poller = self._backend.poller
+        poller = self._backend._poller
         signal = _Signal()
         entry = self._subscribe(poller, signal)
         try:
@@ -245,7 +245,7 @@ class BatchJob:
 
     def _take(self, status: BatchStatus, ticket: int) -> None:
         """Apply a status this handle read itself, unless a newer one is known."""
-        newest = self._backend.poller.feed(self.job_id, status, ticket, entry=self._entry)
+        newest = self._backend._poller.feed(self.job_id, status, ticket, entry=self._entry)
         current = self._status
         if current is None or not current.is_terminal:
             self._status = newest if newest is not None else status
@@ -256,9 +256,9 @@ class BatchJob:
         ``status`` becomes the newest status known, which is this one unless a
         poll sent later already reported more (a terminal status never changes).
         """
-        poller = self._backend.poller
+        poller = self._backend._poller
         ticket = poller.ticket()
-        status, _ = await self._backend.fetch_status(self.job_id, self.operation)
+        status, _ = await self._backend._fetch_status(self.job_id, self.operation)
         self._take(status, ticket)
         return status
 
@@ -272,9 +272,9 @@ class BatchJob:
         :return: with ``wait``, the terminal status (whatever it is); otherwise
             the status the stop reply carried, or ``None`` when it carried none.
         """
-        poller = self._backend.poller
+        poller = self._backend._poller
         ticket = poller.ticket()
-        status = await self._backend.send_stop(self.job_id, self.operation)
+        status = await self._backend._send_stop(self.job_id, self.operation)
         if status is not None:
             self._take(status, ticket)
         poller.poll_soon(self.job_id)
@@ -294,7 +294,7 @@ class BatchJob:
             assert self._status is not None
             yield self._status
             return
-        poller = self._backend.poller
+        poller = self._backend._poller
         signal = _Signal()
         entry = self._subscribe(poller, signal)
         try:
@@ -368,15 +368,15 @@ class _Detached:
         )
 
     @property
-    def poller(self) -> Poller:
+    def _poller(self) -> Poller:
         self._refuse()
 
-    async def fetch_status(
+    async def _fetch_status(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         self._refuse()
 
-    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+    async def _send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         self._refuse()
 
 
@@ -439,12 +439,12 @@ async def as_completed(jobs: Iterable[BatchJob]) -> AsyncGenerator[BatchJob, Non
             if job.done():
                 yield job
                 continue
-            key = (id(job._backend.poller), job.job_id)
+            key = (id(job._backend._poller), job.job_id)
             if key in pending:
                 pending[key].append(job)
                 continue
             pending[key] = [job]
-            poller = job._backend.poller
+            poller = job._backend._poller
             entry = job._subscribe(poller, collector)
             subscriptions[entry] = (poller, key)
             if entry.finished:

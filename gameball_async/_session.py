@@ -161,7 +161,7 @@ class GameballSession:
         }
         self._on_job = on_job
         self._transport: Transport | None = None
-        self._poller: Poller | None = None
+        self._poller_if_open: Poller | None = None
         self._creations = Creations()
         self._counters = Counters()
         # a request in flight takes at most this long (aiohttp's total timeout)
@@ -215,7 +215,7 @@ class GameballSession:
             self._transport = Transport(
                 limiter=limiter, counters=self._counters, **self._transport_args
             )
-            self._poller = Poller(
+            self._poller_if_open = Poller(
                 self._poll_once, self._poll_policy, max_in_flight=self._max_in_flight
             )
             self._state = "open"
@@ -243,13 +243,13 @@ class GameballSession:
         if self._state == "closed":
             return
         self._state = "closed"
-        if self._poller is None and self._transport is None:
+        if self._poller_if_open is None and self._transport is None:
             return
         # In a task of its own, waited for to the end: anyio's shield does not
         # stop a plain task.cancel(), which would leave waiters hanging and the
         # connection pool open. The caller's cancellation is re-raised after.
         closing = asyncio.get_running_loop().create_task(
-            _shut(self._creations, self._request_bound, self._poller, self._transport),
+            _shut(self._creations, self._request_bound, self._poller_if_open, self._transport),
             name="gameball_async close",
         )
         cancelled: BaseException | None = None
@@ -267,7 +267,7 @@ class GameballSession:
         """A frozen snapshot of this session's counters (requests, retries,
         429s, ambiguous creations, jobs awaited, time spent waiting for the
         rate limiter...), for a metrics endpoint; see :class:`SessionStats`."""
-        poller = self._poller
+        poller = self._poller_if_open
         if poller is None:
             return self._counters.snapshot(polls=0, polls_failed=0, jobs_awaited=0)
         return self._counters.snapshot(
@@ -286,12 +286,14 @@ class GameballSession:
         """The API base URL in use."""
         return self._base_url
 
+    # -- what job handles use (the JobBackend protocol; not public) --------
+
     @property
-    def poller(self) -> Poller:
-        """The session's poll scheduler (one per session)."""
+    def _poller(self) -> Poller:
+        """The session's poll scheduler (one per session), built on first use."""
         self._open()
-        assert self._poller is not None
-        return self._poller
+        assert self._poller_if_open is not None
+        return self._poller_if_open
 
     # -- creation ----------------------------------------------------------
 
@@ -461,7 +463,7 @@ class GameballSession:
         :raises NotFoundError: for an unknown job.
         :raises ProtocolError: when the reply is not a status.
         """
-        status, _ = await self.fetch_status(check_job_id(job_id), None)
+        status, _ = await self._fetch_status(check_job_id(job_id), None)
         return status
 
     async def stop(self, job_id: int | str) -> BatchStatus | None:
@@ -469,14 +471,14 @@ class GameballSession:
 
         :return: the status the reply carried, or ``None`` when it carried none.
         """
-        return await self.send_stop(check_job_id(job_id), None)
+        return await self._send_stop(check_job_id(job_id), None)
 
     # -- what job handles and the poller use --------------------------------
 
     def _job_path(self, job_id: str) -> str:
         return self._routes["job"].replace("{job_id}", job_id)
 
-    async def fetch_status(
+    async def _fetch_status(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         """One status poll: the decoded status and the reply's Retry-After, if any."""
@@ -519,7 +521,7 @@ class GameballSession:
             status = attrs.evolve(status, state_word=word)
         return status, reply.retry_after
 
-    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+    async def _send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         """One stop call: the status the reply carried, if it carried one."""
         reply = await self._open().delete(self._job_path(job_id))
         payload = reply.payload

@@ -109,4 +109,4 @@ async def test_poll_once_decodes_one_status(
 
 
 async def test_the_poller_fetches_through_poll_once(gb: GameballSession) -> None:
-    assert gb.poller._fetch == gb._poll_once
+    assert gb._poller._fetch == gb._poll_once

@@ -182,7 +182,7 @@ class TestWait:
             assert not job.done()
             assert caught.value.last_status is job.status
             # The timed-out wait left nothing behind on the scheduler.
-            assert gb.poller.awaited_jobs == 0
+            assert gb.stats().jobs_awaited == 0
 
             with anyio.fail_after(PATIENCE):
                 status = await job
@@ -238,7 +238,7 @@ class TestRefreshAndStop:
             with anyio.fail_after(PATIENCE):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(waiter)
-                    await until(lambda: gb.poller.awaited_jobs == 1)
+                    await until(lambda: gb.stats().jobs_awaited == 1)
                     await job.refresh()
             assert [s.state for s in results] == [BatchState.COMPLETED]
             assert len(status_gets(fake, job.job_id)) == 1
@@ -260,7 +260,7 @@ class TestRefreshAndStop:
             with anyio.fail_after(PATIENCE):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(waiter)
-                    await until(lambda: gb.poller.awaited_jobs == 1)
+                    await until(lambda: gb.stats().jobs_awaited == 1)
                     stopped = await job.stop()
             assert fake.counts["stop"] == 1
             assert stopped is not None
@@ -312,7 +312,7 @@ class TestWatch:
             with anyio.fail_after(PATIENCE):
                 async for status in job.watch():  # ends on its own
                     seen.append(status)
-            awaited = gb.poller.awaited_jobs
+            awaited = gb.stats().jobs_awaited
         assert awaited == 0
         assert len(seen) >= 2
         assert seen[-1].state is BatchState.COMPLETED
@@ -368,9 +368,9 @@ class TestWatch:
             with anyio.fail_after(PATIENCE):
                 async with aclosing(job.watch()) as updates:
                     async for _ in updates:
-                        assert gb.poller.awaited_jobs == 1
+                        assert gb.stats().jobs_awaited == 1
                         break
-            assert gb.poller.awaited_jobs == 0
+            assert gb.stats().jobs_awaited == 0
 
 
 class TestFailureIsolation:
@@ -433,7 +433,7 @@ class TestFailureIsolation:
                     status = await job
             assert status.state is BatchState.COMPLETED
             assert fake.counts["status"] >= 13
-            assert gb.poller.awaited_jobs == 0
+            assert gb.stats().jobs_awaited == 0
         failing = [r for r in caplog.records if "status polls are failing" in r.getMessage()]
         recovered = [r for r in caplog.records if "status polls recovered" in r.getMessage()]
         assert len(failing) == 1
@@ -536,8 +536,8 @@ class TestCancellation:
             with anyio.move_on_after(0.1) as scope:
                 await job
             assert scope.cancelled_caught
-            assert gb.poller.awaited_jobs == 0
-            await until(lambda: not gb.poller.running)
+            assert gb.stats().jobs_awaited == 0
+            await until(lambda: not gb._poller.running)
             assert fake.counts["stop"] == 0
             assert fake.job_state(int(job.job_id)) == "Running"
 

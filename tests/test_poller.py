@@ -353,7 +353,7 @@ class ProbeSession(GameballSession):
     async def _poll_once(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
-        self.awaited_at_poll.append(self.poller.awaited_jobs)
+        self.awaited_at_poll.append(self._poller.awaited_jobs)
         self.max_scheduler_tasks = max(self.max_scheduler_tasks, len(scheduler_tasks()))
         self.in_flight[job_id] += 1
         self.max_in_flight_per_job = max(self.max_in_flight_per_job, self.in_flight[job_id])
@@ -438,11 +438,11 @@ class TestSharedPolls:
                     )
                     assert len(jobs) == count
                     finished = [job async for job in as_completed(jobs)]
-                    await until(lambda: not gb.poller.running)
-                assert gb.poller.awaited_jobs == 0
+                    await until(lambda: not gb._poller.running)
+                assert gb.stats().jobs_awaited == 0
                 awaited_at_poll = gb.awaited_at_poll
                 max_scheduler_tasks = gb.max_scheduler_tasks
-                polls = gb.poller.polls_sent
+                polls = gb.stats().polls
 
         assert len(finished) == count
         assert len({job.job_id for job in finished}) == count
@@ -462,21 +462,21 @@ class TestSharedPolls:
             session(fake) as gb,
         ):
             job = await gb.create_batch("cashback", cashbacks(5))
-            assert not gb.poller.running
+            assert not gb._poller.running
             assert scheduler_tasks() == []
             with anyio.fail_after(PATIENCE):
                 waiting = asyncio.ensure_future(job.wait())
-                await until(lambda: gb.poller.running)
+                await until(lambda: gb._poller.running)
                 assert len(scheduler_tasks()) == 1
                 await waiting
-                await until(lambda: not gb.poller.running)
+                await until(lambda: not gb._poller.running)
             assert scheduler_tasks() == []
 
             again = await gb.create_batch("cashback", cashbacks(5, "u"))
             with anyio.fail_after(PATIENCE):
                 status = await again
             assert status.state is BatchState.COMPLETED
-            await until(lambda: not gb.poller.running)
+            await until(lambda: not gb._poller.running)
         assert scheduler_tasks() == []
 
 
@@ -556,21 +556,21 @@ class TestCancellationAndClose:
                 async with anyio.create_task_group() as tg:
                     for job, scope in waiters:
                         tg.start_soon(waiter, job, scope)
-                    await until(lambda: gb.poller.awaited_jobs == len(jobs))
+                    await until(lambda: gb.stats().jobs_awaited == len(jobs))
                     for _, scope in doomed:
                         scope.cancel()
                         await anyio.lowlevel.checkpoint()
                     await until(doomed_ended)
-                    assert gb.poller.awaited_jobs == len(survivors)
+                    assert gb.stats().jobs_awaited == len(survivors)
                     # Every poll ever started has reached the fake: none of the
                     # abandoned jobs' polls is still on its way.
-                    await until(lambda: fake.counts["status"] >= gb.poller.polls_sent)
+                    await until(lambda: fake.counts["status"] >= gb.stats().polls)
                     snapshot = gets_by_job(fake)
                     # Meanwhile the scheduler goes on polling the others.
                     await until(survivors_polled_twice_more)
                     assert {fake.job_state(int(j)) for j in abandoned} == {"Queued"}
                     skew[0] = 2000.0  # every job ends now, on the fake's clock
-            await until(lambda: not gb.poller.running)
+            await until(lambda: not gb._poller.running)
 
         assert abandoned
         assert survivors
@@ -634,11 +634,11 @@ class TestCancellationAndClose:
                         tg.start_soon(everything)
                         await until(
                             lambda: (
-                                gb.poller.awaited_jobs == len(jobs)
+                                gb.stats().jobs_awaited == len(jobs)
                                 and fake.counts["status"] >= 2 * len(jobs)
                             )
                         )
-                        poller = gb.poller
+                        poller = gb._poller
                         await gb.close()
                 assert not poller.running
                 assert gb.closed
@@ -661,8 +661,8 @@ class TestCancellationAndClose:
             async with session(fake) as gb:
                 job = await gb.create_batch("cashback", cashbacks(10))
                 task = asyncio.ensure_future(job.wait())
-                await until(lambda: gb.poller.running)
-                poller = gb.poller
+                await until(lambda: gb._poller.running)
+                poller = gb._poller
             assert not poller.running
             assert scheduler_tasks() == []
             with anyio.fail_after(PATIENCE):
@@ -682,6 +682,6 @@ class TestCancellationAndClose:
             with anyio.fail_after(PATIENCE):
                 await asyncio.wait([task])
             assert task.cancelled()
-            assert gb.poller.awaited_jobs == 0
-            await until(lambda: not gb.poller.running)
+            assert gb.stats().jobs_awaited == 0
+            await until(lambda: not gb._poller.running)
             assert fake.counts["stop"] == 0

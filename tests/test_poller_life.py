@@ -48,22 +48,22 @@ class Backend:
     """What a job handle needs from a session, around a bare Poller."""
 
     def __init__(self, poller: Poller, reads: list[BatchStatus] | None = None) -> None:
-        self._poller = poller
+        self._scheduler = poller
         self.reads = reads or []
         self.gate = anyio.Event()
         self.gate.set()
 
     @property
-    def poller(self) -> Poller:
-        return self._poller
+    def _poller(self) -> Poller:
+        return self._scheduler
 
-    async def fetch_status(
+    async def _fetch_status(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
         await self.gate.wait()
         return self.reads.pop(0), None
 
-    async def send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
+    async def _send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
         return None
 
 

@@ -1,6 +1,21 @@
+"""The public surface: ``__all__``, where public objects say they live, and that every
+module of the package imports on its own (issue 10, point 6)."""
+
 from __future__ import annotations
 
+import importlib.util
+import os
+import pkgutil
+import subprocess
+import sys
+import types
+import typing
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
 import gameball_async
+from gameball_async import GameballSession
 from gameball_async.testing import FakeGameball
 
 # DESIGN.md section 4: these names are a contract (add, never rename or remove).
@@ -83,10 +98,86 @@ def test_contract_operations_and_states() -> None:
         "events",
     }
     states = {s.name for s in gameball_async.BatchState}
-    assert states == {
-        "QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED", "UNKNOWN", "SUBMITTED"
-    }
+    assert states == {"QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED", "UNKNOWN", "SUBMITTED"}
 
 
 def test_testing_module_exports_the_fake() -> None:
     assert FakeGameball.__doc__
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    # as httpx's test does: nothing public that __all__ forgets (e.g. the
+    # ``annotations`` a ``from __future__`` import binds), nothing listed that is private
+    public = {
+        name
+        for name, value in vars(gameball_async).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(gameball_async.__all__) == sorted(public | {"__version__"})
+
+
+def test_public_objects_report_the_package_as_their_module() -> None:
+    for name in gameball_async.__all__:
+        obj = getattr(gameball_async, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "gameball_async", name
+            assert getattr(gameball_async, obj.__qualname__) is obj, name
+
+
+def test_public_classes_type_hints_still_resolve() -> None:
+    # get_type_hints looks names up in sys.modules[cls.__module__]: moving
+    # __module__ must not break it (cattrs and user code call it)
+    for name in gameball_async.__all__:
+        obj = getattr(gameball_async, name)
+        if isinstance(obj, type):
+            typing.get_type_hints(obj)
+
+
+@pytest.mark.parametrize("name", ["fetch_status", "send_stop", "poller"])
+def test_session_internals_are_private(name: str) -> None:
+    # the job handles' hooks into the session are not part of the contract
+    assert not hasattr(GameballSession, name)
+    assert hasattr(GameballSession, f"_{name}")
+
+
+def _package_modules() -> list[str]:
+    names = ["gameball_async", "_gameball_async_pytest"]
+    for info in pkgutil.walk_packages(gameball_async.__path__, "gameball_async."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # running the command is what importing it does
+        names.append(info.name)
+    if importlib.util.find_spec("rich") is None:  # the ``cli`` extra is not installed
+        names = [name for name in names if not _is_cli(name)]
+    return sorted(names)
+
+
+def _is_cli(name: str) -> bool:
+    parts = name.split(".")
+    return any(part == "cli" or part.startswith("_cli") for part in parts[1:])
+
+
+def _import_alone(name: str) -> tuple[str, int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {name}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    return name, done.returncode, done.stderr
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
+    # one interpreter per module, so a module that works only when another was
+    # imported first (an import-order dependence or a circle) fails here
+    names = _package_modules()
+    assert "gameball_async._session" in names
+    assert "gameball_async.testing" in names
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        failed = [
+            f"{name}: {stderr.strip().splitlines()[-1:]}"
+            for name, code, stderr in pool.map(_import_alone, names)
+            if code != 0
+        ]
+    assert failed == []

@@ -254,7 +254,7 @@ async def test_a_retry_after_on_a_good_status_reply_is_clamped(fake: FakeGamebal
             )
         _, retry_after = await gb._poll_once(job.job_id, None)
         assert retry_after == 9.0
-        _, retry_after = await gb.fetch_status(job.job_id, None)
+        _, retry_after = await gb._fetch_status(job.job_id, None)
         assert retry_after == 9.0
 
 

@@ -190,11 +190,11 @@ class TestWaiterStorm:
                     else:
                         assert task.cancelled(), (waiters[i][0], task)
                 assert not any(tasks[i].done() for i in range(len(tasks)) if i not in doomed)
-                assert gb.poller.awaited_jobs == len(survivors)
+                assert gb.stats().jobs_awaited == len(survivors)
 
                 # Every poll started has reached the fake (one request each: the
                 # faults here are latency and odd status words, never a retry).
-                await until(lambda: fake.counts["status"] >= gb.poller.polls_sent)
+                await until(lambda: fake.counts["status"] >= gb.stats().polls)
                 snapshot = gets_by_job(fake)
                 await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 2
                                         for j in survivors))
@@ -454,7 +454,7 @@ class TestTimeoutDuringBackoff:
                 with anyio.fail_after(PATIENCE):
                     await until(lambda: fake.counts["status"] == 1)
                     if stall.startswith("503"):
-                        await until(lambda: gb.poller.polls_failed == 1)
+                        await until(lambda: gb.stats().polls_failed == 1)
                 # ...and a second one, sharing that poll, runs out of time meanwhile.
                 started = time.monotonic()
                 with pytest.raises(PollTimeoutError) as info:
@@ -470,7 +470,7 @@ class TestTimeoutDuringBackoff:
                 with anyio.fail_after(PATIENCE):
                     await asyncio.wait([first])
                 assert first.cancelled()
-                assert gb.poller.awaited_jobs == 0
+                assert gb.stats().jobs_awaited == 0
                 # ...and waiting again resumes polling and completes.
                 with anyio.fail_after(PATIENCE):
                     status = await job.wait(timeout=PATIENCE)
@@ -493,7 +493,7 @@ class TestTimeoutDuringBackoff:
                 await job.wait(timeout=PATIENCE)
             assert scope.cancelled_caught  # the scope's cancellation, not PollTimeoutError
             task = asyncio.ensure_future(job.wait(timeout=PATIENCE))
-            await until(lambda: gb.poller.awaited_jobs == 1)
+            await until(lambda: gb.stats().jobs_awaited == 1)
             task.cancel()
             with anyio.fail_after(PATIENCE):
                 await asyncio.wait([task])

@@ -261,7 +261,7 @@ async def run_soak(plan: SoakPlan) -> Figures:
                 requests_before = fake.counts["requests"]
                 statuses = await wait_all(jobs)  # all done: answered without a request
                 assert fake.counts["requests"] == requests_before
-                figures.polls_sent = gb.poller.polls_sent
+                figures.polls_sent = gb.stats().polls
             assert not [t for t in asyncio.all_tasks()
                         if t.get_name().startswith("gameball_async")]
         figures.wall_seconds = round(time.monotonic() - started, 1)
