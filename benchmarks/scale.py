@@ -139,7 +139,7 @@ async def _halfway_session(base_url: str, count: int, keep_results: bool) -> tup
         rate_limit=RateLimit.disabled(),
     ) as gb:
         await gb.job("warm-up").refresh()  # the HTTP session and a connection exist
-        poller = gb.poller
+        poller = gb._poller
         gc.collect()
         tracemalloc.start()
         try:
