@@ -63,6 +63,7 @@ async def _lags(fake: FakeProcess, sizes: list[int], offset: float, tag: str) ->
             assert job.status.is_terminal
             created = parse_datetime(job.status.raw["createdAt"])
             assert created is not None
+            assert job.status.total_count is not None
             ended = created.timestamp() - offset + QUEUE_DELAY + job.status.total_count / RATE
             lags.append(detected - ended)
     return lags

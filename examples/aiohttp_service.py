@@ -154,13 +154,19 @@ async def submit_batch(request: web.Request) -> web.Response:
         # Some chunks were created, others not: say exactly which, lose nothing.
         table.follow(exc.jobs)
         failed = [
-            {"items": len(chunk), "error": str(error),
-             "index": getattr(error, "index", None), "field": getattr(error, "field", None)}
+            {
+                "items": len(chunk),
+                "error": str(error),
+                "index": getattr(error, "index", None),
+                "field": getattr(error, "field", None),
+            }
             for chunk, error in exc.failed
         ]
-        status = 422 if not exc.jobs and all(
-            isinstance(error, InvalidBatchError) for _, error in exc.failed
-        ) else 502
+        status = (
+            422
+            if not exc.jobs and all(isinstance(error, InvalidBatchError) for _, error in exc.failed)
+            else 502
+        )
         return _error(status, str(exc), jobs=[job.job_id for job in exc.jobs], failed=failed)
     except GameballError as exc:
         return _error(502, str(exc))

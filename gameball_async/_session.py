@@ -379,9 +379,7 @@ class GameballSession:
                     items=batch,
                 ) from exc
             logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
-            job = BatchJob(
-                self, job_id, op, input_range=input_range, submitted_at=time.monotonic()
-            )
+            job = BatchJob(self, job_id, op, input_range=input_range, submitted_at=time.monotonic())
             self._counters.jobs_created += 1
             announce(job, (on_job, self._on_job))
             return job

@@ -374,8 +374,7 @@ class TestFastAPIService:
                 assert all(jobs.jobs[i].status is not None for i in ids)
                 await until(
                     lambda: all(
-                        jobs.jobs[i].status is not None
-                        and jobs.jobs[i].status["state"] == "Queued"
+                        jobs.jobs[i].status is not None and jobs.jobs[i].status["state"] == "Queued"
                         for i in ids
                     )
                 )

@@ -186,8 +186,13 @@ class TestRandomFaults:
 
     @pytest.mark.parametrize(
         "kwargs",
-        [{"http_429": 1.5}, {"drop": -0.1}, {"latency": (2.0, 1.0)}, {"routes": {"create", "x"}},
-         {"slow_seconds": -1.0}],
+        [
+            {"http_429": 1.5},
+            {"drop": -0.1},
+            {"latency": (2.0, 1.0)},
+            {"routes": {"create", "x"}},
+            {"slow_seconds": -1.0},
+        ],
     )
     def test_validation(self, kwargs: dict[str, Any]) -> None:
         with pytest.raises(ValueError):  # noqa: PT011 - each knob has its own message
@@ -202,15 +207,19 @@ class TestInjectedReplies:
             "create",
             InjectedReply(status=503, headers={"Retry-After": "3"}),
             InjectedReply(status=200, body={"jobId": 42}),
-            InjectedReply(status=502, body=b"<html>bad gateway</html>",
-                          headers={"Content-Type": "text/html"}),
+            InjectedReply(
+                status=502, body=b"<html>bad gateway</html>", headers={"Content-Type": "text/html"}
+            ),
         )
         status, headers, raw = await create_raw(http, fake, body_of(1))
         assert (status, headers["Retry-After"], json.loads(raw)["code"]) == (503, "3", 5003)
         assert (await create_raw(http, fake, body_of(1)))[2] == b'{"jobId": 42}'
         status, headers, raw = await create_raw(http, fake, body_of(1))
-        assert (status, headers["Content-Type"], raw) == (502, "text/html",
-                                                          b"<html>bad gateway</html>")
+        assert (status, headers["Content-Type"], raw) == (
+            502,
+            "text/html",
+            b"<html>bad gateway</html>",
+        )
         assert fake.jobs == {}
         assert fake.counts["injected"] == 3
         assert fake.pending_injections == 0

@@ -36,9 +36,23 @@ async def read_all(stream: ByteReceiveStream) -> bytes:
 @pytest.mark.anyio
 async def test_serve_prints_json_line_and_exits_cleanly() -> None:
     command = [
-        sys.executable, "-m", "gameball_async.testing", "serve",
-        "--port", "0", "--seed", "3", "--queue-delay", "0", "--processing-rate", "5000",
-        "--fault-500", "0", "--latency", "0", "0",
+        sys.executable,
+        "-m",
+        "gameball_async.testing",
+        "serve",
+        "--port",
+        "0",
+        "--seed",
+        "3",
+        "--queue-delay",
+        "0",
+        "--processing-rate",
+        "5000",
+        "--fault-500",
+        "0",
+        "--latency",
+        "0",
+        "0",
     ]
     async with await anyio.open_process(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE

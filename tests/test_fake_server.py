@@ -253,8 +253,11 @@ class TestValidation:
             ("cashback", {**cashback(9), "transactionTime": "yesterday"}, "transactionTime"),
             ("cashback", {**cashback(9), "customerId": 123}, "customerId"),
             ("orders", {"customerId": "c", "orderId": "o", "orderDate": WHEN}, "totalPaid"),
-            ("orders", {"customerId": "c", "orderId": "o", "orderDate": 5, "totalPaid": 1},
-             "orderDate"),
+            (
+                "orders",
+                {"customerId": "c", "orderId": "o", "orderDate": 5, "totalPaid": 1},
+                "orderDate",
+            ),
             ("redeem", {**cashback(9), "points": 1.5}, "points"),
             ("customers", {"customerId": "c", "guest": "yes"}, "guest"),
             ("events", {"customerId": "c", "events": {"login": 1}}, "events"),
@@ -329,7 +332,6 @@ class TestLifecycle:
         assert any(0 < count < 100 for state, count in seen if state == "Running")
         assert counts[-1] == 100
 
-
     @pytest.mark.parametrize("offset", [-10.0, 10.0])
     async def test_wall_offset_skews_every_timestamp(
         self, http: aiohttp.ClientSession, clock: FakeClock, offset: float
@@ -373,8 +375,9 @@ class TestItemOutcomes:
     ) -> None:
         async with FakeGameball(clock=clock, customers_must_exist=True) as fake:
             fake.add_customer("known", balance=50.0)
-            first = await create(http, fake, "/batch/cashback", [cashback(1, "ghost"),
-                                                                 cashback(2, "known")])
+            first = await create(
+                http, fake, "/batch/cashback", [cashback(1, "ghost"), cashback(2, "known")]
+            )
             await create(http, fake, "/batch/customers", [{"customerId": "ghost"}])
             second = await create(http, fake, "/batch/cashback", [cashback(3, "ghost")])
             clock.advance(10)
@@ -420,7 +423,9 @@ class TestItemOutcomes:
         assert fake.balance("c1") == 20.0
         job_r3 = await create(http, fake, "/batch/redeem", items[2:])
         adjust = await create(
-            http, fake, "/batch/balance-adjustment",
+            http,
+            fake,
+            "/batch/balance-adjustment",
             [{"customerId": "c1", "amount": -6}, {"customerId": "c1", "amount": 1}],
         )
         inquiry = await create(http, fake, "/batch/balance-inquiry", [{"customerId": "c1"}])
@@ -505,7 +510,9 @@ class TestShapes:
         ) as fake:
             fake.add_customer("c1", 0.0)
             job_id = await create(
-                http, fake, "/batch/redeem",
+                http,
+                fake,
+                "/batch/redeem",
                 [{**cashback(n), "points": 5 * (n % 2)} for n in range(4)],
             )
             _, queued = await get_status(http, fake, job_id)
@@ -516,10 +523,21 @@ class TestShapes:
         assert queued["status"] == "pending"
         assert queued["batchId"] == str(job_id)
         assert (running["status"], running["progress"], running["processedItems"]) == (
-            "processing", 50.0, 2)
+            "processing",
+            50.0,
+            2,
+        )
         assert running["failedItems"] == 1
-        assert set(done) == {"batchId", "status", "progress", "totalItems", "processedItems",
-                             "failedItems", "results", "errors"}
+        assert set(done) == {
+            "batchId",
+            "status",
+            "progress",
+            "totalItems",
+            "processedItems",
+            "failedItems",
+            "results",
+            "errors",
+        }
         assert (done["status"], done["progress"], done["totalItems"]) == ("completed", 100.0, 4)
         assert [e["index"] for e in done["results"]] == [0, 2]
         assert [e["code"] for e in done["errors"]] == [9008, 9008]
@@ -571,6 +589,7 @@ class TestRateLimit:
 
     async def test_real_clock_burst(self, http: aiohttp.ClientSession) -> None:
         async with FakeGameball() as fake:
+
             async def one() -> None:
                 async with http.get(f"{fake.base_url}/batch/1", headers=auth(fake)) as resp:
                     await resp.read()
@@ -610,7 +629,11 @@ class TestRecording:
         assert [r.route for r in fake.requests] == ["create", "status", "stop", "create"]
         counts = fake.counts
         assert (counts["requests"], counts["create"], counts["status"], counts["stop"]) == (
-            4, 2, 1, 1)
+            4,
+            2,
+            1,
+            1,
+        )
         assert (counts["create:cashback"], counts["jobs_created"]) == (2, 1)
         assert (counts["reply:200"], counts["reply:400"]) == (3, 1)
         assert fake.created_bodies == {hashlib.sha256(body).hexdigest(): 1}

@@ -34,7 +34,13 @@ class TestFakeJob:
     def test_lifecycle(self) -> None:
         job = make_job([True, False, True, True])
         assert [job.state(t) for t in (0.0, 0.99, 1.0, 2.9, 3.0, 99.0)] == [
-            "Queued", "Queued", "Running", "Running", "Completed", "Completed"]
+            "Queued",
+            "Queued",
+            "Running",
+            "Running",
+            "Completed",
+            "Completed",
+        ]
         assert [job.counts(t) for t in (0.5, 1.5, 2.0, 3.0)] == [(0, 0), (1, 0), (1, 1), (3, 1)]
 
     def test_fail_at(self) -> None:
@@ -54,8 +60,14 @@ class TestFakeJob:
         job = make_job([True, False])
         guide = render_status(job, 2.0, "guide", str)
         assert guide["response"]["failed"] == [
-            {"index": 1, "item": 1, "code": 9004, "type": "DuplicateTransactionId",
-             "message": "dup"}]
+            {
+                "index": 1,
+                "item": 1,
+                "code": 9004,
+                "type": "DuplicateTransactionId",
+                "message": "dup",
+            }
+        ]
         assert guide["startedAt"] == "1.0"
         openapi = render_status(job, 1.5, "openapi", str, word="Odd")
         assert (openapi["status"], openapi["progress"]) == ("odd", 50.0)
@@ -101,8 +113,13 @@ class TestRateLimit:
 class TestValidation:
     @pytest.mark.parametrize(
         "value",
-        ["2024-10-16T08:13:29.290Z", "2024-10-16T08:13:29Z", "2024-10-16T08:13:29+02:00",
-         "2024-10-16", "2024-10-16T08:13"],
+        [
+            "2024-10-16T08:13:29.290Z",
+            "2024-10-16T08:13:29Z",
+            "2024-10-16T08:13:29+02:00",
+            "2024-10-16",
+            "2024-10-16T08:13",
+        ],
     )
     def test_iso_accepted(self, value: str) -> None:
         assert is_iso_datetime(value)

@@ -43,7 +43,6 @@ from gameball_async.testing import FakeGameball, InjectedReply, RecordedRequest
 pytestmark = pytest.mark.anyio
 
 
-
 def cashback(n: int, *, transaction: str | None = None) -> dict[str, Any]:
     return {
         "customerId": "c1",

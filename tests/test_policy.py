@@ -16,8 +16,9 @@ from gameball_async._policy import Observation, capped_growth, next_poll_delay, 
 SEEDS = range(200)
 
 
-def _obs(at: float, processed: int, total: int | None = 100,
-         state: BatchState = BatchState.RUNNING) -> Observation:
+def _obs(
+    at: float, processed: int, total: int | None = 100, state: BatchState = BatchState.RUNNING
+) -> Observation:
     return Observation(at=at, state=state, processed=processed, total=total)
 
 
@@ -75,8 +76,9 @@ class TestRetryDelay:
 
 
 class TestNextPollDelay:
-    def _backoff(self, policy: PollPolicy, steps: int, seed: int = 0,
-                 retry_after: float | None = None) -> float:
+    def _backoff(
+        self, policy: PollPolicy, steps: int, seed: int = 0, retry_after: float | None = None
+    ) -> float:
         return next_poll_delay(
             policy,
             previous=None,
@@ -87,8 +89,9 @@ class TestNextPollDelay:
         )
 
     def test_backoff_grows_then_caps(self) -> None:
-        policy = PollPolicy(initial_delay=1.0, multiplier=2.0, max_delay=10.0, min_delay=0.1,
-                            jitter=0.0)
+        policy = PollPolicy(
+            initial_delay=1.0, multiplier=2.0, max_delay=10.0, min_delay=0.1, jitter=0.0
+        )
         delays = [self._backoff(policy, steps) for steps in range(8)]
         assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
 
@@ -103,8 +106,9 @@ class TestNextPollDelay:
 
     @pytest.mark.parametrize("jitter", [0.2, 0.5, 1.0])
     def test_jitter_bounds(self, jitter: float) -> None:
-        policy = PollPolicy(initial_delay=4.0, multiplier=1.6, max_delay=30.0, min_delay=0.25,
-                            jitter=jitter)
+        policy = PollPolicy(
+            initial_delay=4.0, multiplier=1.6, max_delay=30.0, min_delay=0.25, jitter=jitter
+        )
         base = 4.0 * 1.6**2
         delays = [self._backoff(policy, 2, seed) for seed in SEEDS]
         low = max(base * (1.0 - jitter), 0.25)
@@ -118,11 +122,21 @@ class TestNextPollDelay:
         assert self._backoff(policy, 0, retry_after=0.1) == 1.0
 
     @staticmethod
-    def _eta(policy: PollPolicy, previous: Observation, current: Observation, seed: int = 0,
-             retry_after: float | None = None) -> float:
-        return next_poll_delay(policy, previous=previous, current=current,
-                               steps_without_progress=0, retry_after=retry_after,
-                               rng=random.Random(seed))
+    def _eta(
+        policy: PollPolicy,
+        previous: Observation,
+        current: Observation,
+        seed: int = 0,
+        retry_after: float | None = None,
+    ) -> float:
+        return next_poll_delay(
+            policy,
+            previous=previous,
+            current=current,
+            steps_without_progress=0,
+            retry_after=retry_after,
+            rng=random.Random(seed),
+        )
 
     def test_eta_from_two_observations(self) -> None:
         policy = PollPolicy(initial_delay=1.0, max_delay=60.0, min_delay=0.25, jitter=0.5)
@@ -144,8 +158,10 @@ class TestNextPollDelay:
     def test_eta_bounded(self) -> None:
         policy = PollPolicy(min_delay=0.5, max_delay=8.0)
         # sharp, and far beyond max_delay
-        assert self._eta(policy, _obs(0.0, 1000, total=100_000),
-                         _obs(10.0, 1100, total=100_000)) == 8.0
+        assert (
+            self._eta(policy, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
+            == 8.0
+        )
         # about to end
         assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 99)) == 0.5
         assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 100)) == 0.5
@@ -168,9 +184,14 @@ class TestNextPollDelay:
         self, previous: Observation | None, current: Observation
     ) -> None:
         policy = PollPolicy(initial_delay=2.0, multiplier=3.0, max_delay=100.0, jitter=0.0)
-        delay = next_poll_delay(policy, previous=previous, current=current,
-                                steps_without_progress=1, retry_after=None,
-                                rng=random.Random(0))
+        delay = next_poll_delay(
+            policy,
+            previous=previous,
+            current=current,
+            steps_without_progress=1,
+            retry_after=None,
+            rng=random.Random(0),
+        )
         assert delay == 6.0
 
     @pytest.mark.parametrize(

@@ -110,6 +110,7 @@ async def test_a_redirect_is_never_followed(call: str, status: int, borrowed: bo
     if isinstance(error, RedirectError):
         assert error.http_status == status
     else:
+        assert isinstance(error, AmbiguousSubmissionError)
         assert list(error.items) == ITEMS
 
 

@@ -48,8 +48,12 @@ VALID: dict[Operation, Any] = {
     Operation.ORDER_TRANSACTIONS: "o1",
     Operation.BALANCE_INQUIRY: {"customerId": "c1"},
     Operation.BALANCE_ADJUSTMENT: {"customerId": "c1", "amount": -5},
-    Operation.CASHBACK: {"customerId": "c1", "transactionId": "t1", "transactionTime": ISO,
-                         "amount": 3.5},
+    Operation.CASHBACK: {
+        "customerId": "c1",
+        "transactionId": "t1",
+        "transactionTime": ISO,
+        "amount": 3.5,
+    },
     Operation.REDEEM: {"customerId": "c1", "transactionId": "t1", "transactionTime": ISO},
     Operation.EVENTS: {"customerId": "c1", "events": {"purchase": {"sku": "x"}}},
 }
@@ -87,25 +91,29 @@ def _cashback(**overrides: Any) -> Cashback:
 # (operation, bad item placed at index 1 after a valid one, field named)
 BAD_ITEMS: list[tuple[Operation, Any, str | None]] = [
     # missing required fields, every one of every operation
-    *[
-        (op, _without(VALID[op], key), key)
-        for op, keys in REQUIRED.items()
-        for key in keys
-    ],
+    *[(op, _without(VALID[op], key), key) for op, keys in REQUIRED.items() for key in keys],
     (Operation.CASHBACK, _with(Operation.CASHBACK, amount=None), "amount"),
     # wrong types
     (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerId=123), "customerId"),
     (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerId="   "), "customerId"),
     (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, guest="yes"), "guest"),
     (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, email=5), "email"),
-    (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerAttributes=[1]),
-     "customerAttributes"),
-    (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerAttributes={"channel": "fax"}),
-     "customerAttributes.channel"),
-    (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerAttributes={"utms": [1]}),
-     "customerAttributes.utms"),
-    (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerAttributes={"totalOrders": 1.5}),
-     "customerAttributes.totalOrders"),
+    (Operation.CUSTOMERS, _with(Operation.CUSTOMERS, customerAttributes=[1]), "customerAttributes"),
+    (
+        Operation.CUSTOMERS,
+        _with(Operation.CUSTOMERS, customerAttributes={"channel": "fax"}),
+        "customerAttributes.channel",
+    ),
+    (
+        Operation.CUSTOMERS,
+        _with(Operation.CUSTOMERS, customerAttributes={"utms": [1]}),
+        "customerAttributes.utms",
+    ),
+    (
+        Operation.CUSTOMERS,
+        _with(Operation.CUSTOMERS, customerAttributes={"totalOrders": 1.5}),
+        "customerAttributes.totalOrders",
+    ),
     (Operation.ORDERS, _with(Operation.ORDERS, totalPaid="12"), "totalPaid"),
     (Operation.ORDERS, _with(Operation.ORDERS, orderId=7), "orderId"),
     (Operation.ORDERS, _with(Operation.ORDERS, orderDate="soon"), "orderDate"),
@@ -118,12 +126,17 @@ BAD_ITEMS: list[tuple[Operation, Any, str | None]] = [
     # naive datetimes: record, dict, nested record, ISO string without a zone, extra
     (Operation.CASHBACK, _cashback(transaction_time=NAIVE), "transactionTime"),
     (Operation.ORDERS, _with(Operation.ORDERS, orderDate=NAIVE), "orderDate"),
-    (Operation.REDEEM, Redemption(customer_id="c", transaction_id="t", transaction_time=NAIVE),
-     "transactionTime"),
-    (Operation.CASHBACK, _with(Operation.CASHBACK, transactionTime="2024-10-16T08:13:29"),
-     "transactionTime"),
-    (Operation.ORDERS, _with(Operation.ORDERS, orderDate="2024-10-16T08:13:29.290"),
-     "orderDate"),
+    (
+        Operation.REDEEM,
+        Redemption(customer_id="c", transaction_id="t", transaction_time=NAIVE),
+        "transactionTime",
+    ),
+    (
+        Operation.CASHBACK,
+        _with(Operation.CASHBACK, transactionTime="2024-10-16T08:13:29"),
+        "transactionTime",
+    ),
+    (Operation.ORDERS, _with(Operation.ORDERS, orderDate="2024-10-16T08:13:29.290"), "orderDate"),
     (
         Operation.CUSTOMERS,
         Customer(customer_id="c", customer_attributes=CustomerAttributes(join_date=NAIVE)),
@@ -132,20 +145,25 @@ BAD_ITEMS: list[tuple[Operation, Any, str | None]] = [
     (Operation.CASHBACK, _cashback(extra={"meta": {"when": NAIVE}}), "meta.when"),
     (Operation.ORDERS, _with(Operation.ORDERS, lineItems=[{"at": NAIVE}]), "lineItems[0].at"),
     # non-finite and boolean numbers
-    (Operation.BALANCE_ADJUSTMENT, BalanceAdjustment(customer_id="c", amount=float("nan")),
-     "amount"),
+    (
+        Operation.BALANCE_ADJUSTMENT,
+        BalanceAdjustment(customer_id="c", amount=float("nan")),
+        "amount",
+    ),
     (Operation.CASHBACK, _cashback(amount=float("inf")), "amount"),
     (Operation.CASHBACK, _cashback(amount=float("-inf")), "amount"),
     (Operation.ORDERS, _with(Operation.ORDERS, totalPaid=float("nan")), "totalPaid"),
-    (Operation.BALANCE_ADJUSTMENT, _with(Operation.BALANCE_ADJUSTMENT, amount=Decimal("NaN")),
-     "amount"),
+    (
+        Operation.BALANCE_ADJUSTMENT,
+        _with(Operation.BALANCE_ADJUSTMENT, amount=Decimal("NaN")),
+        "amount",
+    ),
     (Operation.CASHBACK, _cashback(amount=True), "amount"),
     (Operation.ORDERS, _with(Operation.ORDERS, totalPaid=False), "totalPaid"),
     (Operation.CASHBACK, _cashback(extra={"bonus": float("nan")}), "bonus"),
     (Operation.CASHBACK, _cashback(extra={"blob": object()}), "blob"),
     # the wrong kind of item altogether
-    (Operation.CASHBACK, Order(customer_id="c", order_id="o", order_date=WHEN, total_paid=1),
-     None),
+    (Operation.CASHBACK, Order(customer_id="c", order_id="o", order_date=WHEN, total_paid=1), None),
     (Operation.ORDERS, _cashback(), None),
     (Operation.BALANCE_INQUIRY, BalanceAdjustment(customer_id="c", amount=1), None),
     (Operation.EVENTS, 42, None),
@@ -220,9 +238,7 @@ async def test_bad_batch_refused_before_sending(
 
 
 @pytest.mark.anyio
-async def test_generator_items_validated_too(
-    fake: FakeGameball, session: GameballSession
-) -> None:
+async def test_generator_items_validated_too(fake: FakeGameball, session: GameballSession) -> None:
     items = (VALID[Operation.BALANCE_INQUIRY] if i != 3 else {"x": 1} for i in range(5))
     with pytest.raises(InvalidBatchError) as info:
         await session.create_batch(Operation.BALANCE_INQUIRY, items)
@@ -256,13 +272,16 @@ _zones = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
 _moments = st.datetimes(
     min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=_zones
 )
-_json_scalars = st.one_of(st.none(), st.booleans(), _text, st.integers(-(2**53), 2**53),
-                          st.floats(allow_nan=False, allow_infinity=False))
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    _text,
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 _json = st.recursive(
     _json_scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
     max_leaves=8,
 )
 # extra keys that cannot collide with typed fields (those are refused at build time)
@@ -293,23 +312,39 @@ RECORD_STRATEGIES: dict[Operation, st.SearchStrategy[Any]] = {
         extra=_extras,
     ),
     Operation.ORDERS: st.builds(
-        Order, customer_id=_ids, order_id=_ids, order_date=_moments, total_paid=_numbers,
+        Order,
+        customer_id=_ids,
+        order_id=_ids,
+        order_date=_moments,
+        total_paid=_numbers,
         extra=_extras,
     ),
     Operation.ORDER_TRANSACTIONS: _ids,
     Operation.BALANCE_INQUIRY: st.builds(BalanceInquiry, customer_id=_ids, extra=_extras),
     Operation.BALANCE_ADJUSTMENT: st.builds(
-        BalanceAdjustment, customer_id=_ids, amount=_numbers, reason=st.none() | _text,
+        BalanceAdjustment,
+        customer_id=_ids,
+        amount=_numbers,
+        reason=st.none() | _text,
         extra=_extras,
     ),
     Operation.CASHBACK: st.builds(
-        Cashback, customer_id=_ids, transaction_id=_ids, transaction_time=_moments,
-        amount=_numbers, extra=_extras,
+        Cashback,
+        customer_id=_ids,
+        transaction_id=_ids,
+        transaction_time=_moments,
+        amount=_numbers,
+        extra=_extras,
     ),
     Operation.REDEEM: st.builds(
-        Redemption, customer_id=_ids, transaction_id=_ids, transaction_time=_moments,
-        amount=st.none() | _numbers, points=st.none() | st.integers(0, 10**9),
-        hold_reference=st.none() | _text, extra=_extras,
+        Redemption,
+        customer_id=_ids,
+        transaction_id=_ids,
+        transaction_time=_moments,
+        amount=st.none() | _numbers,
+        points=st.none() | st.integers(0, 10**9),
+        hold_reference=st.none() | _text,
+        extra=_extras,
     ),
     Operation.EVENTS: st.builds(
         Event,

@@ -98,7 +98,10 @@ WIRE_CASES: list[tuple[Operation, str, list[Any], list[Any]]] = [
                 guest=True,
                 referrer_code="ref",
                 customer_attributes=CustomerAttributes(
-                    display_name="Ann", join_date=WHEN, channel="web", utms=("u1",),
+                    display_name="Ann",
+                    join_date=WHEN,
+                    channel="web",
+                    utms=("u1",),
                     extra={"loyaltyTier": "gold"},
                 ),
                 extra={"newField": 1},
@@ -127,13 +130,23 @@ WIRE_CASES: list[tuple[Operation, str, list[Any], list[Any]]] = [
         Operation.ORDERS,
         "/batch/orders",
         [
-            Order(customer_id="c1", order_id="o1", order_date=WHEN, total_paid=12.5,
-                  extra={"lineItems": [{"sku": "x", "quantity": 2}]}),
+            Order(
+                customer_id="c1",
+                order_id="o1",
+                order_date=WHEN,
+                total_paid=12.5,
+                extra={"lineItems": [{"sku": "x", "quantity": 2}]},
+            ),
             {"customerId": "c1", "orderId": "o2", "orderDate": WHEN, "totalPaid": 3},
         ],
         [
-            {"customerId": "c1", "orderId": "o1", "orderDate": WHEN_Z, "totalPaid": 12.5,
-             "lineItems": [{"sku": "x", "quantity": 2}]},
+            {
+                "customerId": "c1",
+                "orderId": "o1",
+                "orderDate": WHEN_Z,
+                "totalPaid": 12.5,
+                "lineItems": [{"sku": "x", "quantity": 2}],
+            },
             {"customerId": "c1", "orderId": "o2", "orderDate": WHEN_Z, "totalPaid": 3},
         ],
     ),
@@ -153,18 +166,46 @@ WIRE_CASES: list[tuple[Operation, str, list[Any], list[Any]]] = [
     (
         Operation.CASHBACK,
         "/batch/cashback",
-        [Cashback(customer_id="c1", transaction_id="t1", transaction_time=WHEN, amount=10.0,
-                  email="a@b.c")],
-        [{"customerId": "c1", "transactionId": "t1", "transactionTime": WHEN_Z, "amount": 10.0,
-          "email": "a@b.c"}],
+        [
+            Cashback(
+                customer_id="c1",
+                transaction_id="t1",
+                transaction_time=WHEN,
+                amount=10.0,
+                email="a@b.c",
+            )
+        ],
+        [
+            {
+                "customerId": "c1",
+                "transactionId": "t1",
+                "transactionTime": WHEN_Z,
+                "amount": 10.0,
+                "email": "a@b.c",
+            }
+        ],
     ),
     (
         Operation.REDEEM,
         "/batch/redeem",
-        [Redemption(customer_id="c1", transaction_id="t1", transaction_time=WHEN, points=10,
-                    hold_reference="h1")],
-        [{"customerId": "c1", "transactionId": "t1", "transactionTime": WHEN_Z, "points": 10,
-          "holdReference": "h1"}],
+        [
+            Redemption(
+                customer_id="c1",
+                transaction_id="t1",
+                transaction_time=WHEN,
+                points=10,
+                hold_reference="h1",
+            )
+        ],
+        [
+            {
+                "customerId": "c1",
+                "transactionId": "t1",
+                "transactionTime": WHEN_Z,
+                "points": 10,
+                "holdReference": "h1",
+            }
+        ],
     ),
     (
         Operation.EVENTS,
@@ -209,8 +250,12 @@ async def test_creation_on_the_wire(
 
 @pytest.mark.parametrize("shape", ["guide", "openapi"])
 async def test_get_status(shape: Any) -> None:
-    async with FakeGameball(enforce_rate_limit=False, status_shape=shape,
-                            processing_rate=1000.0, queue_delay=0.0) as fake, _session(fake) as gb:
+    async with (
+        FakeGameball(
+            enforce_rate_limit=False, status_shape=shape, processing_rate=1000.0, queue_delay=0.0
+        ) as fake,
+        _session(fake) as gb,
+    ):
         job = await gb.create_batch("balance-inquiry", [{"customerId": f"c{i}"} for i in range(3)])
         with anyio.fail_after(5):
             status = await gb.get_status(job.job_id)
@@ -231,8 +276,10 @@ async def test_get_status(shape: Any) -> None:
 
 
 async def test_stop() -> None:
-    async with FakeGameball(enforce_rate_limit=False, processing_rate=1.0) as fake, \
-            _session(fake) as session:
+    async with (
+        FakeGameball(enforce_rate_limit=False, processing_rate=1.0) as fake,
+        _session(fake) as session,
+    ):
         job = await session.create_batch("balance-inquiry", [{"customerId": "c"}] * 50)
         status = await session.stop(job.job_id)
         assert fake.job_state(int(job.job_id)) == "Stopped"
@@ -244,9 +291,14 @@ async def test_stop() -> None:
 
 
 async def test_routes_overridable(fake: FakeGameball) -> None:
-    async with _session(fake, base_url=fake.origin + "/api",
-                        routes={"cashback": "/v4.0/integrations/batch/cashback",
-                                "job": "/v4.0/integrations/batch/{job_id}"}) as gb:
+    async with _session(
+        fake,
+        base_url=fake.origin + "/api",
+        routes={
+            "cashback": "/v4.0/integrations/batch/cashback",
+            "job": "/v4.0/integrations/batch/{job_id}",
+        },
+    ) as gb:
         job = await gb.create_batch(
             "cashback",
             [Cashback(customer_id="c", transaction_id="t", transaction_time=WHEN, amount=1)],
@@ -468,8 +520,7 @@ async def test_secret_never_in_logs_or_exceptions(caplog: pytest.LogCaptureFixtu
             await call()
         errors.append(info.value)
 
-    async with FakeGameball(api_key=API_KEY, secret_key=SECRET,
-                            enforce_rate_limit=False) as fake:
+    async with FakeGameball(api_key=API_KEY, secret_key=SECRET, enforce_rate_limit=False) as fake:
         job_id = "1"
         async with _session(fake) as gb:
             job = await gb.create_batch("balance-inquiry", [{"customerId": "c"}])
@@ -477,23 +528,33 @@ async def test_secret_never_in_logs_or_exceptions(caplog: pytest.LogCaptureFixtu
             # 5xx retried, then raised; one body echoes the secret, JSON and not
             fake.inject(
                 "status",
-                InjectedReply(status=500, body={"code": 5000, "message": f"bad {SECRET}",
-                                                "requestId": f"r-{API_KEY}"}),
+                InjectedReply(
+                    status=500,
+                    body={"code": 5000, "message": f"bad {SECRET}", "requestId": f"r-{API_KEY}"},
+                ),
                 InjectedReply(status=503, body=f"<html>{SECRET} {API_KEY}</html>".encode()),
                 InjectedReply(status=500, body=f"key={SECRET}".encode()),
             )
             await expect(ServerError, lambda: gb.get_status(job_id))
             # an error message that echoes the secret, on a final 4xx
-            fake.inject("status", InjectedReply(status=401, body={
-                "code": 1000, "message": f"SecretKey {SECRET} is wrong"}))
+            fake.inject(
+                "status",
+                InjectedReply(
+                    status=401, body={"code": 1000, "message": f"SecretKey {SECRET} is wrong"}
+                ),
+            )
             await expect(AuthenticationError, lambda: gb.get_status(job_id))
             # ambiguous creations: dropped after the body was sent, and a 500
             fake.inject("create", InjectedReply(action="drop_after"))
-            await expect(AmbiguousSubmissionError,
-                         lambda: gb.create_batch("balance-inquiry", [{"customerId": "c"}]))
+            await expect(
+                AmbiguousSubmissionError,
+                lambda: gb.create_batch("balance-inquiry", [{"customerId": "c"}]),
+            )
             fake.inject("create", InjectedReply(status=500, body=f"boom {SECRET}".encode()))
-            await expect(AmbiguousSubmissionError,
-                         lambda: gb.create_batch("balance-inquiry", [{"customerId": "c"}]))
+            await expect(
+                AmbiguousSubmissionError,
+                lambda: gb.create_batch("balance-inquiry", [{"customerId": "c"}]),
+            )
         # wrong keys: the fake answers 401
         async with _session(fake, secret_key=SECRET + "-wrong") as wrong:
             await expect(AuthenticationError, lambda: wrong.get_status(job_id))
@@ -502,8 +563,9 @@ async def test_secret_never_in_logs_or_exceptions(caplog: pytest.LogCaptureFixtu
     closed = f"http://127.0.0.1:{_free_port()}/api"
     async with _session(fake, base_url=closed) as gone:
         await expect(TransportError, lambda: gone.get_status(job_id))
-        await expect(TransportError,
-                     lambda: gone.create_batch("balance-inquiry", [{"customerId": "c"}]))
+        await expect(
+            TransportError, lambda: gone.create_batch("balance-inquiry", [{"customerId": "c"}])
+        )
 
     assert len(errors) == 7
     assert all(isinstance(error, GameballError) for error in errors)

@@ -105,11 +105,16 @@ class TestUnstructure:
                 {"customerId", "orderId", "orderDate", "totalPaid", "a"},
             ),
             (BalanceInquiry(customer_id="c"), {"customerId"}),
-            (BalanceAdjustment(customer_id="c", amount=1, reason="r"), {"customerId", "amount",
-                                                                          "reason"}),
+            (
+                BalanceAdjustment(customer_id="c", amount=1, reason="r"),
+                {"customerId", "amount", "reason"},
+            ),
             (
                 Redemption(
-                    customer_id="c", transaction_id="t", transaction_time=WHEN, points=2,
+                    customer_id="c",
+                    transaction_id="t",
+                    transaction_time=WHEN,
+                    points=2,
                     hold_reference="h",
                 ),
                 {"customerId", "transactionId", "transactionTime", "points", "holdReference"},
@@ -257,8 +262,13 @@ class TestStructure:
     @pytest.mark.parametrize(
         "record",
         [
-            Cashback(customer_id="c", transaction_id="t", transaction_time=WHEN, amount=1.5,
-                     extra={"x": 1}),
+            Cashback(
+                customer_id="c",
+                transaction_id="t",
+                transaction_time=WHEN,
+                amount=1.5,
+                extra={"x": 1},
+            ),
             Order(customer_id="c", order_id="o", order_date=WHEN, total_paid=2.0),
             Event(customer_id="c", events={"e": {"k": 1}}),
             Customer(customer_id="c", customer_attributes=CustomerAttributes(first_name="F")),

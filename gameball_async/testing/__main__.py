@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--status-shape", choices=("guide", "openapi", "mixed"), default="guide")
     serve.add_argument("--failed-job-rate", type=float, default=0.0)
     serve.add_argument("--customers-must-exist", action="store_true")
-    serve.add_argument(
-        "--latency", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.0, 0.0)
-    )
+    serve.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.0, 0.0))
     for kind in ("429", "500", "503", "drop", "slow", "malformed", "unknown-status"):
         serve.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="P")
     serve.add_argument("--slow-seconds", type=float, default=1.0)

@@ -24,9 +24,7 @@ __all__ = [
 ]
 
 
-def json_response(
-    status: int, payload: Any, headers: dict[str, str] | None = None
-) -> web.Response:
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON response.
 
     :param status: HTTP status.

@@ -55,7 +55,7 @@ _ERRORS: Final[Mapping[int, tuple[int, str, str]]] = {
     3000: (400, "MissingArguments", "Missing arguments: the batch body is empty."),
     3003: (422, "InvalidValue", "Invalid value."),
     3011: (422, "OperationExceedsLimits", "A batch holds at most 1000 items."),
-    3016: (400, "InvalidPayload", "Invalid payload: expected {\"body\": [items]}."),
+    3016: (400, "InvalidPayload", 'Invalid payload: expected {"body": [items]}.'),
     4004: (404, "NotFound", "Resource not found."),
     5000: (500, "InternalServerError", "Internal server error."),
     5003: (503, "ServiceUnavailable", "Service temporarily unavailable."),

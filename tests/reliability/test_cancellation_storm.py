@@ -59,8 +59,12 @@ PATIENCE = 20.0
 
 def cashbacks(count: int, prefix: str) -> list[dict[str, Any]]:
     return [
-        {"customerId": "c1", "transactionId": f"{prefix}{n}", "transactionTime": WHEN,
-         "amount": 1.0}
+        {
+            "customerId": "c1",
+            "transactionId": f"{prefix}{n}",
+            "transactionTime": WHEN,
+            "amount": 1.0,
+        }
         for n in range(count)
     ]
 
@@ -140,21 +144,30 @@ class TestWaiterStorm:
         clock = SkewedClock()
         before = set(asyncio.all_tasks())
         faults = Faults(latency=(0.0, 0.02), unknown_status=0.1)
-        async with FakeGameball(processing_rate=1000, queue_delay=1000.0, clock=clock,
-                                enforce_rate_limit=False, faults=faults, seed=7) as fake:
+        async with FakeGameball(
+            processing_rate=1000,
+            queue_delay=1000.0,
+            clock=clock,
+            enforce_rate_limit=False,
+            faults=faults,
+            seed=7,
+        ) as fake:
             async with session(fake) as gb:
-                jobs = await gb.submit_many("cashback", cashbacks(100 * 2, "t"), chunk_size=2,
-                                            max_concurrency=8)
+                jobs = await gb.submit_many(
+                    "cashback", cashbacks(100 * 2, "t"), chunk_size=2, max_concurrency=8
+                )
                 waiters: list[tuple[str, list[BatchJob]]] = []
                 for _ in range(400):
                     kind = rng.choice(KINDS)
                     width = rng.randint(2, 3) if kind in ("as_completed", "wait_all") else 1
                     waiters.append((kind, rng.sample(jobs, width)))
                 doomed = set(rng.sample(range(len(waiters)), 280))
-                scopes = {i: anyio.CancelScope() for i, (kind, _) in enumerate(waiters)
-                          if kind == "scope"}
-                survivors = {j.job_id for i, (_, js) in enumerate(waiters) if i not in doomed
-                             for j in js}
+                scopes = {
+                    i: anyio.CancelScope() for i, (kind, _) in enumerate(waiters) if kind == "scope"
+                }
+                survivors = {
+                    j.job_id for i, (_, js) in enumerate(waiters) if i not in doomed for j in js
+                }
                 abandoned = {j.job_id for j in jobs} - survivors
                 assert abandoned
                 assert survivors
@@ -196,8 +209,7 @@ class TestWaiterStorm:
                 # faults here are latency and odd status words, never a retry).
                 await until(lambda: fake.counts["status"] >= gb.stats().polls)
                 snapshot = gets_by_job(fake)
-                await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 2
-                                        for j in survivors))
+                await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 2 for j in survivors))
                 # an abandoned job keeps at most its one next due poll
                 assert all(gets_by_job(fake)[j] <= snapshot[j] + 1 for j in abandoned)
                 clock.skew = 2000.0  # every job ends now, on the fake's clock
@@ -230,26 +242,35 @@ class TestCallStorm:
     async def test_calls_cancelled_anywhere_leave_no_trace(self) -> None:
         rng = random.Random(99)
         before = set(asyncio.all_tasks())
-        faults = Faults(http_503=0.25, http_429=0.05, drop=0.05, latency=(0.0, 0.05),
-                        retry_after=0.05, routes={"status", "stop"})
+        faults = Faults(
+            http_503=0.25,
+            http_429=0.05,
+            drop=0.05,
+            latency=(0.0, 0.05),
+            retry_after=0.05,
+            routes={"status", "stop"},
+        )
         per_second = 80
-        async with FakeGameball(enforce_rate_limit=False, queue_delay=1000.0, seed=3,
-                                faults=faults) as fake:
+        async with FakeGameball(
+            enforce_rate_limit=False, queue_delay=1000.0, seed=3, faults=faults
+        ) as fake:
             limit = RateLimit(per_second=per_second, per_window=100_000)
             retry = RetryPolicy(attempts=40, backoff=0.05, max_backoff=0.2)
             async with session(fake, rate_limit=limit, retry=retry) as gb:
                 jobs = await gb.submit_many("cashback", cashbacks(20, "s"), chunk_size=1)
-                fake.faults = Faults(http_503=0.25, http_429=0.05, drop=0.05,
-                                     latency=(0.0, 0.05), retry_after=0.05)  # creations too
+                fake.faults = Faults(
+                    http_503=0.25, http_429=0.05, drop=0.05, latency=(0.0, 0.05), retry_after=0.05
+                )  # creations too
 
                 def call(n: int) -> Callable[[], Any]:
                     job = rng.choice(jobs)
-                    return rng.choice([
+                    calls: list[Callable[[], Any]] = [
                         lambda: gb.get_status(job.job_id),
                         job.refresh,
                         lambda: gb.create_batch("cashback", cashbacks(2, f"c{n}-")),
                         lambda: gb.job(job.job_id).refresh(),
-                    ])
+                    ]
+                    return rng.choice(calls)
 
                 tasks = [asyncio.ensure_future(call(n)()) for n in range(200)]
                 doomed = rng.sample(range(len(tasks)), 100)
@@ -299,20 +320,27 @@ class TestCloseMidPoll:
         rng = random.Random(4242)
         clock = SkewedClock()
         before = set(asyncio.all_tasks())
-        faults = Faults(http_503=0.2, latency=(0.0, 0.05), retry_after=0.05,
-                        routes={"status"})
+        faults = Faults(http_503=0.2, latency=(0.0, 0.05), retry_after=0.05, routes={"status"})
         # Enough attempts that a poll never runs out of them by bad luck (0.2 ** 12):
         # every failure seen below is then the close's doing.
         retry = RetryPolicy(attempts=12, backoff=0.02, max_backoff=0.1)
         async with (
-            FakeGameball(queue_delay=1000.0, clock=clock, enforce_rate_limit=False,
-                         faults=faults, seed=11) as fake,
+            FakeGameball(
+                queue_delay=1000.0, clock=clock, enforce_rate_limit=False, faults=faults, seed=11
+            ) as fake,
             AsyncExitStack() as stack,
         ):
             sessions = [
-                await stack.enter_async_context(GameballSession(
-                    fake.api_key, fake.secret_key, base_url=fake.base_url, poll=FAST_POLL,
-                    retry=retry, rate_limit=RateLimit.disabled()))
+                await stack.enter_async_context(
+                    GameballSession(
+                        fake.api_key,
+                        fake.secret_key,
+                        base_url=fake.base_url,
+                        poll=FAST_POLL,
+                        retry=retry,
+                        rate_limit=RateLimit.disabled(),
+                    )
+                )
                 for _ in range(4)
             ]
             jobs: list[list[BatchJob]] = []
@@ -325,8 +353,11 @@ class TestCloseMidPoll:
             for n, gb in enumerate(sessions):
                 mine = await gb.submit_many("cashback", cashbacks(15, f"s{n}-"), chunk_size=1)
                 jobs.append(mine)
-                mine_tasks = [asyncio.ensure_future(run_waiter(rng.choice(KINDS[:4]), [job]))
-                              for job in mine for _ in range(2)]
+                mine_tasks = [
+                    asyncio.ensure_future(run_waiter(rng.choice(KINDS[:4]), [job]))
+                    for job in mine
+                    for _ in range(2)
+                ]
                 mine_tasks += [asyncio.ensure_future(refresher(job)) for job in mine[:5]]
                 stack.callback(cancel_all, mine_tasks)  # when the test fails
                 tasks.append(mine_tasks)
@@ -351,11 +382,9 @@ class TestCloseMidPoll:
             # a request written just before its close may still be on its way to
             # the fake: the survivor's next polls let it land before the snapshot.
             settled = gets_by_job(fake)
-            await until(lambda: all(gets_by_job(fake)[j] >= settled[j] + 2
-                                    for j in survivor_ids))
+            await until(lambda: all(gets_by_job(fake)[j] >= settled[j] + 2 for j in survivor_ids))
             snapshot = gets_by_job(fake)
-            await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 3
-                                    for j in survivor_ids))
+            await until(lambda: all(gets_by_job(fake)[j] >= snapshot[j] + 3 for j in survivor_ids))
             clock.skew = 2000.0
             with anyio.fail_after(PATIENCE):
                 statuses = await wait_all(jobs[3])
@@ -378,9 +407,14 @@ class TestCloseMidPoll:
     async def test_cancelling_the_closing_task_still_closes(self, times: int) -> None:
         before = set(asyncio.all_tasks())
         async with FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake:
-            gb = GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url,
-                                 poll=FAST_POLL, retry=FAST_RETRY,
-                                 rate_limit=RateLimit.disabled())
+            gb = GameballSession(
+                fake.api_key,
+                fake.secret_key,
+                base_url=fake.base_url,
+                poll=FAST_POLL,
+                retry=FAST_RETRY,
+                rate_limit=RateLimit.disabled(),
+            )
             await gb.__aenter__()
             jobs = await gb.submit_many("cashback", cashbacks(10, "x"), chunk_size=1)
             # one poll stuck on the server, so closing has something to wait for
@@ -432,21 +466,20 @@ def retrying(caplog: pytest.LogCaptureFixture) -> Iterable[_Retrying]:
 
 class TestTimeoutDuringBackoff:
     @pytest.mark.parametrize("stall", ["503 Retry-After 2", "reply 60 s late"])
-    async def test_wait_times_out_mid_backoff_and_waiting_again_completes(
-        self, stall: str
-    ) -> None:
+    async def test_wait_times_out_mid_backoff_and_waiting_again_completes(self, stall: str) -> None:
         # A poll is one request: a 503's Retry-After puts the job's next poll
         # off (the scheduler waits, no worker sleeps), and a stalled reply
         # holds the job's poll for at most one request timeout.
         before = set(asyncio.all_tasks())
         async with FakeGameball(queue_delay=0.0, enforce_rate_limit=False) as fake:
-            async with session(fake, retry=RetryPolicy(attempts=3, backoff=0.01,
-                                                       max_retry_after=120),
-                               timeout=Timeout(total=2.0)) as gb:
+            async with session(
+                fake,
+                retry=RetryPolicy(attempts=3, backoff=0.01, max_retry_after=120),
+                timeout=Timeout(total=2.0),
+            ) as gb:
                 job = await gb.create_batch("cashback", cashbacks(5, "b"))
                 if stall.startswith("503"):
-                    fake.inject("status", InjectedReply(status=503,
-                                                        headers={"Retry-After": "2"}))
+                    fake.inject("status", InjectedReply(status=503, headers={"Retry-After": "2"}))
                 else:
                     fake.inject("status", InjectedReply(action="slow", delay=60))
                 # A first waiter gets the job's one poll failed or stalled...

@@ -45,18 +45,32 @@ UTC = timezone.utc
 
 # -- reply bytes ---------------------------------------------------------------------
 
-_json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)
-)
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10))
 _json_value = st.recursive(
     _json_leaf,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["jobId", "batchId", "id", "status", "totalCount", "errorCount",
-                         "response", "results", "errors", "failed", "code", "message"])
-        | st.text(max_size=6),
-        inner,
-        max_size=5,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "jobId",
+                    "batchId",
+                    "id",
+                    "status",
+                    "totalCount",
+                    "errorCount",
+                    "response",
+                    "results",
+                    "errors",
+                    "failed",
+                    "code",
+                    "message",
+                ]
+            )
+            | st.text(max_size=6),
+            inner,
+            max_size=5,
+        )
     ),
     max_leaves=20,
 )
@@ -70,8 +84,17 @@ _reply_bytes = st.one_of(
     ),
     st.integers(min_value=1, max_value=200_000).map(lambda n: b"[" * n + b"]" * n),
     st.integers(min_value=1, max_value=200_000).map(lambda n: b'{"a":' * n),
-    st.sampled_from([b"NaN", b"-Infinity", b'{"jobId": 1e999}', b"9" * 5000, b"\xff\xfe\x00",
-                     b'{"status": "Running", "totalCount": 1e400}', b"\x00" * 10]),
+    st.sampled_from(
+        [
+            b"NaN",
+            b"-Infinity",
+            b'{"jobId": 1e999}',
+            b"9" * 5000,
+            b"\xff\xfe\x00",
+            b'{"status": "Running", "totalCount": 1e400}',
+            b"\x00" * 10,
+        ]
+    ),
 )
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
@@ -104,11 +127,28 @@ _ID_KEYS = ("jobId", "batchId", "id")
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.dictionaries(st.sampled_from(["status", "state", "totalCount", "finishedCount",
-                                     "errorCount", "totalItems", "processedItems",
-                                     "failedItems", "response", "results", "errors",
-                                     "createdAt", "operation"]) | st.text(max_size=6),
-                    _json_value, max_size=6),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "status",
+                "state",
+                "totalCount",
+                "finishedCount",
+                "errorCount",
+                "totalItems",
+                "processedItems",
+                "failedItems",
+                "response",
+                "results",
+                "errors",
+                "createdAt",
+                "operation",
+            ]
+        )
+        | st.text(max_size=6),
+        _json_value,
+        max_size=6,
+    ),
     _json_value.filter(lambda value: value is not None),
 )
 @example({"errors": {"1": {"code": "9004"}}, "response": '{"failed": [1]}'}, 3)
@@ -125,15 +165,26 @@ def test_a_status_reply_of_any_shape_decodes(payload: dict[str, Any], word: Any)
     assert status.total_count is None or status.total_count >= 0
     # without results: the same state and counts, and nothing of the per-item lists
     light = decode_status(payload, job_id="7", results=False)
-    assert (light.state, light.state_word, light.total_count, light.finished_count,
-            light.error_count) == (status.state, status.state_word, status.total_count,
-                                   status.finished_count, status.error_count)
+    assert (
+        light.state,
+        light.state_word,
+        light.total_count,
+        light.finished_count,
+        light.error_count,
+    ) == (
+        status.state,
+        status.state_word,
+        status.total_count,
+        status.finished_count,
+        status.error_count,
+    )
     if status.is_terminal:
         assert (light.succeeded, light.failed) == (status.succeeded, status.failed)
     else:
         assert (tuple(light.succeeded), tuple(light.failed)) == ((), ())
-        assert all(isinstance(value, (str, int, float, bool, type(None)))
-                   for value in light.raw.values())
+        assert all(
+            isinstance(value, (str, int, float, bool, type(None))) for value in light.raw.values()
+        )
 
 
 @settings(max_examples=200, deadline=None)
@@ -233,39 +284,69 @@ async def test_error_reply_bytes_through_the_transport(http_status: int, data: b
 # An independent copy of DESIGN section 1: (wire name, kind, required).
 
 ATTRIBUTES = (
-    ("displayName", "str"), ("firstName", "str"), ("lastName", "str"), ("email", "str"),
-    ("gender", "str"), ("mobile", "str"), ("dateOfBirth", "date"), ("joinDate", "datetime"),
-    ("country", "str"), ("city", "str"), ("zip", "str"), ("preferredLanguage", "str"),
-    ("source", "str"), ("utms", "strings"), ("devices", "strings"),
-    ("paymentMethods", "strings"), ("totalSpent", "number"), ("lastOrderDate", "datetime"),
-    ("totalOrders", "int"), ("avgOrderAmount", "number"), ("channel", "channel"),
+    ("displayName", "str"),
+    ("firstName", "str"),
+    ("lastName", "str"),
+    ("email", "str"),
+    ("gender", "str"),
+    ("mobile", "str"),
+    ("dateOfBirth", "date"),
+    ("joinDate", "datetime"),
+    ("country", "str"),
+    ("city", "str"),
+    ("zip", "str"),
+    ("preferredLanguage", "str"),
+    ("source", "str"),
+    ("utms", "strings"),
+    ("devices", "strings"),
+    ("paymentMethods", "strings"),
+    ("totalSpent", "number"),
+    ("lastOrderDate", "datetime"),
+    ("totalOrders", "int"),
+    ("avgOrderAmount", "number"),
+    ("channel", "channel"),
     ("custom", "object"),
 )
 SCHEMA: dict[Operation, tuple[tuple[str, str, bool], ...]] = {
     Operation.CUSTOMERS: (
-        ("customerId", "id", True), ("email", "str", False), ("mobile", "str", False),
-        ("deviceToken", "str", False), ("osType", "str", False),
-        ("referrerCode", "str", False), ("guest", "bool", False),
+        ("customerId", "id", True),
+        ("email", "str", False),
+        ("mobile", "str", False),
+        ("deviceToken", "str", False),
+        ("osType", "str", False),
+        ("referrerCode", "str", False),
+        ("guest", "bool", False),
         ("customerAttributes", "attributes", False),
     ),
     Operation.ORDERS: (
-        ("customerId", "id", True), ("orderId", "id", True),
-        ("orderDate", "datetime", True), ("totalPaid", "number", True),
+        ("customerId", "id", True),
+        ("orderId", "id", True),
+        ("orderDate", "datetime", True),
+        ("totalPaid", "number", True),
     ),
     Operation.BALANCE_INQUIRY: (("customerId", "id", True),),
     Operation.BALANCE_ADJUSTMENT: (
-        ("customerId", "id", True), ("amount", "number", True), ("reason", "str", False),
+        ("customerId", "id", True),
+        ("amount", "number", True),
+        ("reason", "str", False),
     ),
     Operation.CASHBACK: (
-        ("customerId", "id", True), ("transactionId", "id", True),
-        ("transactionTime", "datetime", True), ("amount", "number", True),
-        ("email", "str", False), ("mobile", "str", False),
+        ("customerId", "id", True),
+        ("transactionId", "id", True),
+        ("transactionTime", "datetime", True),
+        ("amount", "number", True),
+        ("email", "str", False),
+        ("mobile", "str", False),
     ),
     Operation.REDEEM: (
-        ("customerId", "id", True), ("transactionId", "id", True),
-        ("transactionTime", "datetime", True), ("amount", "number", False),
-        ("points", "int", False), ("holdReference", "str", False),
-        ("email", "str", False), ("mobile", "str", False),
+        ("customerId", "id", True),
+        ("transactionId", "id", True),
+        ("transactionTime", "datetime", True),
+        ("amount", "number", False),
+        ("points", "int", False),
+        ("holdReference", "str", False),
+        ("email", "str", False),
+        ("mobile", "str", False),
     ),
     Operation.EVENTS: (("customerId", "id", True), ("events", "events", True)),
 }
@@ -283,10 +364,14 @@ _z_text = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2199, 
     lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
 )
 _json_plain = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 _objects = st.dictionaries(st.text(max_size=6), _json_plain, max_size=3)
@@ -300,8 +385,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "datetime": _aware | _z_text,
     "date": st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31)),
     "object": _objects,
-    "events": st.dictionaries(st.text(min_size=1, max_size=8), _objects, min_size=1,
-                              max_size=3),
+    "events": st.dictionaries(st.text(min_size=1, max_size=8), _objects, min_size=1, max_size=3),
     "strings": st.lists(st.text(max_size=6), max_size=3)
     | st.lists(st.text(max_size=6), max_size=3).map(tuple),
     "channel": st.sampled_from(["mobile", "pos", "web", "callcenter"]),
@@ -313,11 +397,24 @@ WRONG: dict[str, list[Any]] = {
     "number": ["1", True, False, math.nan, math.inf, -math.inf, [], {}, b"1"],
     "int": [1.5, 2.0, "1", True, [], {}],
     "bool": [0, 1, "true", "false", [], {}],
-    "datetime": [NAIVE, "2024-10-16T08:13:29", "2024-10-16 08:13", "not a date", "",
-                 1_700_000_000, 1.5, True, [], {}, date(2024, 10, 16),
-                 # forms Python parses but the API refuses: basic, week, hour-only
-                 "20241016T081329Z", "2024-W42-3T08:13Z", "2024-10-16T08Z",
-                 " 2024-10-16T08:13:29Z"],
+    "datetime": [
+        NAIVE,
+        "2024-10-16T08:13:29",
+        "2024-10-16 08:13",
+        "not a date",
+        "",
+        1_700_000_000,
+        1.5,
+        True,
+        [],
+        {},
+        date(2024, 10, 16),
+        # forms Python parses but the API refuses: basic, week, hour-only
+        "20241016T081329Z",
+        "2024-W42-3T08:13Z",
+        "2024-10-16T08Z",
+        " 2024-10-16T08:13:29Z",
+    ],
     "date": [1, 1.5, True, [], {}],
     "object": ["x", 1, [], True],
     "events": [[], "x", 1, {}, {"signup": 1}, {"signup": "meta"}, {"signup": []}, {"": {}}],
@@ -422,8 +519,12 @@ def test_a_field_of_the_wrong_type_is_refused_by_name(
 
 
 def _minimal(operation: Operation) -> dict[str, Any]:
-    values = {"id": "c1", "datetime": "2024-10-16T08:13:29.290Z", "number": 1,
-              "events": {"signup": {}}}
+    values = {
+        "id": "c1",
+        "datetime": "2024-10-16T08:13:29.290Z",
+        "number": 1,
+        "events": {"signup": {}},
+    }
     return {name: values[kind] for name, kind, required in SCHEMA[operation] if required}
 
 
@@ -449,8 +550,12 @@ def _loose_items(draw: st.DrawFn) -> tuple[Operation, dict[str, Any]]:
 @given(_loose_items())
 @example((Operation.EVENTS, {"customerId": "c1", "events": {}}))
 @example((Operation.CUSTOMERS, {"customerId": "c1", "customerAttributes": {"channel": "sms"}}))
-@example((Operation.ORDERS, {"customerId": "c1", "orderId": "o1",
-                             "orderDate": "20241016T081329Z", "totalPaid": 1}))
+@example(
+    (
+        Operation.ORDERS,
+        {"customerId": "c1", "orderId": "o1", "orderDate": "20241016T081329Z", "totalPaid": 1},
+    )
+)
 def test_what_the_sdk_accepts_the_api_accepts(case: tuple[Operation, dict[str, Any]]) -> None:
     operation, item = case
     try:
@@ -467,17 +572,66 @@ def test_what_the_sdk_accepts_the_api_accepts(case: tuple[Operation, dict[str, A
 
 SAFE = frozenset(string.ascii_letters + string.digits + "_-")
 ATTACKS = [
-    "../1", "..", ".", "1/../2", "..%2F1", "%2e%2e", "%2F", "1%2F2", "1/2", "1\\2", "1?x=1",
-    "?", "1#frag", "#", "1 2", " 1", "1 ", "1\t", "1\n", "1\r\nX-Injected: 1", "1\x00",
-    "1;x", "1:2", "1@h", "~1", "1.json", "\u00e9", "\u0661\u0662", "\uff11\uff12",
-    "1\uff0f2", "1\u22152", "\u202e1",
-    "1\u2028", "x" * 129, "9" * 10_000, "", "%", "%%", "1&x=2", "1+2", "(1)", "'1'", "\"1\"",
-    "1%00", "*", "1,2", "[1]", "{1}", "1|2", "`1`", "$1", "!1",
+    "../1",
+    "..",
+    ".",
+    "1/../2",
+    "..%2F1",
+    "%2e%2e",
+    "%2F",
+    "1%2F2",
+    "1/2",
+    "1\\2",
+    "1?x=1",
+    "?",
+    "1#frag",
+    "#",
+    "1 2",
+    " 1",
+    "1 ",
+    "1\t",
+    "1\n",
+    "1\r\nX-Injected: 1",
+    "1\x00",
+    "1;x",
+    "1:2",
+    "1@h",
+    "~1",
+    "1.json",
+    "\u00e9",
+    "\u0661\u0662",
+    "\uff11\uff12",
+    "1\uff0f2",
+    "1\u22152",
+    "\u202e1",
+    "1\u2028",
+    "x" * 129,
+    "9" * 10_000,
+    "",
+    "%",
+    "%%",
+    "1&x=2",
+    "1+2",
+    "(1)",
+    "'1'",
+    '"1"',
+    "1%00",
+    "*",
+    "1,2",
+    "[1]",
+    "{1}",
+    "1|2",
+    "`1`",
+    "$1",
+    "!1",
 ]
 _hostile = st.one_of(
     st.sampled_from(ATTACKS),
-    st.lists(st.sampled_from(["../", "%2F", "?", "#", " ", "é", "/", ".", "%", "1", "a", "_"]),
-             min_size=1, max_size=8).map("".join),
+    st.lists(
+        st.sampled_from(["../", "%2F", "?", "#", " ", "é", "/", ".", "%", "1", "a", "_"]),
+        min_size=1,
+        max_size=8,
+    ).map("".join),
     st.text(max_size=140),
 )
 
@@ -511,30 +665,31 @@ async def test_hostile_ids_never_reach_the_server() -> None:
     """Every entry point with every attack: refused, and the fake saw nothing."""
     async with (
         FakeGameball(enforce_rate_limit=False) as fake,
-        GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url,
-                        rate_limit=RateLimit.disabled()) as gb,
+        GameballSession(
+            fake.api_key, fake.secret_key, base_url=fake.base_url, rate_limit=RateLimit.disabled()
+        ) as gb,
     ):
-            for job_id in ATTACKS:
-                token = json.dumps({"v": 1, "job_id": job_id})
-                with pytest.raises(InvalidJobIdError):
-                    await gb.get_status(job_id)
-                with pytest.raises(InvalidJobIdError):
-                    await gb.stop(job_id)
-                with pytest.raises(InvalidJobIdError):
-                    gb.job(job_id)
-                with pytest.raises(InvalidJobIdError):
-                    gb.resume(token)
-            assert fake.counts["requests"] == 0
-            # an id that is accepted lands on exactly the job route, nowhere else
-            accepted: list[int | str] = ["abc-DEF_9", "-1", "_", "x" * 128, 4242]
-            for good in accepted:
-                with pytest.raises(NotFoundError):
-                    await gb.get_status(good)
-                with pytest.raises(NotFoundError):
-                    await gb.job(good).stop()
-            expected = [
-                (method, f"/api/v4.0/integrations/batch/{good}")
-                for good in accepted
-                for method in ("GET", "DELETE")
-            ]
-            assert [(r.method, r.path) for r in fake.requests] == expected
+        for job_id in ATTACKS:
+            token = json.dumps({"v": 1, "job_id": job_id})
+            with pytest.raises(InvalidJobIdError):
+                await gb.get_status(job_id)
+            with pytest.raises(InvalidJobIdError):
+                await gb.stop(job_id)
+            with pytest.raises(InvalidJobIdError):
+                gb.job(job_id)
+            with pytest.raises(InvalidJobIdError):
+                gb.resume(token)
+        assert fake.counts["requests"] == 0
+        # an id that is accepted lands on exactly the job route, nowhere else
+        accepted: list[int | str] = ["abc-DEF_9", "-1", "_", "x" * 128, 4242]
+        for good in accepted:
+            with pytest.raises(NotFoundError):
+                await gb.get_status(good)
+            with pytest.raises(NotFoundError):
+                await gb.job(good).stop()
+        expected = [
+            (method, f"/api/v4.0/integrations/batch/{good}")
+            for good in accepted
+            for method in ("GET", "DELETE")
+        ]
+        assert [(r.method, r.path) for r in fake.requests] == expected

@@ -170,16 +170,23 @@ def assert_logs_clean(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.fixture
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
-    for name in ("gameball_async", "aiohttp", "aiohttp.client", "aiohttp.internal",
-                 "aiohttp.server", "asyncio"):
+    for name in (
+        "gameball_async",
+        "aiohttp",
+        "aiohttp.client",
+        "aiohttp.internal",
+        "aiohttp.server",
+        "asyncio",
+    ):
         caplog.set_level(logging.DEBUG, logger=name)
     return caplog
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(api_key=API_KEY, secret_key=SECRET, enforce_rate_limit=False,
-                            queue_delay=0.0) as server:
+    async with FakeGameball(
+        api_key=API_KEY, secret_key=SECRET, enforce_rate_limit=False, queue_delay=0.0
+    ) as server:
         yield server
 
 
@@ -275,8 +282,11 @@ async def _429(fake: FakeGameball) -> tuple[type[BaseException], list[Any]]:
 @path("503 exhausted on creation")
 async def _503(fake: FakeGameball) -> tuple[type[BaseException], list[Any]]:
     async with _session(fake.base_url) as gb:
-        fake.inject("create", InjectedReply(status=503, body=echo(5003)),
-                    InjectedReply(status=503, body=ECHO_TEXT))
+        fake.inject(
+            "create",
+            InjectedReply(status=503, body=echo(5003)),
+            InjectedReply(status=503, body=ECHO_TEXT),
+        )
         error = await _raise(lambda: _job(gb))
         assert not isinstance(error, AmbiguousSubmissionError)  # a 503 provably did not land
         return ServerError, [error]
@@ -310,8 +320,12 @@ async def _not_a_status(fake: FakeGameball) -> tuple[type[BaseException], list[A
     async with _session(fake.base_url) as gb:
         # a status word that is no string is UNKNOWN, not an error (issue 9 point 15):
         # the status it gives must not show a key either
-        fake.inject("status", InjectedReply(status=200, body={
-            "status": [SECRET, API_KEY], "totalCount": f"{SECRET}"}))
+        fake.inject(
+            "status",
+            InjectedReply(
+                status=200, body={"status": [SECRET, API_KEY], "totalCount": f"{SECRET}"}
+            ),
+        )
         unknown = await gb.get_status(1)
         fake.inject("status", InjectedReply(status=200, body={"code": SECRET, "message": API_KEY}))
         first = await _raise(lambda: gb.get_status(1))
@@ -385,8 +399,10 @@ async def _invalid_job_id(fake: FakeGameball) -> tuple[type[BaseException], list
         async def resume() -> BatchJob:
             return gb.resume('{"v": 1, "job_id": "a/b"}')
 
-        return InvalidJobIdError, [await _raise(lambda: gb.get_status("../1")),
-                                   await _raise(resume)]
+        return InvalidJobIdError, [
+            await _raise(lambda: gb.get_status("../1")),
+            await _raise(resume),
+        ]
 
 
 @path("closed session")
@@ -401,8 +417,9 @@ async def _closed(fake: FakeGameball) -> tuple[type[BaseException], list[Any]]:
 async def _jobs(_: FakeGameball) -> tuple[type[BaseException], list[Any]]:
     # jobs that stay queued until the test ends them
     async with (
-        FakeGameball(api_key=API_KEY, secret_key=SECRET, enforce_rate_limit=False,
-                     queue_delay=1000.0) as fake,
+        FakeGameball(
+            api_key=API_KEY, secret_key=SECRET, enforce_rate_limit=False, queue_delay=1000.0
+        ) as fake,
         _session(fake.base_url) as gb,
     ):
         slow = gb.job((await _job(gb)).job_id)
@@ -413,17 +430,28 @@ async def _jobs(_: FakeGameball) -> tuple[type[BaseException], list[Any]]:
         fake.stop_job(int(stopped_job.job_id))
         stopped = await _raise(stopped_job.wait)
         assert isinstance(stopped, BatchStoppedError)
-        fake.inject("status", InjectedReply(status=503, body=echo(5003),
-                                            headers={"Retry-After": "30"}))
+        fake.inject(
+            "status", InjectedReply(status=503, body=echo(5003), headers={"Retry-After": "30"})
+        )
         timed_out = await _raise(lambda: gb.job(stopped_job.job_id).wait(timeout=0.3))
         assert isinstance(timed_out, PollTimeoutError)
-        fake.inject("create", InjectedReply(status=422, body=echo(3003)),
-                    InjectedReply(action="drop_after"))
-        many = await _raise(lambda: gb.submit_many("balance-inquiry", ITEMS * 3, chunk_size=2,
-                                                   max_concurrency=1))
+        fake.inject(
+            "create", InjectedReply(status=422, body=echo(3003)), InjectedReply(action="drop_after")
+        )
+        many = await _raise(
+            lambda: gb.submit_many("balance-inquiry", ITEMS * 3, chunk_size=2, max_concurrency=1)
+        )
         assert isinstance(many, SubmissionError)
-        return GameballError, [failed, stopped, timed_out, many, slow, stopped_job,
-                               slow.status, repr(slow.status)]
+        return GameballError, [
+            failed,
+            stopped,
+            timed_out,
+            many,
+            slow,
+            stopped_job,
+            slow.status,
+            repr(slow.status),
+        ]
 
 
 @pytest.mark.parametrize("name", list(PATHS))
@@ -457,11 +485,19 @@ async def test_a_key_cut_by_truncation_does_not_leak_a_prefix(
     # Messages are cut at 500 characters, type and request id at 100: a key
     # that straddles the cut must not leave its first characters behind.
     async with _session(fake.base_url) as gb:
-        fake.inject("stop",
-                    InjectedReply(status=404, body={"code": 4004, "message": "m" * padding + SECRET,
-                                                    "type": "t" * padding + SECRET,
-                                                    "requestId": "r" * padding + SECRET}),
-                    InjectedReply(status=404, body=b"x" * padding + SECRET.encode()))
+        fake.inject(
+            "stop",
+            InjectedReply(
+                status=404,
+                body={
+                    "code": 4004,
+                    "message": "m" * padding + SECRET,
+                    "type": "t" * padding + SECRET,
+                    "requestId": "r" * padding + SECRET,
+                },
+            ),
+            InjectedReply(status=404, body=b"x" * padding + SECRET.encode()),
+        )
         errors = [await _raise(lambda: gb.stop(1)), await _raise(lambda: gb.stop(2))]
     prefix = SECRET[:12]
     for error in errors:

@@ -79,8 +79,15 @@ class SoakPlan:
     seed: int = 20240613
 
     def faults(self) -> Faults:
-        return Faults(http_503=0.05, http_429=0.03, drop=0.02, malformed_json=0.01,
-                      unknown_status=0.03, latency=self.latency, retry_after=self.retry_after)
+        return Faults(
+            http_503=0.05,
+            http_429=0.03,
+            drop=0.02,
+            malformed_json=0.01,
+            unknown_status=0.03,
+            latency=self.latency,
+            retry_after=self.retry_after,
+        )
 
 
 SHORT = SoakPlan("short", chunks=400, bound=120.0)
@@ -140,8 +147,10 @@ def make_chunks(plan: SoakPlan) -> list[Chunk]:
             operation, size = rng.choice(OPERATIONS), rng.randint(1, plan.max_items)
         items = []
         for n in range(size):
-            item: dict[str, Any] = {"customerId": f"c{rng.randrange(50)}",
-                                    "soakItem": f"{index}.{n}"}  # passed through as is
+            item: dict[str, Any] = {
+                "customerId": f"c{rng.randrange(50)}",
+                "soakItem": f"{index}.{n}",
+            }  # passed through as is
             if operation is not Operation.BALANCE_INQUIRY:
                 # a few reuse an earlier transaction id: those items fail with 9004
                 if transaction_ids and rng.random() < 0.03:
@@ -149,8 +158,11 @@ def make_chunks(plan: SoakPlan) -> list[Chunk]:
                 else:
                     transaction = f"t{index}.{n}"
                     transaction_ids.append(transaction)
-                item.update(transactionId=transaction, transactionTime=WHEN,
-                            amount=rng.choice([1, 5, 50, 400]))
+                item.update(
+                    transactionId=transaction,
+                    transactionTime=WHEN,
+                    amount=rng.choice([1, 5, 50, 400]),
+                )
             items.append(item)
         chunks.append(Chunk(index, operation, items, many=many))
     long_ones = [c for c in chunks if len(c.items) >= plan.max_items // 2 and not c.many]
@@ -173,16 +185,26 @@ async def run_soak(plan: SoakPlan) -> Figures:
     limit = RateLimit(per_second=plan.rate, per_window=plan.rate * 30, window=30.0)
 
     async with FakeGameball(
-        faults=plan.faults(), seed=plan.seed, processing_rate=plan.processing_rate,
-        queue_delay=plan.queue_delay, failed_job_rate=plan.failed_job_rate,
-        rate_per_second=plan.rate, rate_per_window=plan.rate * 30, rate_window=30.0,
-        status_shape="mixed", clock=time.monotonic,
+        faults=plan.faults(),
+        seed=plan.seed,
+        processing_rate=plan.processing_rate,
+        queue_delay=plan.queue_delay,
+        failed_job_rate=plan.failed_job_rate,
+        rate_per_second=plan.rate,
+        rate_per_window=plan.rate * 30,
+        rate_window=30.0,
+        status_shape="mixed",
+        clock=time.monotonic,
     ) as fake:
         gb = GameballSession(
-            fake.api_key, fake.secret_key, base_url=fake.base_url, rate_limit=limit,
+            fake.api_key,
+            fake.secret_key,
+            base_url=fake.base_url,
+            rate_limit=limit,
             poll=PollPolicy(initial_delay=0.3, min_delay=0.05, max_delay=1.0),
             retry=RetryPolicy(attempts=8, backoff=0.05, max_backoff=0.5),
-            max_in_flight_polls=32, connection_limit=64,
+            max_in_flight_polls=32,
+            connection_limit=64,
         )
         with anyio.fail_after(plan.bound):
             async with gb:
@@ -200,8 +222,9 @@ async def run_soak(plan: SoakPlan) -> Figures:
                     size = len(wave[0].items)
                     items = [item for chunk in wave for item in chunk.items]
                     try:
-                        jobs = await gb.submit_many(wave[0].operation, items, chunk_size=size,
-                                                    max_concurrency=4)
+                        jobs = await gb.submit_many(
+                            wave[0].operation, items, chunk_size=size, max_concurrency=4
+                        )
                         failed: list[tuple[list[Any], BaseException]] = []
                     except SubmissionError as exc:
                         jobs, failed = exc.jobs, exc.failed
@@ -209,15 +232,21 @@ async def run_soak(plan: SoakPlan) -> Figures:
                         by_sha[fake.jobs[int(job.job_id)].body_sha256].job = job
                     for items_, error in failed:
                         assert isinstance(error, GameballError)
-                        by_sha[hashlib.sha256(encode_batch(wave[0].operation, items_))
-                               .hexdigest()].error = error
+                        by_sha[
+                            hashlib.sha256(encode_batch(wave[0].operation, items_)).hexdigest()
+                        ].error = error
 
                 async def stopper(chunk: Chunk) -> None:
                     assert chunk.job is not None
                     fake_job = fake.jobs[int(chunk.job.job_id)]
                     # mid-way: once the fake has processed some of its items
-                    await until(lambda: fake_job.is_terminal(time.monotonic())
-                                or fake_job.processed(time.monotonic()) > 0, plan.bound)
+                    await until(
+                        lambda: (
+                            fake_job.is_terminal(time.monotonic())
+                            or fake_job.processed(time.monotonic()) > 0
+                        ),
+                        plan.bound,
+                    )
                     if chunk.stop == "fake":
                         fake.stop_job(int(chunk.job.job_id))
                     else:
@@ -245,7 +274,7 @@ async def run_soak(plan: SoakPlan) -> Figures:
 
                 async with anyio.create_task_group() as tg:
                     for first in range(0, len(chunks), plan.wave):
-                        wave = chunks[first:first + plan.wave]
+                        wave = chunks[first : first + plan.wave]
                         if wave[0].many:
                             await create_many(wave)
                         else:
@@ -262,8 +291,7 @@ async def run_soak(plan: SoakPlan) -> Figures:
                 statuses = await wait_all(jobs)  # all done: answered without a request
                 assert fake.counts["requests"] == requests_before
                 figures.polls_sent = gb.stats().polls
-            assert not [t for t in asyncio.all_tasks()
-                        if t.get_name().startswith("gameball_async")]
+            assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("gameball_async")]
         figures.wall_seconds = round(time.monotonic() - started, 1)
         check(plan, fake, chunks, statuses, figures)
     with anyio.fail_after(10):
@@ -278,8 +306,9 @@ async def run_soak(plan: SoakPlan) -> Figures:
     return figures
 
 
-def check(plan: SoakPlan, fake: FakeGameball, chunks: list[Chunk], statuses: list[Any],
-          figures: Figures) -> None:
+def check(
+    plan: SoakPlan, fake: FakeGameball, chunks: list[Chunk], statuses: list[Any], figures: Figures
+) -> None:
     now = time.monotonic()
     created = [c for c in chunks if c.job is not None]
     failed = [c for c in chunks if c.job is None]
@@ -301,7 +330,8 @@ def check(plan: SoakPlan, fake: FakeGameball, chunks: list[Chunk], statuses: lis
         expected_ok = [i for i in range(processed) if fake_job.outcomes[i].ok]
         assert sorted(r.index for r in status.succeeded) == expected_ok
         assert sorted(r.index for r in status.failed) == sorted(
-            set(range(processed)) - set(expected_ok))
+            set(range(processed)) - set(expected_ok)
+        )
         assert all(r.code in (9004, 9008) for r in status.failed)
         states[status.state.value] += 1
         figures.items_succeeded += len(status.succeeded)
@@ -331,7 +361,8 @@ def check(plan: SoakPlan, fake: FakeGameball, chunks: list[Chunk], statuses: lis
     for request in fake.requests:
         if request.route == "create":
             sends.setdefault(hashlib.sha256(request.body).hexdigest(), []).append(
-                request.reply_status)
+                request.reply_status
+            )
     for replies in sends.values():
         assert all(status in (429, 503) for status in replies[:-1]), replies
 
@@ -354,8 +385,11 @@ def check(plan: SoakPlan, fake: FakeGameball, chunks: list[Chunk], statuses: lis
     figures.ambiguous_that_landed = landed
     figures.final_states = dict(states)
     figures.requests = {k: fake.counts[k] for k in ("requests", "create", "status", "stop")}
-    figures.faults = {k.removeprefix("fault:"): v for k, v in sorted(fake.counts.items())
-                      if k.startswith("fault:")}
+    figures.faults = {
+        k.removeprefix("fault:"): v
+        for k, v in sorted(fake.counts.items())
+        if k.startswith("fault:")
+    }
     figures.rate_limited = fake.counts["rate_limited"]
     figures.max_requests_in_1s = fake.max_requests_in(1.0)
 
@@ -365,9 +399,11 @@ def record(figures: Figures, capsys: pytest.CaptureFixture[str], *, full: bool) 
     text = json.dumps(asdict(figures), indent=2)
     where = Path(f"/tmp/gameball_soak_{figures.plan['name']}.json")
     where.write_text(text + "\n")
-    summary = (f"{figures.jobs_known_to_client} jobs, {figures.items} items, "
-               f"states {figures.final_states}, faults {figures.faults}, "
-               f"{figures.wall_seconds} s (figures in {where})")
+    summary = (
+        f"{figures.jobs_known_to_client} jobs, {figures.items} items, "
+        f"states {figures.final_states}, faults {figures.faults}, "
+        f"{figures.wall_seconds} s (figures in {where})"
+    )
     with capsys.disabled():
         print(f"\nsoak {figures.plan['name']}: " + (f"\n{text}" if full else summary))
 

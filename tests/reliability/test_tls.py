@@ -66,8 +66,9 @@ async def https_fake(cert: trustme.LeafCert) -> AsyncIterator[FakeGameball]:
 
 
 def _session(fake: FakeGameball, **options: Any) -> GameballSession:
-    return GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url,
-                           **{**FAST, **options})
+    return GameballSession(
+        fake.api_key, fake.secret_key, base_url=fake.base_url, **{**FAST, **options}
+    )
 
 
 def _assert_tls_failure(error: BaseException) -> None:
@@ -156,10 +157,14 @@ class TestTrusted:
 
 
 def _bad_certificates(ca: trustme.CA) -> Iterator[tuple[str, trustme.LeafCert]]:
-    yield "expired", ca.issue_cert(HOST, not_before=NOW - timedelta(days=30),
-                                   not_after=NOW - timedelta(days=1))
-    yield "not yet valid", ca.issue_cert(HOST, not_before=NOW + timedelta(days=1),
-                                         not_after=NOW + timedelta(days=30))
+    yield (
+        "expired",
+        ca.issue_cert(HOST, not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1)),
+    )
+    yield (
+        "not yet valid",
+        ca.issue_cert(HOST, not_before=NOW + timedelta(days=1), not_after=NOW + timedelta(days=30)),
+    )
     yield "other host", ca.issue_cert("api.gameball.co")
     yield "other CA", trustme.CA().issue_cert(HOST)
 
@@ -181,15 +186,19 @@ class TestVerificationIsNeverOff:
     ) -> None:
         async with FakeGameball(enforce_rate_limit=False) as fake:
             base_url = fake.base_url.replace("http://", "https://", 1)
-            async with GameballSession(fake.api_key, fake.secret_key, base_url=base_url,
-                                       ssl=trusting, **FAST) as gb:
+            async with GameballSession(
+                fake.api_key, fake.secret_key, base_url=base_url, ssl=trusting, **FAST
+            ) as gb:
                 with pytest.raises(TransportError) as info:
                     await gb.get_status(1)
             assert "TLS" in str(info.value)
             assert fake.counts["requests"] == 0
 
-    @pytest.mark.parametrize("value", [False, True, 0, "CERT_NONE", object()],
-                             ids=["False", "True", "0", "str", "object"])
+    @pytest.mark.parametrize(
+        "value",
+        [False, True, 0, "CERT_NONE", object()],
+        ids=["False", "True", "0", "str", "object"],
+    )
     def test_ssl_must_be_a_context(self, value: Any) -> None:
         with pytest.raises(ValueError, match="verification cannot be turned off"):
             GameballSession("key", "secret", ssl=value)
@@ -220,8 +229,7 @@ class TestVerificationIsNeverOff:
             with pytest.raises(ValueError, match="verif"):
                 _session(fake, http_session=http)
             # plain http to a loopback host involves no certificate: nothing to refuse
-            GameballSession("key", "secret", base_url="http://127.0.0.1:1/api",
-                            http_session=http)
+            GameballSession("key", "secret", base_url="http://127.0.0.1:1/api", http_session=http)
             # with a verifying context of its own the session overrides the connector
             async with _session(fake, http_session=http, ssl=ssl.create_default_context()) as gb:
                 with pytest.raises(TransportError) as info:
