@@ -24,9 +24,10 @@ Routes:
   request's outcome is unknown, so look before sending those items again).
 - ``GET /jobs/{job_id}``: the job's last known status, ``done`` and
   ``input_range``, from a cache kept up to date in the background (no request
-  to Gameball). The status is ``BatchStatus.to_dict()``: ``null`` until the
-  first poll (a moment after the creation); once the job ended, every per-item
-  result with the entry it came from (a balance inquiry's answer is there).
+  to Gameball). The status is ``BatchStatus.to_dict()``: ``Submitted`` with
+  the item count until the first poll (a moment after the creation); once the
+  job ended, every per-item result with the entry it came from (a balance
+  inquiry's answer is there).
   ``404`` for a job this service does not know.
 
 Guarantees:
