@@ -179,7 +179,12 @@ class TestWait:
                 await job.wait(timeout=0.1)
             assert isinstance(caught.value, TimeoutError)
             assert not job.done()
-            assert caught.value.last_status is job.status
+            # the last status the wait had seen; the handle may have moved on
+            # since, by the one poll a job keeps after its last waiter leaves
+            last = caught.value.last_status
+            assert last is not None
+            assert job.status is not None
+            assert job.status is last or job.status.processed_count >= last.processed_count
             # The timed-out wait left nothing behind on the scheduler.
             assert gb.stats().jobs_awaited == 0
 
