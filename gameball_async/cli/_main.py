@@ -132,7 +132,8 @@ async def _dispatch(
     interrupt: anyio.Event,
     observer: Callable[[Mapping[str, Any]], None] | None,
 ) -> int:
-    from . import _jobs  # noqa: PLC0415 - imports rich
+    # rich only once a command runs
+    from ._jobs import job_id, status, stop, watch  # noqa: PLC0415
 
     if args.command == "submit":
         options = SubmitOptions(
@@ -178,16 +179,16 @@ async def _dispatch(
             interrupt=interrupt,
         )
     try:
-        job_ids = [_jobs.job_id(text) for text in args.job_ids]
+        job_ids = [job_id(text) for text in args.job_ids]
     except InvalidJobIdError as exc:
         raise UsageError(str(exc)) from None
     action: Callable[[GameballSession], Awaitable[int]]
     if args.command == "status":
-        action = lambda gb: _jobs.status(gb, job_ids, ui, as_json=args.json)  # noqa: E731
+        action = lambda gb: status(gb, job_ids, ui, as_json=args.json)  # noqa: E731
     elif args.command == "stop":
-        action = lambda gb: _jobs.stop(gb, job_ids, ui)  # noqa: E731
+        action = lambda gb: stop(gb, job_ids, ui)  # noqa: E731
     else:
-        action = lambda gb: _jobs.watch(gb, job_ids, ui)  # noqa: E731
+        action = lambda gb: watch(gb, job_ids, ui)  # noqa: E731
     async with make_session(None) as gb:
         outcome = await _until(interrupt, action(gb))
     if outcome is None:
