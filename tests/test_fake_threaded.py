@@ -152,18 +152,20 @@ class TestSnapshots:
     @staticmethod
     async def _snapshots_under_load(threaded: FakeGameball) -> None:
         stop = threading.Event()
-        seen: list[tuple[int, int]] = []
+        # One list per reader: across threads the order of appends is not the
+        # order of reads, so only each reader's own sequence is ordered.
+        seen: list[list[tuple[int, int]]] = [[] for _ in range(3)]
         errors: list[BaseException] = []
 
-        def read() -> None:
+        def read(mine: list[tuple[int, int]]) -> None:
             try:
                 while not stop.is_set():
                     stats = threaded.stats()
-                    seen.append((stats["requests"], stats["counts"].get("requests", 0)))
+                    mine.append((stats["requests"], stats["counts"].get("requests", 0)))
             except BaseException as exc:
                 errors.append(exc)
 
-        readers = [threading.Thread(target=read) for _ in range(3)]
+        readers = [threading.Thread(target=read, args=(mine,)) for mine in seen]
         for reader in readers:
             reader.start()
         try:
@@ -172,14 +174,18 @@ class TestSnapshots:
                     *(gb.create_batch("balance-inquiry", _items(1)) for _ in range(20))
                 )
                 await asyncio.gather(*(job.wait(timeout=20) for job in jobs))
-            await until(lambda: len(seen) > 50)
+            final = threaded.counts["requests"]
+            # Every reader must have read the settled server at least once.
+            await until(lambda: all(mine and mine[-1][0] == final for mine in seen))
         finally:
             stop.set()
             for reader in readers:
                 reader.join()
         assert errors == []
-        assert all(recorded == counted for recorded, counted in seen)
-        assert seen[-1][0] == threaded.counts["requests"] >= 40
+        every = [snapshot for mine in seen for snapshot in mine]
+        assert all(recorded == counted for recorded, counted in every)
+        assert all(mine == sorted(mine) for mine in seen)
+        assert final >= 40
 
 
 class TestCustomers:
