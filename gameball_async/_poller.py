@@ -29,12 +29,13 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._coordination import Fetch, NoStatusYet
 from ._entry import Entry, Subscriber, is_transient, start_hint, status_changed
 from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
@@ -55,10 +56,6 @@ logger: Final = logging.getLogger("gameball_async")
 
 #: Polls of one session in flight at once (they still queue at the rate limiter).
 DEFAULT_MAX_IN_FLIGHT: Final = 16
-
-#: The strategy that reads one status: ``(job_id, operation) -> (status, retry_after)``.
-#: One attempt; failures raise :class:`GameballError` subclasses.
-Fetch = Callable[[str, "Operation | None"], Awaitable[tuple[BatchStatus, "float | None"]]]
 
 
 class Poller:
@@ -206,6 +203,10 @@ class Poller:
         else:
             self._schedule(entry, self._policy.min_delay)
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the job is on the schedule (awaited, or lingering for a poll)."""
+        return job_id in self._entries
+
     @property
     def default_timeout(self) -> float | None:
         """The poll policy's bound on a whole ``wait()``."""
@@ -332,7 +333,10 @@ class Poller:
             self._in_flight -= 1
             self._wakeup.set()
         try:
-            if failure is not None:
+            if isinstance(failure, NoStatusYet):
+                # nothing to tell yet (a fleet follower), and nothing wrong
+                self._schedule(entry, max(self._policy.min_delay, failure.retry_in))
+            elif failure is not None:
                 self._failed(entry, failure)
             elif status is not None:
                 self._recovered()

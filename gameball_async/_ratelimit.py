@@ -1,10 +1,16 @@
 """The client-side rate limiter that keeps a session within the documented limits.
 
 Gameball allows 30 requests per second and 360 per rolling 30 seconds for the
-batch endpoints ("Others"), per account. The limiter keeps a sliding log of the
-last send times for each window; a request may go when fewer than ``limit``
-requests were sent in the ``window`` before it. Waiters are served first come,
-first served, so a burst of creations cannot starve earlier polls.
+batch endpoints ("Others"), per account. What the session needs of a limiter is
+the small :class:`RateLimiter` protocol (a slot held from before a request is
+sent until its reply, and a pause after a 429); :class:`LocalRateLimiter` is
+the in-process implementation, and a fleet plugs in one shared across
+processes. Nothing else depends on the local limiter's class.
+
+The local limiter keeps a sliding log of the last send times for each window; a
+request may go when fewer than ``limit`` requests were sent in the ``window``
+before it. Waiters are served first come, first served, so a burst of creations
+cannot starve earlier polls.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
 
 import anyio
 import attrs
 
-__all__ = ["RateLimit", "RateLimiter", "next_slot"]
+__all__ = ["LocalRateLimiter", "RateLimit", "RateLimiter", "next_slot"]
 
 DEFAULT_PER_SECOND: Final = 30
 DEFAULT_PER_WINDOW: Final = 360
@@ -83,8 +90,36 @@ def next_slot(sent: Sequence[float], limit: int, window: float, now: float) -> f
     return max(now, sent[-limit] + window)
 
 
-class RateLimiter:
-    """Paces requests of one session; share one instance between all its calls.
+class RateLimiter(Protocol):
+    """What a session needs of a rate limiter: one instance serves all its calls.
+
+    ``slot()`` is an async context manager held from before a request is sent
+    until its reply; cancelled before the slot is taken, it takes nothing.
+    ``pause(seconds)`` holds every later request (the server answered 429).
+    """
+
+    @property
+    def limit(self) -> RateLimit:
+        """The configured limit."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Requests of this process holding a slot whose reply has not come."""
+        ...
+
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """A slot for one request, held until its reply."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds``."""
+        ...
+
+
+class LocalRateLimiter:
+    """Paces requests of one session in this process (the :class:`RateLimiter`
+    of a session without a fleet); share one instance between all its calls.
 
     :param limit: the :class:`RateLimit` to keep.
     :param clock: monotonic clock, injectable for tests.
@@ -106,6 +141,11 @@ class RateLimiter:
     def limit(self) -> RateLimit:
         """The configured limit."""
         return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot whose reply has not come yet."""
+        return self._in_flight
 
     def delay(self, now: float) -> float:
         """Seconds until a request may go, from ``now``; 0.0 when it may go now.
@@ -182,12 +222,12 @@ class RateLimiter:
 
 
 class _Slot:
-    """The async context manager of :meth:`RateLimiter.slot` (a class: this is
+    """The async context manager of :meth:`LocalRateLimiter.slot` (a class: this is
     on every request's path, where a generator-based one costs more)."""
 
     __slots__ = ("_limiter", "_taken")
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: LocalRateLimiter) -> None:
         self._limiter = limiter
         self._taken = False
 

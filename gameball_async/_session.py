@@ -31,6 +31,7 @@ from ._config import (
     from_environment,
     verifies,
 )
+from ._coordination import Attachment, Claim, Coordinator, Fetch, SessionLink, account_namespace
 from ._creation import Creations, InputReader, OnJob, announce, submit_chunks
 from ._decode import decode_job_id, decode_status
 from ._errors import (
@@ -41,11 +42,12 @@ from ._errors import (
     ProtocolError,
     SessionClosedError,
 )
+from ._idempotency import check_idempotency_key, claimed, earlier_job
 from ._job import BatchJob, check_job_id
 from ._models import BatchStatus, Operation
 from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, RetryPolicy
 from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
-from ._ratelimit import RateLimit, RateLimiter
+from ._ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from ._reply import CreationGuard, Reply
 from ._schema import MAX_BATCH_ITEMS, encode_batch
 from ._stats import Counters, SessionStats
@@ -98,6 +100,10 @@ class GameballSession:
         exists (after the call's own ``on_job``); an exception it raises is
         logged (ERROR) and does not propagate. It is how a job whose caller was
         cancelled while its request was in flight is heard of.
+    :param fleet: a fleet of processes sharing the account (e.g.
+        ``gameball_async.fleet.RedisFleet``): the rate limit then holds for the
+        whole account, each awaited job is polled by one process for all of
+        them, created jobs are registered, and ``idempotency_key`` works.
     :raises ValueError: for bad or missing keys (naming the parameter or the
         environment variable, never the value), a bad base URL or bad routes.
     """
@@ -119,6 +125,7 @@ class GameballSession:
         ssl: ssl_module.SSLContext | None = None,
         max_in_flight_polls: int = DEFAULT_MAX_IN_FLIGHT,
         on_job: OnJob | None = None,
+        fleet: Coordinator | None = None,
     ) -> None:
         api_key = from_environment(api_key, "api_key", ENV_API_KEY)
         secret_key = from_environment(secret_key, "secret_key", ENV_SECRET_KEY)
@@ -160,6 +167,9 @@ class GameballSession:
             "ssl": ssl,
         }
         self._on_job = on_job
+        self._fleet = fleet
+        self._account = account_namespace(api_key) if fleet is not None else ""
+        self._attachment: Attachment | None = None
         self._transport: Transport | None = None
         self._poller_if_open: Poller | None = None
         self._creations = Creations()
@@ -211,15 +221,38 @@ class GameballSession:
             self._check_loop(loop)
         if self._transport is None:
             # anyio primitives need the running loop: build them on first use.
-            limiter = RateLimiter(self._rate_limit)
+            limiter: RateLimiter
+            fetch: Fetch = self._poll_once
+            if self._fleet is not None:
+                attachment = self._attachment = self._fleet.attach(self._link())
+                limiter, fetch = attachment.limiter, attachment.fetch
+            else:
+                limiter = LocalRateLimiter(self._rate_limit)
             self._transport = Transport(
                 limiter=limiter, counters=self._counters, **self._transport_args
             )
             self._poller_if_open = Poller(
-                self._poll_once, self._poll_policy, max_in_flight=self._max_in_flight
+                fetch, self._poll_policy, max_in_flight=self._max_in_flight
             )
             self._state = "open"
         return self._transport
+
+    def _link(self) -> SessionLink:
+        def poll_soon(job_id: str) -> None:
+            if self._poller_if_open is not None:
+                self._poller_if_open.poll_soon(job_id)
+
+        def awaited(job_id: str) -> bool:
+            return self._poller_if_open is not None and self._poller_if_open.holds(job_id)
+
+        return SessionLink(
+            account=self._account,
+            rate_limit=self._rate_limit,
+            fetch=self._poll_once,
+            poll_soon=poll_soon,
+            awaited=awaited,
+            request_bound=self._request_bound,
+        )
 
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is None:
@@ -249,7 +282,13 @@ class GameballSession:
         # stop a plain task.cancel(), which would leave waiters hanging and the
         # connection pool open. The caller's cancellation is re-raised after.
         closing = asyncio.get_running_loop().create_task(
-            _shut(self._creations, self._request_bound, self._poller_if_open, self._transport),
+            _shut(
+                self._creations,
+                self._request_bound,
+                self._poller_if_open,
+                self._transport,
+                self._attachment,
+            ),
             name="gameball_async close",
         )
         cancelled: BaseException | None = None
@@ -304,6 +343,7 @@ class GameballSession:
         *,
         timeout: float | None = None,
         on_job: OnJob | None = None,
+        idempotency_key: str | None = None,
     ) -> BatchJob:
         """Create one batch job of 1 to 1,000 items.
 
@@ -325,6 +365,10 @@ class GameballSession:
         :param on_job: called with the job the moment it exists (before the
             session's own ``on_job``); an exception it raises is logged and does
             not propagate.
+        :param idempotency_key: at most one job per key across the fleet (needs
+            ``fleet=``): a later call with the key returns a handle to the same
+            job and sends nothing; a concurrent one waits (within ``timeout``) for
+            the first call's outcome.
         :return: the job's handle (``input_range`` is ``range(len(items))``);
             ``await`` it for the outcome.
         :raises InvalidBatchError: before anything is sent, for an unknown
@@ -333,10 +377,14 @@ class GameballSession:
         :raises CreationTimeoutError: ``timeout`` ran out before the request was
             sent; nothing was created.
         :raises AmbiguousSubmissionError: the request may have created a job
-            (it is not resent); carries the items.
+            (it is not resent); carries the items. With ``idempotency_key``, also
+            when an earlier call with the key may have sent its request and
+            recorded no job (a crash mid-request).
         :raises APIError: the server refused the batch.
         :raises TransportError: the server could not be reached.
+        :raises ValueError: ``idempotency_key`` without a fleet (nothing is sent).
         """
+        check_idempotency_key(idempotency_key, fleet=self._fleet is not None)
         op = Operation.parse(operation)
         batch: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
         body = encode_batch(op, batch)
@@ -344,7 +392,13 @@ class GameballSession:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
         deadline = anyio.current_time() + timeout if timeout is not None else None
         return await self._create(
-            op, batch, body, input_range=range(len(batch)), on_job=on_job, deadline=deadline
+            op,
+            batch,
+            body,
+            input_range=range(len(batch)),
+            on_job=on_job,
+            deadline=deadline,
+            idempotency_key=idempotency_key,
         )
 
     async def _create(
@@ -356,8 +410,17 @@ class GameballSession:
         input_range: range,
         on_job: OnJob | None,
         deadline: float | None,
+        idempotency_key: str | None = None,
     ) -> BatchJob:
         transport = self._open()
+        claim: Claim | None = None
+        if idempotency_key is not None:
+            assert self._attachment is not None  # checked before: a fleet is attached
+            claim = await self._attachment.claim(idempotency_key, op, deadline=deadline)
+            earlier = earlier_job(claim, idempotency_key, op, batch)
+            if earlier is not None:
+                job_id, known = earlier
+                return BatchJob(self, job_id, known or op, input_range=input_range)
 
         async def send(guard: CreationGuard) -> BatchJob:
             reply = await transport.create(
@@ -381,10 +444,13 @@ class GameballSession:
             logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
             job = BatchJob(self, job_id, op, input_range=input_range, submitted_at=time.monotonic())
             self._counters.jobs_created += 1
+            if self._attachment is not None:
+                self._attachment.created(job.to_token(), op, job_id)
             announce(job, (on_job, self._on_job))
             return job
 
-        return await self._creations.run(send, operation=op, items=batch)
+        runs = send if claim is None else claimed(claim, send)
+        return await self._creations.run(runs, operation=op, items=batch)
 
     async def submit_many(
         self,
@@ -394,6 +460,7 @@ class GameballSession:
         chunk_size: int = MAX_BATCH_ITEMS,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         on_job: OnJob | None = None,
+        idempotency_key: str | None = None,
     ) -> list[BatchJob]:
         """Split items into batches and create them concurrently, in input order.
 
@@ -409,6 +476,9 @@ class GameballSession:
         :param max_concurrency: creation requests in flight at once.
         :param on_job: called with each job the moment it exists (before the
             session's ``on_job``), e.g. to persist it; exceptions are logged.
+        :param idempotency_key: a prefix (needs ``fleet=``): chunk ``n`` (from 0)
+            is created with the key ``f"{idempotency_key}/{n}"``, so a retried
+            call resends nothing that an earlier one created.
         :return: one job per chunk, in input order; each job's ``input_range``
             holds the positions of its items in the input.
         :raises SubmissionError: when some chunks failed, or the input raised
@@ -418,6 +488,7 @@ class GameballSession:
             is lost or sent twice. After an authentication error (or a closed
             session) no further input is read.
         """
+        check_idempotency_key(idempotency_key, fleet=self._fleet is not None)
         op = Operation.parse(operation)
         if not 1 <= chunk_size <= MAX_BATCH_ITEMS:
             raise InvalidBatchError(
@@ -429,8 +500,15 @@ class GameballSession:
         async def create(start: int, chunk: list[Any]) -> BatchJob:
             body = encode_batch(op, chunk)
             span = range(start, start + len(chunk))
+            key = None if idempotency_key is None else f"{idempotency_key}/{start // chunk_size}"
             return await self._create(
-                op, chunk, body, input_range=span, on_job=on_job, deadline=None
+                op,
+                chunk,
+                body,
+                input_range=span,
+                on_job=on_job,
+                deadline=None,
+                idempotency_key=key,
             )
 
         return await submit_chunks(
@@ -484,7 +562,10 @@ class GameballSession:
         reply = await transport.get(self._job_path(job_id))
         if reply.payload is None:
             raise ProtocolError(f"the status reply for job {job_id} was empty")
-        return self._decode_status(transport, reply, job_id, operation)
+        status, retry_after = self._decode_status(transport, reply, job_id, operation)
+        if self._attachment is not None:
+            self._attachment.observed(status)
+        return status, retry_after
 
     async def _poll_once(
         self, job_id: str, operation: Operation | None
@@ -525,18 +606,27 @@ class GameballSession:
         payload = reply.payload
         if isinstance(payload, Mapping) and ("status" in payload or "state" in payload):
             try:
-                return decode_status(payload, job_id=job_id, operation=operation)
+                status = decode_status(payload, job_id=job_id, operation=operation)
             except ProtocolError:
                 return None
+            if self._attachment is not None:
+                self._attachment.observed(status)
+            return status
         return None
 
 
 async def _shut(
-    creations: Creations, bound: float, poller: Poller | None, transport: Transport | None
+    creations: Creations,
+    bound: float,
+    poller: Poller | None,
+    transport: Transport | None,
+    attachment: Attachment | None,
 ) -> None:
     # first: a creation in flight may still create a job, which must be heard of
     await creations.aclose(bound)
     if poller is not None:
         await poller.aclose()
+    if attachment is not None:
+        await attachment.aclose()  # after the poller: nothing polls through it any more
     if transport is not None:
         await transport.aclose()

@@ -1,4 +1,4 @@
-"""Tests of gameball_async._ratelimit: RateLimit, next_slot and RateLimiter (fake clock)."""
+"""Tests of gameball_async._ratelimit: RateLimit, next_slot and LocalRateLimiter (fake clock)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from gameball_async import RateLimit, _ratelimit
-from gameball_async._ratelimit import RateLimiter, next_slot
+from gameball_async._ratelimit import LocalRateLimiter, next_slot
 
 
 class VirtualTime:
@@ -89,11 +89,11 @@ class TestNextSlot:
         assert next_slot([1.0, 2.0, 3.0], 3, 1.0, now=5.0) == 5.0
 
 
-class TestRateLimiter:
+class TestLocalRateLimiter:
     @pytest.mark.anyio
     async def test_never_more_than_the_limit_in_any_window(self, vtime: VirtualTime) -> None:
         limit = RateLimit(per_second=7, per_window=20, window=5.0, margin=0.0)
-        limiter = RateLimiter(limit, clock=vtime)
+        limiter = LocalRateLimiter(limit, clock=vtime)
         sent: list[float] = []
 
         async def one() -> None:
@@ -117,7 +117,9 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_margin_widens_the_windows(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(per_second=3, per_window=100, margin=0.25), clock=vtime)
+        limiter = LocalRateLimiter(
+            RateLimit(per_second=3, per_window=100, margin=0.25), clock=vtime
+        )
         sent: list[float] = []
         for _ in range(10):
             await limiter.acquire()
@@ -126,7 +128,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_first_come_first_served(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(per_second=2, per_window=1000), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit(per_second=2, per_window=1000), clock=vtime)
         order: list[int] = []
 
         async def one(number: int) -> None:
@@ -141,7 +143,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_pause_holds_every_request(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit(), clock=vtime)
         assert limiter.delay(vtime()) == 0.0
         limiter.pause(4.0)
         assert limiter.delay(vtime()) == pytest.approx(4.0)
@@ -153,7 +155,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_disabled_never_waits(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit.disabled(), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit.disabled(), clock=vtime)
         limiter.pause(100.0)
         for _ in range(1000):
             await limiter.acquire()
@@ -162,7 +164,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_slot_held_until_the_reply(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(per_second=3, per_window=100, margin=0.0), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit(per_second=3, per_window=100, margin=0.0), clock=vtime)
         held = [limiter.slot() for _ in range(3)]
         for slot in held:
             await slot.__aenter__()
@@ -192,7 +194,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_slot_released_on_error_and_cancellation(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(per_second=2, per_window=100, margin=0.0), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit(per_second=2, per_window=100, margin=0.0), clock=vtime)
         with pytest.raises(RuntimeError, match="request failed"):
             async with limiter.slot():
                 raise RuntimeError("request failed")
@@ -221,7 +223,7 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_acquire_waits_for_slots_in_flight(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit(per_second=1, per_window=100, margin=0.0), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit(per_second=1, per_window=100, margin=0.0), clock=vtime)
         slot = limiter.slot()
         await slot.__aenter__()
         acquired = anyio.Event()
@@ -241,12 +243,12 @@ class TestRateLimiter:
 
     @pytest.mark.anyio
     async def test_disabled_slot_never_waits(self, vtime: VirtualTime) -> None:
-        limiter = RateLimiter(RateLimit.disabled(), clock=vtime)
+        limiter = LocalRateLimiter(RateLimit.disabled(), clock=vtime)
         for _ in range(100):
             async with limiter.slot():
                 pass
         assert limiter.delay(vtime()) == 0.0
 
     def test_delay_is_zero_when_free(self) -> None:
-        limiter = RateLimiter(RateLimit(per_second=1, per_window=1), clock=lambda: 0.0)
+        limiter = LocalRateLimiter(RateLimit(per_second=1, per_window=1), clock=lambda: 0.0)
         assert limiter.delay(0.0) == 0.0

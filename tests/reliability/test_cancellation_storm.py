@@ -297,13 +297,13 @@ class TestCallStorm:
                 # No slot of the rate limiter was lost to a cancellation: the
                 # next second's worth of calls all go, and nothing is held.
                 limiter = gb._open().limiter
-                assert limiter._in_flight == 0
+                assert limiter.in_flight == 0
                 fake.faults = Faults()
                 with anyio.fail_after(PATIENCE):
                     async with anyio.create_task_group() as tg:
                         for job in jobs * 2:
                             tg.start_soon(gb.get_status, job.job_id)
-                assert limiter._in_flight == 0
+                assert limiter.in_flight == 0
                 assert fake.counts["rate_limited"] == 0
                 # a cancelled creation was never resent either
                 assert set(fake.created_bodies.values()) == {1}

@@ -1,0 +1,113 @@
+"""Short timeouts and a circuit breaker around every Redis call of a fleet.
+
+Nothing may wait on a dead or frozen Redis. Each call is bounded by a short
+timeout; after a few failures in a row the breaker opens and calls fail at
+once (the fleet falls back to local limiting and local polling) until a
+cool-down has passed, when one trial call may go. The fallback is logged once
+at WARNING and the recovery at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import anyio
+
+__all__ = ["Breaker", "RedisUnavailable"]
+
+logger: Final = logging.getLogger("gameball_async")
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """A Redis call failed, timed out, or was skipped while the breaker is open."""
+
+
+class Breaker:
+    """Bounds Redis calls and stops making them while Redis is failing.
+
+    :param timeout: seconds one call may take.
+    :param failures: failures in a row that open the breaker.
+    :param cooldown: seconds the breaker stays open before a trial call.
+    :param clock: monotonic clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 0.5,
+        failures: int = 3,
+        cooldown: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout = timeout
+        self._threshold = failures
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._open_until: float | None = None
+        self._trial = False
+        #: Times the breaker opened (for tests and stats).
+        self.openings = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether calls are being skipped (the fleet runs on its fallbacks)."""
+        return self._open_until is not None
+
+    def allows(self) -> bool:
+        """Whether a call may go now (closed, or cooled down for one trial)."""
+        if self._open_until is None:
+            return True
+        return not (self._trial or self._clock() < self._open_until)
+
+    async def call(self, make: Callable[[], Awaitable[T]], *, timeout: float | None = None) -> T:
+        """Run one Redis call, bounded by ``timeout`` (default :attr:`timeout`).
+
+        :raises RedisUnavailable: it failed, timed out, or the breaker is open.
+        """
+        if not self.allows():
+            raise RedisUnavailable("Redis is unavailable (circuit open)")
+        trial = self._open_until is not None
+        if trial:
+            self._trial = True
+        try:
+            with anyio.fail_after(self.timeout if timeout is None else timeout):
+                result = await make()
+        except RedisUnavailable:
+            self.failed("a nested call failed")
+            raise
+        except Exception as exc:  # TimeoutError included
+            self.failed(type(exc).__name__)
+            raise RedisUnavailable(f"Redis call failed: {type(exc).__name__}") from exc
+        finally:
+            if trial:
+                self._trial = False
+        self.succeeded()
+        return result
+
+    def failed(self, why: str) -> None:
+        """Count a failure (also for calls made outside :meth:`call`)."""
+        self._failures += 1
+        if self._open_until is not None:
+            self._open_until = self._clock() + self._cooldown  # the trial failed
+            return
+        if self._failures >= self._threshold:
+            self._open_until = self._clock() + self._cooldown
+            self.openings += 1
+            logger.warning(
+                "gameball_async: the fleet's Redis is failing (%s); falling back to a local "
+                "share of the rate limit and local polling until it answers again",
+                why,
+            )
+
+    def succeeded(self) -> None:
+        """Count a success: closes an open breaker."""
+        self._failures = 0
+        if self._open_until is not None:
+            self._open_until = None
+            logger.info("gameball_async: the fleet's Redis answers again; coordination resumed")
