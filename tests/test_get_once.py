@@ -18,6 +18,7 @@ from gameball_async import (
     ServerError,
     TransportError,
 )
+from gameball_async._ratelimit import LocalRateLimiter
 from gameball_async.testing import FakeGameball, InjectedReply
 
 pytestmark = pytest.mark.anyio
@@ -90,6 +91,7 @@ async def test_429_raises_with_a_clamped_retry_after_and_pauses_the_limiter(
     assert info.value.retry_after == RETRY.max_retry_after
     assert fake.counts["status"] == 1
     limiter = transport.limiter
+    assert isinstance(limiter, LocalRateLimiter)
     # paused, but for the clamped value, not an hour
     assert 0.0 < limiter.delay(limiter._clock()) <= RETRY.max_retry_after
 

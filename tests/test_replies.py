@@ -26,6 +26,7 @@ from gameball_async import (
     RedirectError,
     RetryPolicy,
 )
+from gameball_async._ratelimit import LocalRateLimiter
 from gameball_async._reply import redirect_target, server_delay
 from gameball_async.testing import FakeGameball, InjectedReply
 
@@ -189,6 +190,7 @@ def _limited(fake: FakeGameball, retry: RetryPolicy, **options: Any) -> Gameball
 
 def _pause(gb: GameballSession) -> float:
     limiter = gb._open().limiter
+    assert isinstance(limiter, LocalRateLimiter)
     return limiter.delay(limiter._clock())
 
 
