@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_ROUTES",
     "check_base_url",
     "check_key",
+    "check_tls",
     "check_routes",
     "connector_ssl",
     "from_environment",
@@ -93,6 +94,29 @@ def verifies(setting: object) -> bool:
     if isinstance(setting, ssl_module.SSLContext):
         return setting.check_hostname and setting.verify_mode != ssl_module.CERT_NONE
     return setting is True or isinstance(setting, aiohttp.Fingerprint)
+
+
+def check_tls(
+    ssl: ssl_module.SSLContext | None, base_url: str, http_session: aiohttp.ClientSession | None
+) -> None:
+    """Refuse any TLS setting that would not verify certificates and host names.
+
+    aiohttp uses a borrowed session's connector setting unless ``ssl`` overrides
+    it, so that setting is checked too.
+
+    :raises ValueError: for a non-context ``ssl`` or a setting that does not verify.
+    """
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise ValueError("ssl must be an ssl.SSLContext; verification cannot be turned off")
+    setting: object = ssl
+    if ssl is None:
+        https = base_url.lower().startswith("https:")
+        setting = connector_ssl(http_session) if https else True
+    if not verifies(setting):
+        raise ValueError(
+            "certificate verification cannot be turned off: pass an ssl.SSLContext "
+            "that verifies (CERT_REQUIRED, check_hostname), e.g. trusting a private CA"
+        )
 
 
 def _is_loopback(host: str) -> bool:
