@@ -39,6 +39,7 @@ from ._coordination import Fetch, NoStatusYet
 from ._entry import Entry, Subscriber, is_transient, start_hint, status_changed
 from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
+from ._outage import Outage
 from ._policy import PollPolicy
 
 __all__ = [
@@ -91,9 +92,7 @@ class Poller:
         self._wakeup = anyio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        # One WARNING per outage, not one per failed poll.
-        self._outage_since: float | None = None
-        self._outage_failures = 0
+        self._outage = Outage(clock)
         #: Polls sent since the session opened (for tests and benchmarks).
         self.polls_sent = 0
         #: Polls that failed transiently and were put back on the schedule.
@@ -339,7 +338,7 @@ class Poller:
             elif failure is not None:
                 self._failed(entry, failure)
             elif status is not None:
-                self._recovered()
+                self._outage.ended()
                 entry.failures = 0
                 self._apply(entry, status, retry_after, ticket)
         except Exception as exc:  # a bug handling one job's reply ends that job's wait only
@@ -374,7 +373,7 @@ class Poller:
             self._finish(entry)
             return
         self.polls_failed += 1
-        self._note_outage(failure)
+        self._outage.failed(failure)
         retry_after = getattr(failure, "retry_after", None)
         delay = entry.delay_after_failure(
             self._policy,
@@ -382,27 +381,6 @@ class Poller:
             rng=self._rng,
         )
         self._schedule(entry, delay)
-
-    def _note_outage(self, failure: Exception) -> None:
-        self._outage_failures += 1
-        if self._outage_since is None:
-            self._outage_since = self._clock()
-            logger.warning(
-                "gameball_async: status polls are failing (%s); "
-                "waits keep polling with backoff until their own deadlines",
-                failure,
-            )
-
-    def _recovered(self) -> None:
-        if self._outage_since is None:
-            return
-        logger.info(
-            "gameball_async: status polls recovered after %d failed polls in %.1f s",
-            self._outage_failures,
-            self._clock() - self._outage_since,
-        )
-        self._outage_since = None
-        self._outage_failures = 0
 
     def _apply(
         self, entry: Entry, status: BatchStatus, retry_after: float | None, ticket: int
