@@ -17,18 +17,18 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from ._fake_faults import Faults, InjectedReply, RecordedRequest
-    from ._fake_jobs import FakeJob
-    from ._fake_server import FakeGameball
+    from ._faults import Faults, InjectedReply, RecordedRequest
+    from ._jobs import FakeJob
+    from ._server import FakeGameball
 
 __all__ = ["FakeGameball", "FakeJob", "Faults", "InjectedReply", "RecordedRequest"]
 
 _HOMES: Final = {
-    "FakeGameball": "._fake_server",
-    "FakeJob": "._fake_jobs",
-    "Faults": "._fake_faults",
-    "InjectedReply": "._fake_faults",
-    "RecordedRequest": "._fake_faults",
+    "FakeGameball": "._server",
+    "FakeJob": "._jobs",
+    "Faults": "._faults",
+    "InjectedReply": "._faults",
+    "RecordedRequest": "._faults",
 }
 
 

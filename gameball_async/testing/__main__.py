@@ -19,8 +19,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._fake_faults import Faults
-from ._fake_server import FakeGameball
+from ._faults import Faults
+from ._server import FakeGameball
 
 __all__ = ["build_parser", "main"]
 

@@ -17,8 +17,8 @@ import pytest
 
 from _gameball_async_pytest import fake_gameball, fake_gameball_factory, pytest_configure
 
-from ._fake_faults import Faults
-from ._fake_server import FakeGameball
+from ._faults import Faults
+from ._server import FakeGameball
 
 __all__ = [
     "FakeGameballFactory",

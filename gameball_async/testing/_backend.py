@@ -29,10 +29,9 @@ from typing import Any, Final, Literal
 import attrs
 from aiohttp import web
 
-from ._fake_faults import Faults, InjectedReply, RecordedRequest, Route
-from ._fake_jobs import UNKNOWN_STATUS_WORD, FakeJob, Ledger, render_status
-from ._fake_ratelimit import SlidingWindowLimiter, max_in_window, retry_after_seconds
-from ._fake_replies import (
+from ._faults import Faults, InjectedReply, RecordedRequest, Route
+from ._jobs import UNKNOWN_STATUS_WORD, FakeJob, Ledger, render_status
+from ._replies import (
     drop_connection,
     error_response,
     fault_response,
@@ -41,7 +40,8 @@ from ._fake_replies import (
     malformed_response,
     scripted_response,
 )
-from ._fake_wire import CREATE_ROUTES, RATE_LIMIT_CODE, PayloadError, parse_creation
+from ._sliding_window import SlidingWindowLimiter, max_in_window, retry_after_seconds
+from ._wire import CREATE_ROUTES, RATE_LIMIT_CODE, PayloadError, parse_creation
 
 __all__ = ["FakeBackend", "StatusShape"]
 

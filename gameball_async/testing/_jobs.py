@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._fake_wire import error_type
+from ._wire import error_type
 
 __all__ = [
     "OPENAPI_WORDS",

@@ -12,10 +12,10 @@ from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import web
 
-from ._fake_backend import FakeBackend, StatusShape
-from ._fake_faults import Faults, InjectedReply, InjectRoute, RecordedRequest
-from ._fake_jobs import FakeJob
-from ._fake_thread import LoopThread
+from ._backend import FakeBackend, StatusShape
+from ._faults import Faults, InjectedReply, InjectRoute, RecordedRequest
+from ._jobs import FakeJob
+from ._loop_thread import LoopThread
 
 __all__ = ["DEFAULT_BASE_PATH", "FakeGameball"]
 

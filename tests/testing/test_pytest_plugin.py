@@ -323,7 +323,7 @@ class TestCostsNothingUntilUsed:
     def test_the_entry_point_names_the_top_level_module(self) -> None:
         # The distribution's pytest11 entry point must name a module outside
         # the package: importing anything inside it imports the SDK first.
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         section = re.search(
             r"^\[project\.entry-points\.pytest11\]\n(?P<body>(?:[^\[\n].*\n|\n)*)",
             pyproject.read_text(encoding="utf-8"),
