@@ -336,9 +336,9 @@ class TestLifecycle:
 
     def test_serve_flags_reach_the_fake(self) -> None:
         args = build_parser().parse_args(["serve", "--wall-offset", "-10", "--no-started-at"])
-        backend = _fake_from_args(args)._backend
-        assert (backend.wall_offset, backend.report_started_at) == (-10.0, False)
-        default = _fake_from_args(build_parser().parse_args(["serve"]))._backend
+        settings = _fake_from_args(args).settings
+        assert (settings.wall_offset, settings.report_started_at) == (-10.0, False)
+        default = _fake_from_args(build_parser().parse_args(["serve"])).settings
         assert (default.wall_offset, default.report_started_at) == (0.0, True)
 
 
