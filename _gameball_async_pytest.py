@@ -31,7 +31,9 @@ a closer one overrides)::
         assert fake_gameball.counts["create"] == 1
 
 The marker takes :class:`~gameball_async.testing.FakeGameball`'s keyword
-arguments. The ones tests reach for most: ``processing_rate`` (items per
+arguments: ``settings=`` a :class:`~gameball_async.testing.FakeSettings`, and
+any of its fields, which override those of ``settings``. The ones tests reach
+for most: ``processing_rate`` (items per
 second per job), ``queue_delay``, ``customers`` (a mapping of id to balance,
 or ids: only these customers exist and items of any other fail with 7000),
 ``faults`` (a :class:`~gameball_async.testing.Faults`, or a mapping of its
@@ -49,9 +51,11 @@ fields), ``seed`` and ``failed_job_rate``::
 fakes as a test needs (two regions, a before and after); each is started
 at once and closed after the test::
 
+    from gameball_async.testing import FakeSettings
+
     def test_two_fakes(fake_gameball_factory):
         slow = fake_gameball_factory(processing_rate=5)
-        strict = fake_gameball_factory(customers=["c1"])
+        strict = fake_gameball_factory(FakeSettings(customers=["c1"]), seed=7)
         ...
 
 A fake's settings can also change while the test runs: ``fake.faults =
@@ -80,18 +84,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "fake_gameball(**settings): FakeGameball keyword arguments for the "
-        "fake_gameball fixture (processing_rate, customers, faults, ...)",
+        "fake_gameball fixture (settings=FakeSettings(...), processing_rate, "
+        "customers, faults, ...)",
     )
 
 
 @pytest.fixture
 def fake_gameball_factory() -> Iterator[FakeGameballFactory]:
-    """A function ``(**settings) -> FakeGameball`` starting fakes, all closed after the test.
+    """A function ``(settings=None, **overrides) -> FakeGameball`` starting fakes.
 
-    ``settings`` are :class:`~gameball_async.testing.FakeGameball`'s keyword
-    arguments; ``faults`` may also be a mapping of
-    :class:`~gameball_async.testing.Faults` fields. Each fake serves from its
-    own thread.
+    ``settings`` is a :class:`~gameball_async.testing.FakeSettings` and
+    ``overrides`` are :class:`~gameball_async.testing.FakeGameball`'s keyword
+    arguments (fields of ``FakeSettings`` replacing those of ``settings``;
+    ``faults`` may be a mapping of :class:`~gameball_async.testing.Faults`
+    fields). Each fake serves from its own thread; all are closed after the test.
 
     :return: the factory (yielded).
     """

@@ -34,7 +34,7 @@ from gameball_async import (
 from gameball_async._checks import Kind, Spec, compile_validator, misspelling
 from gameball_async._schema import encode_batch
 from gameball_async.testing import FakeGameball
-from gameball_async.testing._fake_wire import parse_creation
+from gameball_async.testing._wire import parse_creation
 
 UTC = timezone.utc
 WHEN = datetime(2024, 10, 16, 8, 13, 29, 290000, tzinfo=UTC)

@@ -1,8 +1,11 @@
 """Testing helpers: :class:`FakeGameball`, an in-process fake of the Batch API.
 
 The fake is a pure aiohttp.web server (it imports nothing from the rest of
-``gameball_async``); see DESIGN section 6. It serves on the caller's event
-loop (``async with``) or from its own thread (``with``). The
+``gameball_async``) implementing the Batch API's routes, key checks, payload
+validation, job lifecycle, per-item outcomes and rate limits, with seeded
+fault injection, and counting every request it receives. Its settings are one
+value, :class:`FakeSettings`. It serves on the caller's event loop
+(``async with``) or from its own thread (``with``). The
 ``fake_gameball`` and ``fake_gameball_factory`` pytest fixtures come from the
 top-level module ``_gameball_async_pytest``, registered as a ``pytest11``
 entry point. ``python -m gameball_async.testing serve`` runs the fake in a
@@ -17,18 +20,27 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from ._fake_faults import Faults, InjectedReply, RecordedRequest
-    from ._fake_jobs import FakeJob
-    from ._fake_server import FakeGameball
+    from ._faults import Faults, InjectedReply, RecordedRequest
+    from ._jobs import FakeJob
+    from ._server import FakeGameball
+    from ._settings import FakeSettings
 
-__all__ = ["FakeGameball", "FakeJob", "Faults", "InjectedReply", "RecordedRequest"]
+__all__ = [
+    "FakeGameball",
+    "FakeJob",
+    "FakeSettings",
+    "Faults",
+    "InjectedReply",
+    "RecordedRequest",
+]
 
 _HOMES: Final = {
-    "FakeGameball": "._fake_server",
-    "FakeJob": "._fake_jobs",
-    "Faults": "._fake_faults",
-    "InjectedReply": "._fake_faults",
-    "RecordedRequest": "._fake_faults",
+    "FakeGameball": "._server",
+    "FakeJob": "._jobs",
+    "FakeSettings": "._settings",
+    "Faults": "._faults",
+    "InjectedReply": "._faults",
+    "RecordedRequest": "._faults",
 }
 
 

@@ -8,6 +8,7 @@ Once listening it prints one JSON line to stdout,
 ``{"base_url": ..., "api_key": ..., "secret_key": ...}``, then serves until
 SIGTERM or SIGINT and exits with status 0. Counters are at
 ``GET <origin>/_fake/stats``; ``POST <origin>/_fake/reset`` clears them.
+There is one flag per :class:`FakeSettings` field (``--help`` lists them).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._fake_faults import Faults
-from ._fake_server import FakeGameball
+from ._flags import add_arguments, from_namespace
+from ._server import FakeGameball
+from ._settings import FakeSettings
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "settings_from_args"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser.
+
+    The ``serve`` flags are built from the fields of :class:`FakeSettings`
+    (one per field, its :class:`Faults` as ``--fault-*``).
 
     :return: an :class:`argparse.ArgumentParser` with the ``serve`` command.
     """
@@ -35,63 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fake Gameball Batch API server for tests and benchmarks.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve until SIGTERM/SIGINT")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    serve.add_argument("--api-key", default="test-api-key")
-    serve.add_argument("--secret-key", default="test-secret-key")
-    serve.add_argument("--processing-rate", type=float, default=1000.0, help="items/s per job")
-    serve.add_argument("--queue-delay", type=float, default=0.05, help="seconds Queued")
-    serve.add_argument("--seed", type=int, default=0)
-    serve.add_argument("--no-rate-limit", action="store_true", help="never reply 429")
-    serve.add_argument("--rate-per-second", type=int, default=30)
-    serve.add_argument("--rate-per-window", type=int, default=360)
-    serve.add_argument("--rate-window", type=float, default=30.0)
-    serve.add_argument("--status-shape", choices=("guide", "openapi", "mixed"), default="guide")
-    serve.add_argument("--failed-job-rate", type=float, default=0.0)
-    serve.add_argument("--customers-must-exist", action="store_true")
-    serve.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.0, 0.0))
-    for kind in ("429", "500", "503", "drop", "slow", "malformed", "unknown-status"):
-        serve.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="P")
-    serve.add_argument("--slow-seconds", type=float, default=1.0)
-    serve.add_argument(
-        "--wall-offset", type=float, default=0.0, metavar="S", help="server clock skew, seconds"
+    serve = commands.add_parser(
+        "serve",
+        help="serve until SIGTERM/SIGINT",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    serve.add_argument("--no-started-at", action="store_true", help="omit startedAt")
+    add_arguments(serve, FakeSettings)
     return parser
 
 
+def settings_from_args(args: argparse.Namespace) -> FakeSettings:
+    """The settings given by parsed ``serve`` flags.
+
+    :param args: what :func:`build_parser` parsed.
+    :return: the settings.
+    :raises ValueError: on an invalid setting.
+    """
+    settings: FakeSettings = from_namespace(FakeSettings, args)
+    return settings
+
+
 def _fake_from_args(args: argparse.Namespace) -> FakeGameball:
-    faults = Faults(
-        http_429=args.fault_429,
-        http_500=args.fault_500,
-        http_503=args.fault_503,
-        drop=args.fault_drop,
-        slow=args.fault_slow,
-        malformed_json=args.fault_malformed,
-        unknown_status=args.fault_unknown_status,
-        slow_seconds=args.slow_seconds,
-        latency=tuple(args.latency),
-    )
-    return FakeGameball(
-        api_key=args.api_key,
-        secret_key=args.secret_key,
-        host=args.host,
-        port=args.port,
-        processing_rate=args.processing_rate,
-        queue_delay=args.queue_delay,
-        faults=faults,
-        seed=args.seed,
-        enforce_rate_limit=not args.no_rate_limit,
-        rate_per_second=args.rate_per_second,
-        rate_per_window=args.rate_per_window,
-        rate_window=args.rate_window,
-        customers_must_exist=args.customers_must_exist,
-        status_shape=args.status_shape,
-        failed_job_rate=args.failed_job_rate,
-        wall_offset=args.wall_offset,
-        report_started_at=not args.no_started_at,
-    )
+    return FakeGameball(settings=settings_from_args(args))
 
 
 async def serve(fake: FakeGameball) -> None:

@@ -9,16 +9,17 @@ before the entry point moved).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
+import attrs
 import pytest
 
 from _gameball_async_pytest import fake_gameball, fake_gameball_factory, pytest_configure
 
-from ._fake_faults import Faults
-from ._fake_server import FakeGameball
+from ._server import FakeGameball
+from ._settings import FakeSettings
 
 __all__ = [
     "FakeGameballFactory",
@@ -38,19 +39,21 @@ class _Marked(Protocol):
 class FakeGameballFactory:
     """Makes fakes served from their own threads and closes them all at the end.
 
-    Use as a context manager; inside it, call it with
-    :class:`FakeGameball`'s keyword arguments.
+    Use as a context manager; inside it, call it with a :class:`FakeSettings`
+    and/or :class:`FakeGameball`'s keyword arguments.
     """
 
     def __init__(self) -> None:
         self._fakes: list[FakeGameball] = []
         self._closed = False
 
-    def __call__(self, **settings: Any) -> FakeGameball:
+    def __call__(self, settings: FakeSettings | None = None, **overrides: Any) -> FakeGameball:
         """Make a fake with these settings and start it in its own thread.
 
-        :param settings: :class:`FakeGameball` keyword arguments; ``faults``
-            may be a mapping of :class:`Faults` fields.
+        :param settings: the settings (default ``FakeSettings()``).
+        :param overrides: :class:`FakeGameball` keyword arguments: fields of
+            :class:`FakeSettings` replacing those of ``settings`` (``faults``
+            may be a mapping of :class:`Faults` fields), ``ssl_context``, ``clock``.
         :return: the running fake.
         :raises RuntimeError: after the factory was closed (the test is over).
         :raises TypeError: on an unknown setting.
@@ -58,10 +61,7 @@ class FakeGameballFactory:
         """
         if self._closed:
             raise RuntimeError("fake_gameball_factory is closed: its test is over")
-        faults = settings.get("faults")
-        if isinstance(faults, Mapping):
-            settings["faults"] = Faults(**faults)
-        fake = FakeGameball(**settings)
+        fake = FakeGameball(settings, **overrides)
         fake.start_in_thread()
         self._fakes.append(fake)
         return fake
@@ -87,8 +87,11 @@ class FakeGameballFactory:
 def marker_settings(node: _Marked) -> dict[str, Any]:
     """The ``fake_gameball`` marker settings of a test, the closest marker winning per key.
 
+    A marker's ``settings=`` (a :class:`FakeSettings`) replaces the settings
+    of the markers farther away; its other keywords override fields of it.
+
     :param node: the test item.
-    :return: the merged keyword arguments.
+    :return: the merged keyword arguments, for :class:`FakeGameballFactory`.
     :raises pytest.UsageError: when a marker has positional arguments.
     """
     settings: dict[str, Any] = {}
@@ -98,5 +101,8 @@ def marker_settings(node: _Marked) -> dict[str, Any]:
                 f"@pytest.mark.{MARKER} takes keyword arguments only "
                 f"(FakeGameball settings), got {marker.args!r}"
             )
+        if "settings" in marker.kwargs:
+            for name in attrs.fields_dict(FakeSettings):
+                settings.pop(name, None)
         settings.update(marker.kwargs)
     return settings

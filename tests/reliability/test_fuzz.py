@@ -39,7 +39,7 @@ from gameball_async._decode import decode_error, decode_job_id, decode_json, dec
 from gameball_async._job import check_job_id
 from gameball_async._schema import encode_batch
 from gameball_async.testing import FakeGameball, InjectedReply
-from gameball_async.testing._fake_wire import PayloadError, parse_creation
+from gameball_async.testing._wire import PayloadError, parse_creation
 
 UTC = timezone.utc
 

@@ -9,11 +9,10 @@ import sys
 import aiohttp
 import anyio
 import pytest
+from _support import WHEN
 from anyio.abc import ByteReceiveStream
 
 from gameball_async.testing.__main__ import main
-
-WHEN = "2024-10-16T08:13:29.290Z"
 
 
 async def read_line(stream: ByteReceiveStream) -> bytes:

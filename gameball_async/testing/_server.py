@@ -6,27 +6,27 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import web
 
-from ._fake_backend import FakeBackend, StatusShape
-from ._fake_faults import Faults, InjectedReply, InjectRoute, RecordedRequest
-from ._fake_jobs import FakeJob
-from ._fake_thread import LoopThread
+from ._backend import FakeBackend
+from ._faults import Faults, InjectedReply, InjectRoute, RecordedRequest
+from ._jobs import FakeJob
+from ._loop_thread import LoopThread
+from ._settings import DEFAULT_BASE_PATH, FakeSettings, with_overrides
 
 __all__ = ["DEFAULT_BASE_PATH", "FakeGameball"]
 
-DEFAULT_BASE_PATH: Final = "/api/v4.0/integrations"
 # in-flight handlers (e.g. a slow fault) get this long to finish on close
 _SHUTDOWN_TIMEOUT: Final = 0.5
 _T = TypeVar("_T")
 
 
 class FakeGameball:
-    """An in-process fake of the Gameball Batch API (DESIGN sections 1 and 6).
+    """An in-process fake of the Gameball Batch API: its routes, checks, job lifecycle and faults.
 
     Use it as an async context manager (or :meth:`start` / :meth:`close`) to
     serve on the running event loop, or as a plain context manager (or
@@ -57,104 +57,27 @@ class FakeGameball:
     ``POST /_fake/reset`` (see :meth:`reset`) are served at :attr:`origin`,
     without authentication and without being recorded.
 
-    :param api_key: the accepted ``APIKey``.
-    :param secret_key: the accepted ``SecretKey``.
-    :param host: interface to bind (use an IP literal).
-    :param port: TCP port, 0 for a free one.
-    :param processing_rate: items processed per second per running job.
-    :param queue_delay: seconds a job stays ``Queued``.
-    :param faults: random fault injection; :attr:`faults` can be replaced at runtime.
-    :param seed: seeds faults, job ids, failed jobs, request ids and mixed shapes.
-    :param enforce_rate_limit: reply 429 (code 2002, ``Retry-After`` in whole
-        seconds) beyond the documented rate limits, per API key.
-    :param rate_per_second: accepted requests allowed in any 1 s.
-    :param rate_per_window: accepted requests allowed in any ``rate_window`` s.
-    :param rate_window: the long window, in seconds.
-    :param customers: customers created before serving, as with :meth:`add_customer`:
-        a mapping of id to balance, or ids (each with ``default_balance``).
-    :param customers_must_exist: items of a customer never created (through
-        ``customers``, ``/batch/customers`` or :meth:`add_customer`) fail with
-        7000; ``None`` (the default) means ``True`` when ``customers`` is given.
-    :param default_balance: starting balance of a customer not seen before
-        (auto-known, or created through ``/batch/customers``).
-    :param status_shape: ``"guide"``, ``"openapi"`` or ``"mixed"`` (seeded per reply).
-    :param failed_job_rate: probability that a job ends ``Failed`` part-way.
+    :param settings: the settings (default :class:`FakeSettings` ``()``).
     :param ssl_context: serve HTTPS with this server context.
-    :param base_path: path prefix of the API routes.
     :param clock: monotonic clock in seconds driving the lifecycle, the rate
         limits and :attr:`RecordedRequest.arrived_at` (default :func:`time.monotonic`).
-    :param wall_offset: seconds added to the wall clock behind the replies'
-        timestamps (``createdAt``, ``startedAt``): negative plays a server whose
-        clock is behind the client's, positive one that is ahead.
-    :param report_started_at: with ``False``, status replies carry no
-        ``startedAt`` at all.
-    :raises ValueError: on an invalid setting.
+    :param overrides: :class:`FakeSettings` fields, overriding those of
+        ``settings`` (``FakeGameball(processing_rate=50.0)``).
+    :raises ValueError: on an invalid setting (the message names it).
+    :raises TypeError: on an unknown setting, or one of the wrong type.
     """
 
     def __init__(
         self,
+        settings: FakeSettings | None = None,
         *,
-        api_key: str = "test-api-key",
-        secret_key: str = "test-secret-key",
-        host: str = "127.0.0.1",
-        port: int = 0,
-        processing_rate: float = 1000.0,
-        queue_delay: float = 0.05,
-        faults: Faults | None = None,
-        seed: int = 0,
-        enforce_rate_limit: bool = True,
-        rate_per_second: int = 30,
-        rate_per_window: int = 360,
-        rate_window: float = 30.0,
-        customers: Mapping[str, float] | Iterable[str] | None = None,
-        customers_must_exist: bool | None = None,
-        default_balance: float = 1000.0,
-        status_shape: StatusShape = "guide",
-        failed_job_rate: float = 0.0,
         ssl_context: ssl.SSLContext | None = None,
-        base_path: str = DEFAULT_BASE_PATH,
         clock: Callable[[], float] | None = None,
-        wall_offset: float = 0.0,
-        report_started_at: bool = True,
+        **overrides: Any,
     ) -> None:
-        if not processing_rate > 0:
-            raise ValueError(f"processing_rate must be > 0, got {processing_rate!r}")
-        if not queue_delay >= 0:
-            raise ValueError(f"queue_delay must be >= 0, got {queue_delay!r}")
-        if status_shape not in ("guide", "openapi", "mixed"):
-            raise ValueError(f"unknown status_shape {status_shape!r}")
-        if not 0.0 <= failed_job_rate <= 1.0:
-            raise ValueError(f"failed_job_rate must be in 0..1, got {failed_job_rate!r}")
-        if rate_per_second < 1 or rate_per_window < 1 or not rate_window > 0:
-            raise ValueError("rate limits must be positive")
-        if isinstance(customers, str):
-            raise TypeError("customers must be ids or a mapping of id to balance, not a str")
-        if customers_must_exist is None:
-            customers_must_exist = customers is not None
-        stripped = base_path.strip("/")
-        self._backend = FakeBackend(
-            api_key=api_key,
-            secret_key=secret_key,
-            processing_rate=float(processing_rate),
-            queue_delay=float(queue_delay),
-            faults=faults if faults is not None else Faults(),
-            seed=seed,
-            enforce_rate_limit=enforce_rate_limit,
-            rate_per_second=rate_per_second,
-            rate_per_window=rate_per_window,
-            rate_window=float(rate_window),
-            customers_must_exist=customers_must_exist,
-            default_balance=float(default_balance),
-            status_shape=status_shape,
-            failed_job_rate=float(failed_job_rate),
-            base_path="/" + stripped if stripped else "",
-            clock=clock if clock is not None else time.monotonic,
-            wall_offset=float(wall_offset),
-            report_started_at=report_started_at,
-        )
-        if customers is not None:
-            self._backend.ledger.add_customers(customers)
-        self._host, self._port = host, port
+        settings = with_overrides(settings, overrides)
+        self._settings = settings
+        self._backend = FakeBackend(settings, clock=clock if clock is not None else time.monotonic)
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._state: Literal["unopened", "running", "closed"] = "unopened"
@@ -179,7 +102,9 @@ class FakeGameball:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl_context)
+            site = web.TCPSite(
+                runner, self._settings.host, self._settings.port, ssl_context=self._ssl_context
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -294,17 +219,22 @@ class FakeGameball:
 
         :raises RuntimeError: before :meth:`start`.
         """
-        return self.origin + self._backend.base_path
+        return self.origin + self._settings.base_path
+
+    @property
+    def settings(self) -> FakeSettings:
+        """The settings this fake was made with (:attr:`faults` is the current faults)."""
+        return self._settings
 
     @property
     def api_key(self) -> str:
         """The accepted ``APIKey``."""
-        return self._backend.api_key
+        return self._settings.api_key
 
     @property
     def secret_key(self) -> str:
         """The accepted ``SecretKey``."""
-        return self._backend.secret_key
+        return self._settings.secret_key
 
     @property
     def faults(self) -> Faults:

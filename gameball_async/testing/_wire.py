@@ -30,7 +30,7 @@ __all__ = [
     "validate_item",
 ]
 
-#: Operation name -> creation route relative to the base path (DESIGN section 1).
+#: Operation name -> creation route relative to the base path: the eight Batch API creations.
 CREATE_ROUTES: Final[Mapping[str, str]] = {
     "customers": "/batch/customers",
     "orders": "/batch/orders",

@@ -29,10 +29,9 @@ from typing import Any, Final, Literal
 import attrs
 from aiohttp import web
 
-from ._fake_faults import Faults, InjectedReply, RecordedRequest, Route
-from ._fake_jobs import UNKNOWN_STATUS_WORD, FakeJob, Ledger, render_status
-from ._fake_ratelimit import SlidingWindowLimiter, max_in_window, retry_after_seconds
-from ._fake_replies import (
+from ._faults import InjectedReply, RecordedRequest, Route
+from ._jobs import UNKNOWN_STATUS_WORD, FakeJob, Ledger, render_status
+from ._replies import (
     drop_connection,
     error_response,
     fault_response,
@@ -41,12 +40,12 @@ from ._fake_replies import (
     malformed_response,
     scripted_response,
 )
-from ._fake_wire import CREATE_ROUTES, RATE_LIMIT_CODE, PayloadError, parse_creation
+from ._settings import FakeSettings
+from ._sliding_window import SlidingWindowLimiter, max_in_window, retry_after_seconds
+from ._wire import CREATE_ROUTES, RATE_LIMIT_CODE, PayloadError, parse_creation
 
-__all__ = ["FakeBackend", "StatusShape"]
+__all__ = ["FakeBackend"]
 
-#: ``"mixed"`` picks ``"guide"`` or ``"openapi"`` per reply, seeded.
-StatusShape = Literal["guide", "openapi", "mixed"]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _FAULT_CODES: Final = {"429": RATE_LIMIT_CODE, "500": 5000, "503": 5003}
 _MAX_BODY: Final = 32 * 1024 * 1024
@@ -63,60 +62,34 @@ class _Reply:
 class FakeBackend:
     """State and request handling of the fake, without sockets.
 
-    :class:`FakeGameball` owns one and serves :meth:`make_app`; the keyword
-    parameters are those of :class:`FakeGameball`, validated there.
+    :class:`FakeGameball` owns one and serves :meth:`make_app`.
+
+    :param settings: the fake's settings (validated already).
+    :param clock: the monotonic clock driving lifecycles and rate limits.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        secret_key: str,
-        processing_rate: float,
-        queue_delay: float,
-        faults: Faults,
-        seed: int,
-        enforce_rate_limit: bool,
-        rate_per_second: int,
-        rate_per_window: int,
-        rate_window: float,
-        customers_must_exist: bool,
-        default_balance: float,
-        status_shape: StatusShape,
-        failed_job_rate: float,
-        base_path: str,
-        clock: Callable[[], float],
-        wall_offset: float = 0.0,
-        report_started_at: bool = True,
-    ) -> None:
-        self.api_key = api_key
-        self.secret_key = secret_key
-        self.processing_rate = processing_rate
-        self.queue_delay = queue_delay
-        self.faults = faults
-        self.enforce_rate_limit = enforce_rate_limit
-        self.rate_window = rate_window
-        self.status_shape: StatusShape = status_shape
-        self.failed_job_rate = failed_job_rate
-        self.base_path = base_path
+    def __init__(self, settings: FakeSettings, *, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.faults = settings.faults
         self.clock = clock
-        self.wall_offset = wall_offset
-        self.report_started_at = report_started_at
         self.requests: list[RecordedRequest] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.jobs: dict[int, FakeJob] = {}
         self.created_bodies: collections.Counter[str] = collections.Counter()
         self.ledger = Ledger(
-            customers_must_exist=customers_must_exist, default_balance=default_balance
+            customers_must_exist=settings.customers_exist_only,
+            default_balance=settings.default_balance,
         )
+        if settings.customers is not None:
+            self.ledger.add_customers(settings.customers)
         self.injections: list[tuple[str, InjectedReply]] = []
         self._limiter = SlidingWindowLimiter(
-            ((rate_per_second, 1.0), (rate_per_window, rate_window))
+            ((settings.rate_per_second, 1.0), (settings.rate_per_window, settings.rate_window))
         )
-        self._fault_rng = random.Random(seed)
-        self._job_rng = random.Random(f"jobs:{seed}")
-        self._shape_rng = random.Random(f"shape:{seed}")
-        self._id_rng = random.Random(f"ids:{seed}")
+        self._fault_rng = random.Random(settings.seed)
+        self._job_rng = random.Random(f"jobs:{settings.seed}")
+        self._shape_rng = random.Random(f"shape:{settings.seed}")
+        self._id_rng = random.Random(f"ids:{settings.seed}")
         self._next_job_id = 1000 + self._job_rng.randrange(1000)
         self._wall0, self._clock0 = time.time(), clock()
         #: set on close: in-flight delays end at once and their connections drop.
@@ -150,7 +123,7 @@ class FakeBackend:
             "jobs_total": len(self.jobs),
             "requests": len(self.requests),
             "max_per_second": self.max_requests_in(1.0),
-            "max_per_window": self.max_requests_in(self.rate_window),
+            "max_per_window": self.max_requests_in(self.settings.rate_window),
         }
 
     # -- the aiohttp application ---------------------------------------------
@@ -161,7 +134,7 @@ class FakeBackend:
         :return: a new application.
         """
         app = web.Application(client_max_size=_MAX_BODY)
-        base = self.base_path
+        base = self.settings.base_path
         for operation, path in CREATE_ROUTES.items():
             app.router.add_post(base + path, self._handler("create", operation))
         app.router.add_get(base + "/batch/{job_id}", self._handler("status", None))
@@ -236,7 +209,7 @@ class FakeBackend:
                 return scripted_response(injected, self._request_id())
             if injected.action == "drop":
                 return self._drop(request, reply)
-        if self.enforce_rate_limit:
+        if self.settings.enforce_rate_limit:
             wait = self._limiter.acquire(request.headers.get("APIKey", ""), self.clock())
             if wait is not None:
                 self.counts["rate_limited"] += 1
@@ -314,12 +287,12 @@ class FakeBackend:
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         api_key = request.headers.get("APIKey")
-        if api_key is None or not _same(api_key, self.api_key):
+        if api_key is None or not _same(api_key, self.settings.api_key):
             return error_response(1000, self._request_id())
         secret = request.headers.get("SecretKey")
         if secret is None:
             return error_response(1001, self._request_id())
-        if not _same(secret, self.secret_key):
+        if not _same(secret, self.settings.secret_key):
             return error_response(1000, self._request_id())
         return None
 
@@ -352,12 +325,12 @@ class FakeBackend:
             self._count_fault("unknown_status", reply)
             word = UNKNOWN_STATUS_WORD
         shape: Literal["guide", "openapi"]
-        if self.status_shape == "mixed":
+        if self.settings.status_shape == "mixed":
             shape = self._shape_rng.choice(("guide", "openapi"))
         else:
-            shape = self.status_shape
+            shape = self.settings.status_shape
         status = render_status(job, now, shape, self.timestamp, word=word)
-        if not self.report_started_at:
+        if not self.settings.report_started_at:
             status.pop("startedAt", None)
         return json_response(200, status)
 
@@ -368,7 +341,10 @@ class FakeBackend:
             return error_response(exc.code, self._request_id(), exc.message)
         outcomes = self.ledger.decide(operation, items)
         fail_at = None
-        if self.failed_job_rate > 0 and self._job_rng.random() < self.failed_job_rate:
+        if (
+            self.settings.failed_job_rate > 0
+            and self._job_rng.random() < self.settings.failed_job_rate
+        ):
             fail_at = self._job_rng.randint(min(1, len(items) - 1), len(items) - 1)
         job_id, self._next_job_id = self._next_job_id, self._next_job_id + 1
         digest = hashlib.sha256(body).hexdigest()
@@ -378,8 +354,8 @@ class FakeBackend:
             items=tuple(items),
             outcomes=outcomes,
             created_at=self.clock(),
-            queue_delay=self.queue_delay,
-            processing_rate=self.processing_rate,
+            queue_delay=self.settings.queue_delay,
+            processing_rate=self.settings.processing_rate,
             fail_at=fail_at,
             body_sha256=digest,
         )
@@ -396,7 +372,7 @@ class FakeBackend:
         :param at: clock reading.
         :return: the timestamp.
         """
-        return iso_timestamp(self._wall0 + self.wall_offset + (at - self._clock0))
+        return iso_timestamp(self._wall0 + self.settings.wall_offset + (at - self._clock0))
 
 
 def _same(given: str, expected: str) -> bool:

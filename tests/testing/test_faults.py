@@ -10,27 +10,15 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from _support import WHEN
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply
 
+from ._helpers import FakeClock, auth
+
 pytestmark = pytest.mark.anyio
 
-WHEN = "2024-10-16T08:13:29.290Z"
 DISCONNECTED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-
-
-class FakeClock:
-    """A hand-driven monotonic clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def auth(fake: FakeGameball) -> dict[str, str]:
-    return {"APIKey": fake.api_key, "SecretKey": fake.secret_key}
 
 
 def body_of(*numbers: int) -> bytes:
@@ -54,12 +42,6 @@ async def status_raw(
 ) -> tuple[int, dict[str, str], bytes]:
     async with http.get(f"{fake.base_url}/batch/{job_id}", headers=auth(fake)) as resp:
         return resp.status, dict(resp.headers), await resp.read()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gameball_async.testing import FakeJob
-from gameball_async.testing._fake_jobs import ItemOutcome, Ledger, render_status
-from gameball_async.testing._fake_ratelimit import (
+from gameball_async.testing._jobs import ItemOutcome, Ledger, render_status
+from gameball_async.testing._sliding_window import (
     SlidingWindowLimiter,
     max_in_window,
     retry_after_seconds,
 )
-from gameball_async.testing._fake_wire import PayloadError, is_iso_datetime, parse_creation
+from gameball_async.testing._wire import PayloadError, is_iso_datetime, parse_creation
 
 
 def make_job(outcomes: list[bool], *, fail_at: int | None = None) -> FakeJob:

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._fake_wire import error_type
+from ._wire import error_type
 
 __all__ = [
     "OPENAPI_WORDS",
@@ -244,14 +244,16 @@ class Ledger:
         self.created.add(customer_id)
         self.balances[customer_id] = float(balance)
 
-    def add_customers(self, customers: Mapping[str, float] | Iterable[str]) -> None:
+    def add_customers(self, customers: Mapping[str, float | None] | Iterable[str]) -> None:
         """Create customers: a mapping of id to balance, or ids with ``default_balance``.
+
+        A balance of ``None`` also means ``default_balance``.
 
         :param customers: the customers.
         """
         if isinstance(customers, Mapping):
             for customer_id, balance in customers.items():
-                self.add_customer(customer_id, balance)
+                self.add_customer(customer_id, self.default_balance if balance is None else balance)
         else:
             for customer_id in customers:
                 self.add_customer(customer_id, self.default_balance)

@@ -15,30 +15,14 @@ import aiohttp
 import anyio
 import pytest
 import trustme
+from _support import WHEN
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply, RecordedRequest
 from gameball_async.testing.__main__ import _fake_from_args, build_parser
 
+from ._helpers import FakeClock, auth
+
 pytestmark = pytest.mark.anyio
-
-WHEN = "2024-10-16T08:13:29.290Z"
-
-
-class FakeClock:
-    """A hand-driven monotonic clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def auth(fake: FakeGameball) -> dict[str, str]:
-    return {"APIKey": fake.api_key, "SecretKey": fake.secret_key}
 
 
 def cashback(n: int, customer: str = "c1", amount: float = 10.0) -> dict[str, Any]:
@@ -108,20 +92,9 @@ async def delete(
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def fake(clock: FakeClock) -> AsyncIterator[FakeGameball]:
     async with FakeGameball(clock=clock, processing_rate=10.0, queue_delay=1.0) as server:
         yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def assert_error_body(body: Any, code: int) -> None:
@@ -363,9 +336,9 @@ class TestLifecycle:
 
     def test_serve_flags_reach_the_fake(self) -> None:
         args = build_parser().parse_args(["serve", "--wall-offset", "-10", "--no-started-at"])
-        backend = _fake_from_args(args)._backend
-        assert (backend.wall_offset, backend.report_started_at) == (-10.0, False)
-        default = _fake_from_args(build_parser().parse_args(["serve"]))._backend
+        settings = _fake_from_args(args).settings
+        assert (settings.wall_offset, settings.report_started_at) == (-10.0, False)
+        default = _fake_from_args(build_parser().parse_args(["serve"])).settings
         assert (default.wall_offset, default.report_started_at) == (0.0, True)
 
 

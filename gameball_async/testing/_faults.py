@@ -12,6 +12,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from ._flags import flag_metadata as _cli
+
 __all__ = [
     "FAULT_ROUTES",
     "DEFAULT_FAULT_ROUTES",
@@ -108,21 +110,61 @@ class Faults:
     :raises ValueError: on a probability outside 0..1 or an unknown route.
     """
 
-    http_429: float = attrs.field(default=0.0, validator=_probability)
-    http_500: float = attrs.field(default=0.0, validator=_probability)
-    http_503: float = attrs.field(default=0.0, validator=_probability)
-    drop: float = attrs.field(default=0.0, validator=_probability)
-    slow: float = attrs.field(default=0.0, validator=_probability)
-    malformed_json: float = attrs.field(default=0.0, validator=_probability)
-    unknown_status: float = attrs.field(default=0.0, validator=_probability)
-    slow_seconds: float = attrs.field(default=1.0, validator=_non_negative)
-    latency: tuple[float, float] = attrs.field(
-        default=(0.0, 0.0), converter=_to_latency, validator=_check_latency
+    http_429: float = attrs.field(
+        default=0.0,
+        validator=_probability,
+        metadata=_cli("probability of a 429", flag="--fault-429"),
     )
-    retry_after: float | None = attrs.field(default=1.0, validator=_non_negative)
-    retry_after_http_date: bool = False
+    http_500: float = attrs.field(
+        default=0.0,
+        validator=_probability,
+        metadata=_cli("probability of a 500", flag="--fault-500"),
+    )
+    http_503: float = attrs.field(
+        default=0.0,
+        validator=_probability,
+        metadata=_cli("probability of a 503", flag="--fault-503"),
+    )
+    drop: float = attrs.field(
+        default=0.0, validator=_probability, metadata=_cli("probability of a dropped connection")
+    )
+    slow: float = attrs.field(
+        default=0.0, validator=_probability, metadata=_cli("probability of a slow reply")
+    )
+    malformed_json: float = attrs.field(
+        default=0.0,
+        validator=_probability,
+        metadata=_cli("probability of a truncated JSON body", flag="--fault-malformed"),
+    )
+    unknown_status: float = attrs.field(
+        default=0.0,
+        validator=_probability,
+        metadata=_cli("probability of an undocumented status word"),
+    )
+    slow_seconds: float = attrs.field(
+        default=1.0,
+        validator=_non_negative,
+        metadata=_cli("delay of a slow reply, seconds", flag="--slow-seconds"),
+    )
+    latency: tuple[float, float] = attrs.field(
+        default=(0.0, 0.0),
+        converter=_to_latency,
+        validator=_check_latency,
+        metadata=_cli("uniform random extra delay per request, seconds", flag="--latency"),
+    )
+    retry_after: float | None = attrs.field(
+        default=1.0,
+        validator=_non_negative,
+        metadata=_cli("Retry-After of random 429/503 faults, seconds ('none': no header)"),
+    )
+    retry_after_http_date: bool = attrs.field(
+        default=False, metadata=_cli("send Retry-After as an HTTP date")
+    )
     routes: frozenset[str] = attrs.field(
-        default=DEFAULT_FAULT_ROUTES, converter=_to_routes, validator=_check_routes
+        default=DEFAULT_FAULT_ROUTES,
+        converter=_to_routes,
+        validator=_check_routes,
+        metadata=_cli("routes the faults apply to (create, status, stop)"),
     )
 
     def probabilities(self) -> tuple[tuple[str, float], ...]:

@@ -197,6 +197,42 @@ class TestSettings:
         result = _run(project, *NO_ASYNCIO, *NO_ANYIO)
         result.assert_outcomes(passed=2)
 
+    def test_a_fake_settings_value_through_the_marker_and_the_factory(
+        self, project: pytest.Pytester
+    ) -> None:
+        _ini(project)
+        project.makepyfile(
+            test_value="""
+            import asyncio
+            import pytest
+            from gameball_async.testing import FakeSettings
+            from helper import check, run_batch
+
+            pytestmark = pytest.mark.fake_gameball(processing_rate=400, seed=3)
+
+            @pytest.mark.fake_gameball(settings=FakeSettings(queue_delay=0.01), seed=5)
+            class TestValue:
+                @pytest.mark.fake_gameball(customers={"c1": 1.0, "c2": 2.0, "c3": 3.0})
+                def test_marked(self, fake_gameball):
+                    # the class's settings replace the module's, its seed and the
+                    # test's customers override fields of them
+                    assert fake_gameball.settings == FakeSettings(
+                        queue_delay=0.01, seed=5, customers={"c1": 1.0, "c2": 2.0, "c3": 3.0}
+                    )
+                    check(asyncio.run(run_batch(fake_gameball)), fake_gameball)
+
+            def test_factory(fake_gameball_factory):
+                base = FakeSettings(customers=["c1"], seed=4)
+                fake = fake_gameball_factory(base, processing_rate=50)
+                assert fake.settings == FakeSettings(customers=["c1"], seed=4, processing_rate=50)
+                status = asyncio.run(run_batch(fake))
+                assert (status.finished_count, status.error_count) == (1, 2)
+                assert fake_gameball_factory(settings=base).settings == base
+            """
+        )
+        result = _run(project, *NO_ASYNCIO, *NO_ANYIO)
+        result.assert_outcomes(passed=2)
+
     def test_bad_markers_fail_the_test_with_the_reason(self, project: pytest.Pytester) -> None:
         _ini(project)
         project.makepyfile(
@@ -323,7 +359,7 @@ class TestCostsNothingUntilUsed:
     def test_the_entry_point_names_the_top_level_module(self) -> None:
         # The distribution's pytest11 entry point must name a module outside
         # the package: importing anything inside it imports the SDK first.
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         section = re.search(
             r"^\[project\.entry-points\.pytest11\]\n(?P<body>(?:[^\[\n].*\n|\n)*)",
             pyproject.read_text(encoding="utf-8"),

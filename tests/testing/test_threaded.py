@@ -15,7 +15,7 @@ import pytest
 from _support import session, until
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply
-from gameball_async.testing._fake_thread import LoopThread
+from gameball_async.testing._loop_thread import LoopThread
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._fake_faults import Faults, InjectedReply
-from ._fake_wire import error_body, error_for_status, http_status
+from ._faults import Faults, InjectedReply
+from ._wire import error_body, error_for_status, http_status
 
 __all__ = [
     "drop_connection",

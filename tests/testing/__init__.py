@@ -1,0 +1,1 @@
+"""Tests of ``gameball_async.testing``: the fake server, its pytest plugin and its CLI."""
