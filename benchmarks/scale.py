@@ -100,7 +100,7 @@ class _KeepsResults(GameballSession):
     async def _poll_once(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
-        reply = await self._open().get_once(self._job_path(job_id))
+        reply = await self._open().get_once(self._routes["job"].replace("{job_id}", job_id))
         status = decode_status(reply.payload, job_id=job_id, operation=operation, results=True)
         return status, reply.retry_after
 
