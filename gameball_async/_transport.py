@@ -33,7 +33,7 @@ import anyio
 
 from ._config import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Timeout
 from ._errors import AmbiguousSubmissionError, CreationTimeoutError, GameballError, ProtocolError
-from ._http import AiohttpWire, Failed, Wire, user_agent
+from ._http import AiohttpWire, Failed, Wire
 from ._models import Operation
 from ._policy import RetryPolicy
 from ._ratelimit import RateLimiter
@@ -41,7 +41,7 @@ from ._reply import CreationGuard, Miss, Reply, read_answer, read_failure, redac
 from ._retry_rules import Action, Method, Outcome, decide
 from ._stats import Counters
 
-__all__ = ["Transport", "user_agent"]
+__all__ = ["Transport"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -186,11 +186,12 @@ class Transport:
         policy = self._retry
         attempt = 0
         while True:
-            miss = await self._attempt(
+            read = await self._attempt(
                 method, path, body, operation=operation, deadline=deadline, guard=guard
             )
-            if isinstance(miss, Reply):
-                return miss
+            if isinstance(read, Reply):
+                return read
+            miss = read
             attempt += 1
             decision = decide(
                 method,
