@@ -1,6 +1,12 @@
-"""What the transport reads from a reply, as pure functions: the server's delay
-(``Retry-After`` against the reply's own ``Date``), a redirect's target host,
-and the redaction of the keys from text that is shown."""
+"""What one try of a request means, as pure functions: a usable reply, or a
+:class:`Miss` naming what went wrong (for the retry rules) with the error to
+raise. Also the server's delay (``Retry-After`` against the reply's own
+``Date``), a redirect's target host, and the redaction of the keys from text
+that is shown.
+
+Reply bytes are never altered; the keys are redacted only in the text shown
+(exception messages and attributes).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,22 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._decode import parse_retry_after
-from ._errors import GameballError
+from ._decode import decode_error, decode_json, parse_retry_after
+from ._errors import APIError, GameballError, ProtocolError, RedirectError, TransportError
+from ._http import Answer, Failed
+from ._retry_rules import Outcome
 
-__all__ = ["CreationGuard", "Miss", "Reply", "redact", "redirect_target", "server_delay"]
+__all__ = [
+    "CreationGuard",
+    "Miss",
+    "Reply",
+    "api_error",
+    "read_answer",
+    "read_failure",
+    "redact",
+    "redirect_target",
+    "server_delay",
+]
 
 
 @attrs.frozen
@@ -27,18 +45,22 @@ class Reply:
     retry_after: float | None
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Miss:
-    """One attempt that gave no usable reply and certainly created nothing.
+    """One try that gave no usable reply.
 
+    :ivar outcome: what went wrong, for the retry rules.
+    :ivar error: what is raised when the try is not repeated.
+    :ivar why: what a creation that got this reports as the reason it may have landed.
     :ivar retry_after: the server's delay, clamped to ``max_retry_after``.
     :ivar too_long: the server asked for more than ``max_retry_after``.
     """
 
+    outcome: Outcome
     error: GameballError
-    retryable: bool
-    retry_after: float | None
-    too_long: bool = attrs.field(kw_only=True)
+    why: str
+    retry_after: float | None = None
+    too_long: bool = False
 
 
 class CreationGuard:
@@ -126,3 +148,91 @@ def redirect_target(location: str | None, base_url: str) -> str:
         if not host:
             return "an unreadable Location"
     return f"{host}:{port}" if port else host
+
+
+def read_answer(
+    method: str,
+    path: str,
+    answer: Answer,
+    *,
+    max_retry_after: float,
+    base_url: str,
+    secrets: Sequence[str],
+    now: float,
+) -> Reply | Miss:
+    """What an HTTP reply means: a 2xx with JSON (or no body), or a :class:`Miss`.
+
+    :param max_retry_after: the clamp of the server's delay.
+    :param base_url: the session's base URL, whose host a relative redirect keeps.
+    :param secrets: the keys, redacted from every error's text.
+    :param now: the local time as a Unix timestamp (for an HTTP-date ``Retry-After``).
+    """
+    status, headers, data = answer.status, answer.headers, answer.data
+    asked = server_delay(headers.get("Retry-After"), headers.get("Date"), now=now)
+    retry_after = min(asked, max_retry_after) if asked is not None else None
+    too_long = asked is not None and asked > max_retry_after
+    error: GameballError
+    if status < 300:
+        payload = _payload(data, method, path)
+        if payload is not _GARBLED:
+            return Reply(status, payload, retry_after)
+        outcome, why = Outcome.UNDECODABLE, "the reply to the creation was not JSON"
+        error = ProtocolError(f"{method} {path} answered {status} with a non-JSON body")
+    elif status < 400:
+        target = redact(redirect_target(headers.get("Location"), base_url), secrets)
+        outcome, why = Outcome.REDIRECT, f"the server answered {status}, a redirect to {target}"
+        error = RedirectError(
+            f"{method} {path} answered {status}, a redirect to {target}; redirects are "
+            "never followed (the keys would travel with them): check base_url and routes",
+            http_status=status,
+        )
+    else:
+        default = Outcome.SERVER_ERROR if status >= 500 else Outcome.CLIENT_ERROR
+        outcome, why = _ERROR_OUTCOMES.get(status, default), f"the server answered {status}"
+        error = api_error(status, data, retry_after, secrets)
+    return Miss(outcome=outcome, error=error, why=why, retry_after=retry_after, too_long=too_long)
+
+
+_ERROR_OUTCOMES: Final = {429: Outcome.RATE_LIMITED, 503: Outcome.UNAVAILABLE}
+
+
+def read_failure(method: str, path: str, failed: Failed, secrets: Sequence[str]) -> Miss:
+    """The :class:`TransportError` of a request that got no reply, as a :class:`Miss`."""
+    reason = redact(failed.reason, secrets)
+    if failed.outcome is Outcome.TLS_FAILED:
+        text = f"TLS failed for {method} {path}: {reason}"
+    elif failed.outcome is Outcome.NEVER_CONNECTED:
+        text = f"could not connect for {method} {path}: {reason}"
+    else:
+        text = f"{method} {path} failed: {reason}"
+    return Miss(outcome=failed.outcome, error=TransportError(text), why=text)
+
+
+def api_error(
+    status: int, data: bytes, retry_after: float | None, secrets: Sequence[str]
+) -> APIError:
+    """The :class:`APIError` of an error reply, the keys redacted from all it shows."""
+    error = decode_error(status, data, retry_after=retry_after)
+    if secrets:
+        error.message = redact(error.message, secrets)
+        error.args = (error.message,)
+        if error.body is not None:
+            error.body = redact(error.body, secrets)
+        # str(error) shows these too: a server echoing a header must not leak it
+        if error.type is not None:
+            error.type = redact(error.type, secrets)
+        if error.request_id is not None:
+            error.request_id = redact(error.request_id, secrets)
+    return error
+
+
+_GARBLED: Final = object()
+
+
+def _payload(data: bytes, method: str, path: str) -> Any:
+    if not data.strip():
+        return None
+    try:
+        return decode_json(data, f"the reply to {method} {path}")
+    except ProtocolError:
+        return _GARBLED
