@@ -9,7 +9,8 @@ value, :class:`FakeSettings`. It serves on the caller's event loop
 ``fake_gameball`` and ``fake_gameball_factory`` pytest fixtures come from the
 top-level module ``_gameball_async_pytest``, registered as a ``pytest11``
 entry point. ``python -m gameball_async.testing serve`` runs the fake in a
-separate process.
+separate process. :class:`RedisServer` runs a real ``redis-server`` on a free
+loopback port, for tests of code that uses ``gameball_async.fleet``.
 
 Names are imported lazily, so that loading the pytest plugin stays cheap.
 """
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from ._faults import Faults, InjectedReply, RecordedRequest
     from ._jobs import FakeJob
+    from ._redis_server import RedisServer
     from ._server import FakeGameball
     from ._settings import FakeSettings
 
@@ -32,6 +34,7 @@ __all__ = [
     "Faults",
     "InjectedReply",
     "RecordedRequest",
+    "RedisServer",
 ]
 
 _HOMES: Final = {
@@ -41,6 +44,7 @@ _HOMES: Final = {
     "Faults": "._faults",
     "InjectedReply": "._faults",
     "RecordedRequest": "._faults",
+    "RedisServer": "._redis_server",
 }
 
 

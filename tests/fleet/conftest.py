@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from _redis_server import RedisServer
+
+from gameball_async.testing import RedisServer
 
 
 @pytest.fixture

