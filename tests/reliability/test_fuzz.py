@@ -36,7 +36,7 @@ from gameball_async import (
     RetryPolicy,
 )
 from gameball_async._decode import decode_error, decode_job_id, decode_json, decode_status
-from gameball_async._job import check_job_id
+from gameball_async._jobid import check_job_id
 from gameball_async._schema import encode_batch
 from gameball_async.testing import FakeGameball, InjectedReply
 from gameball_async.testing._fake_wire import PayloadError, parse_creation
