@@ -15,7 +15,20 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import FAST_POLL, FAST_RETRY, PATIENCE, WHEN, session, until
+from _support import (
+    FAST_POLL,
+    FAST_RETRY,
+    PATIENCE,
+    ManualClock,
+    Recorder,
+    Reply,
+    ScriptedFetch,
+    cashbacks,
+    gets_by_job,
+    make_status,
+    session,
+    until,
+)
 
 from gameball_async import (
     BatchJob,
@@ -43,94 +56,7 @@ def scheduler_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task.get_name() == SCHEDULER_NAME]
 
 
-def cashbacks(count: int, prefix: str = "t") -> list[dict[str, Any]]:
-    return [
-        {
-            "customerId": "c1",
-            "transactionId": f"{prefix}{n}",
-            "transactionTime": WHEN,
-            "amount": 1.0,
-        }
-        for n in range(count)
-    ]
-
-
 # -- unit tests: a Poller with a scripted fetch ------------------------------
-
-
-def make_status(job_id: str, state: BatchState, processed: int = 0, total: int = 10) -> BatchStatus:
-    return BatchStatus(
-        job_id=job_id,
-        operation=Operation.CASHBACK,
-        state=state,
-        state_word=state.value,
-        total_count=total,
-        finished_count=processed,
-    )
-
-
-Reply = BatchStatus | BaseException | tuple[BatchStatus, float]
-
-
-class ScriptedFetch:
-    """A fetch function: each job's replies in order, the last one repeated.
-
-    It records every call and how many polls of one job were in flight at once;
-    while ``gate`` is not set, polls block (like a slow server).
-    """
-
-    def __init__(self, script: dict[str, Sequence[Reply]]) -> None:
-        self.script = {job_id: list(replies) for job_id, replies in script.items()}
-        self.calls: list[str] = []
-        self.in_flight: Counter[str] = Counter()
-        self.max_in_flight_per_job = 0
-        self.max_in_flight = 0
-        self.gate = anyio.Event()
-        self.gate.set()
-
-    async def __call__(
-        self, job_id: str, operation: Operation | None
-    ) -> tuple[BatchStatus, float | None]:
-        self.calls.append(job_id)
-        self.in_flight[job_id] += 1
-        self.max_in_flight_per_job = max(self.max_in_flight_per_job, self.in_flight[job_id])
-        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
-        try:
-            await anyio.lowlevel.checkpoint()  # a real request yields at least once
-            await self.gate.wait()
-            replies = self.script[job_id]
-            reply = replies.pop(0) if len(replies) > 1 else replies[0]
-        finally:
-            self.in_flight[job_id] -= 1
-        if isinstance(reply, BaseException):
-            raise reply
-        if isinstance(reply, tuple):
-            return reply
-        return reply, None
-
-
-class Recorder:
-    """A subscriber that keeps every notification."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[BatchStatus | None, BaseException | None]] = []
-
-    def notify(self, entry: Entry) -> None:
-        self.seen.append((entry.status, entry.error))
-
-    @property
-    def states(self) -> list[BatchState]:
-        return [status.state for status, _ in self.seen if status is not None]
-
-
-class ManualClock:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def finished(entry: Entry) -> Callable[[], bool]:
@@ -361,10 +287,6 @@ class ProbeSession(GameballSession):
             return await super()._poll_once(job_id, operation)
         finally:
             self.in_flight[job_id] -= 1
-
-
-def gets_by_job(fake: FakeGameball) -> Counter[str]:
-    return Counter(r.path.rsplit("/", 1)[-1] for r in fake.requests if r.route == "status")
 
 
 class TestSharedPolls:
