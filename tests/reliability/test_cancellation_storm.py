@@ -19,7 +19,6 @@ import logging
 import random
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _support import PATIENCE, FakeFactory, cashbacks, gets_by_job, until
 from _support import session as shared_session
-from _support import until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -52,21 +51,6 @@ pytestmark = pytest.mark.anyio
 
 FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3)
 FAST_RETRY = RetryPolicy(attempts=6, backoff=0.02, max_backoff=0.1)
-WHEN = "2024-10-16T08:13:29.290Z"
-# Bound on any single wait: generous, it only turns a hang into a failure.
-PATIENCE = 20.0
-
-
-def cashbacks(count: int, prefix: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "customerId": "c1",
-            "transactionId": f"{prefix}{n}",
-            "transactionTime": WHEN,
-            "amount": 1.0,
-        }
-        for n in range(count)
-    ]
 
 
 def sdk_tasks() -> list[asyncio.Task[Any]]:
@@ -76,10 +60,6 @@ def sdk_tasks() -> list[asyncio.Task[Any]]:
 def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
-
-
-def gets_by_job(fake: FakeGameball) -> Counter[str]:
-    return Counter(r.path.rsplit("/", 1)[-1] for r in fake.requests if r.route == "status")
 
 
 class SkewedClock:
@@ -516,11 +496,11 @@ class TestTimeoutDuringBackoff:
         await no_task_left(before)
         no_unclosed_resources()
 
-    async def test_an_outer_cancellation_is_not_a_poll_timeout(self) -> None:
-        async with (
-            FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_an_outer_cancellation_is_not_a_poll_timeout(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(queue_delay=1000.0)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(1, "o"))
             with anyio.move_on_after(0.2) as scope:
                 await job.wait(timeout=PATIENCE)
