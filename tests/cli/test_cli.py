@@ -82,6 +82,40 @@ def served_fake(*options: str) -> Iterator[str]:
         fake.communicate(timeout=10)  # also closes its stdout pipe
 
 
+def command_line(base_url: str, *args: str) -> list[str]:
+    """``gameball-batch`` as a child process's command line, on ``base_url``, polling fast."""
+    return [
+        sys.executable,
+        "-m",
+        "gameball_async",
+        "--base-url",
+        base_url,
+        "--poll-interval",
+        "0.05",
+        *args,
+    ]
+
+
+def start_submit(base_url: str, source: Path, *, concurrency: int) -> subprocess.Popen[str]:
+    """``submit cashback`` of ``source`` in chunks of 4, in a child process (output piped)."""
+    return subprocess.Popen(
+        command_line(
+            base_url,
+            "submit",
+            "cashback",
+            str(source),
+            "--chunk-size",
+            "4",
+            "--concurrency",
+            str(concurrency),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+
+
 def child_environment() -> dict[str, str]:
     """The environment of a ``gameball-batch`` child process: the keys, unbuffered output."""
     return {
@@ -752,32 +786,7 @@ class TestInterruptAndResume:
         """A real SIGINT through main(): exit 130, then `resume` finishes the run."""
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
         with served_fake("--processing-rate", "20") as base_url:
-            child_env = child_environment()
-            base = [
-                sys.executable,
-                "-m",
-                "gameball_async",
-                "--base-url",
-                base_url,
-                "--poll-interval",
-                "0.05",
-            ]
-            child = subprocess.Popen(
-                [
-                    *base,
-                    "submit",
-                    "cashback",
-                    str(source),
-                    "--chunk-size",
-                    "4",
-                    "--concurrency",
-                    "1",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env,
-            )
+            child = start_submit(base_url, source, concurrency=1)
             assert child.stdout is not None
             created = 0
             for line in child.stdout:  # wait for a condition: two jobs created
@@ -789,8 +798,8 @@ class TestInterruptAndResume:
             assert child.returncode == 130, err
             assert "interrupted" in err
             resumed = subprocess.run(
-                [*base, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")],
-                env=child_env,
+                command_line(base_url, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")),
+                env=child_environment(),
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -871,29 +880,7 @@ class TestAbort:
         # Every reply takes seconds: the first Ctrl-C leaves creations in flight.
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
         with served_fake("--latency", "4", "4") as base_url:
-            child_env = child_environment()
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gameball_async",
-                    "--base-url",
-                    base_url,
-                    "--poll-interval",
-                    "0.05",
-                    "submit",
-                    "cashback",
-                    str(source),
-                    "--chunk-size",
-                    "4",
-                    "--concurrency",
-                    "2",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env,
-            )
+            child = start_submit(base_url, source, concurrency=2)
             assert child.stdout is not None
             assert child.stderr is not None
             for line in child.stdout:  # wait for a condition: a job created
