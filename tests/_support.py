@@ -31,6 +31,19 @@ FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.5)
 FAST_RETRY = RetryPolicy(backoff=0.01, max_backoff=0.05)
 # Bound on any single wait: generous, it only turns a hang into a failure.
 PATIENCE = 20.0
+# The operations of the Batch API, as their route words (a contract: add, never rename).
+OPERATION_WORDS: Final = frozenset(
+    {
+        "customers",
+        "orders",
+        "order-transactions",
+        "balance-inquiry",
+        "balance-adjustment",
+        "cashback",
+        "redeem",
+        "events",
+    }
+)
 # A fake that answers at once: no server-side rate limit, jobs start running at once.
 QUIET_FAKE: Final[dict[str, Any]] = {"enforce_rate_limit": False, "queue_delay": 0.0}
 

@@ -20,14 +20,13 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import PATIENCE, FakeFactory, cashbacks, gets_by_job, until
-from _support import session as shared_session
+from _support import PATIENCE, FakeFactory, cashbacks, gets_by_job, make_session, until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -76,8 +75,9 @@ class SkewedClock:
         return time.monotonic() + self.skew
 
 
-def session(fake: FakeGameball, **options: Any) -> AbstractAsyncContextManager[Any]:
-    return shared_session(fake, **{"poll": FAST_POLL, "retry": FAST_RETRY, **options})
+def session(fake: FakeGameball, **options: Any) -> GameballSession:
+    """A session (a context manager too) with this file's poll and retry policies."""
+    return make_session(fake, **{"poll": FAST_POLL, "retry": FAST_RETRY, **options})
 
 
 async def no_task_left(before: set[asyncio.Task[Any]]) -> None:
@@ -311,17 +311,7 @@ class TestCloseMidPoll:
             AsyncExitStack() as stack,
         ):
             sessions = [
-                await stack.enter_async_context(
-                    GameballSession(
-                        fake.api_key,
-                        fake.secret_key,
-                        base_url=fake.base_url,
-                        poll=FAST_POLL,
-                        retry=retry,
-                        rate_limit=RateLimit.disabled(),
-                    )
-                )
-                for _ in range(4)
+                await stack.enter_async_context(session(fake, retry=retry)) for _ in range(4)
             ]
             jobs: list[list[BatchJob]] = []
             tasks: list[list[asyncio.Task[Any]]] = []
@@ -387,14 +377,7 @@ class TestCloseMidPoll:
     async def test_cancelling_the_closing_task_still_closes(self, times: int) -> None:
         before = set(asyncio.all_tasks())
         async with FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake:
-            gb = GameballSession(
-                fake.api_key,
-                fake.secret_key,
-                base_url=fake.base_url,
-                poll=FAST_POLL,
-                retry=FAST_RETRY,
-                rate_limit=RateLimit.disabled(),
-            )
+            gb = session(fake)
             await gb.__aenter__()
             jobs = await gb.submit_many("cashback", cashbacks(10, "x"), chunk_size=1)
             # one poll stuck on the server, so closing has something to wait for
