@@ -76,19 +76,25 @@ def accept(line: int, record: Any) -> tuple[Any, Reject | None]:
     return record, None
 
 
-def read_rows(path: Path, operation: Operation, text: str) -> list[tuple[int, Any, Any]]:
-    path.write_text(text, encoding="utf-8")
+HEADER = "customerId,amount,transactionId,transactionTime"
+
+
+def read_rows(
+    folder: Path, *lines: str, operation: Operation = Operation.CASHBACK
+) -> list[tuple[int, Any, Reject | None]]:
+    """The rows read from a CSV file of these lines (the header first)."""
+    path = folder / "in.csv"
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return list(read_csv(path, operation, None, accept))
 
 
 class TestCsvRows:
     def test_cells_become_typed_and_nested_fields(self, tmp_path: Path) -> None:
         rows = read_rows(
-            tmp_path / "in.csv",
-            Operation.CASHBACK,
-            "customerId,amount,transactionId,transactionTime,customerAttributes.channel\n"
-            f"c1,12.5,t1,{WHEN},mobile\n"
-            f"c2,3,t2,{WHEN},\n",
+            tmp_path,
+            f"{HEADER},customerAttributes.channel",
+            f"c1,12.5,t1,{WHEN},mobile",
+            f"c2,3,t2,{WHEN},",
         )
         assert rows == [
             (
@@ -113,24 +119,11 @@ class TestCsvRows:
     def test_a_row_is_named_by_its_first_line_and_blank_rows_are_skipped(
         self, tmp_path: Path
     ) -> None:
-        rows = read_rows(
-            tmp_path / "in.csv",
-            Operation.CASHBACK,
-            "customerId,amount,transactionId,transactionTime\n"
-            f'"c\n1",1,t1,{WHEN}\n'
-            ",,,\n"
-            f"c2,2,t2,{WHEN}\n",
-        )
+        rows = read_rows(tmp_path, HEADER, f'"c\n1",1,t1,{WHEN}', ",,,", f"c2,2,t2,{WHEN}")
         assert [(line, item["customerId"]) for line, item, _ in rows] == [(2, "c\n1"), (5, "c2")]
 
     def test_bad_rows_are_refused_with_the_column_at_fault(self, tmp_path: Path) -> None:
-        rows = read_rows(
-            tmp_path / "in.csv",
-            Operation.CASHBACK,
-            "customerId,amount,transactionId,transactionTime\n"
-            f"c1,ten,t1,{WHEN}\n"
-            f"c2,2,t2,{WHEN},extra\n",
-        )
+        rows = read_rows(tmp_path, HEADER, f"c1,ten,t1,{WHEN}", f"c2,2,t2,{WHEN},extra")
         [(_, none_1, bad_cell), (_, none_2, too_long)] = rows
         assert (none_1, none_2) == (None, None)
         assert bad_cell == Reject(
@@ -139,22 +132,22 @@ class TestCsvRows:
             "field 'amount' must be a number, got 'ten'",
             {"customerId": "c1", "amount": "ten", "transactionId": "t1", "transactionTime": WHEN},
         )
+        assert too_long is not None
         assert too_long.field is None
         assert "5 cells but the header has 4 columns" in too_long.error
 
     def test_order_transactions_take_the_order_id_column(self, tmp_path: Path) -> None:
-        rows = read_rows(
-            tmp_path / "in.csv", Operation.ORDER_TRANSACTIONS, "note,orderId\nx, o1 \n,o2\n"
-        )
+        orders = Operation.ORDER_TRANSACTIONS
+        rows = read_rows(tmp_path, "note,orderId", "x, o1 ", ",o2", operation=orders)
         assert rows == [(2, "o1", None), (3, "o2", None)]
         # a single column is the id whatever its name
-        only = read_rows(tmp_path / "one.csv", Operation.ORDER_TRANSACTIONS, "order\no3\n")
+        only = read_rows(tmp_path, "order", "o3", operation=orders)
         assert only == [(2, "o3", None)]
 
     def test_an_empty_file_has_no_rows_and_bad_text_is_an_input_error(self, tmp_path: Path) -> None:
-        assert read_rows(tmp_path / "empty.csv", Operation.CASHBACK, "") == []
+        assert read_rows(tmp_path) == []
         path = tmp_path / "latin1.csv"
-        path.write_bytes(b"customerId,amount,transactionId,transactionTime\nc\xe9,1,t1,x\n")
+        path.write_bytes(HEADER.encode() + b"\nc\xe9,1,t1,x\n")
         # (the line named is where decoding stood: text is decoded a block at a time)
         with pytest.raises(InputError, match=r"latin1\.csv: line \d+ is not UTF-8 text"):
             list(read_csv(path, Operation.CASHBACK, None, accept))
