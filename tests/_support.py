@@ -13,11 +13,13 @@ from typing import Any, Final, Protocol
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from gameball_async import (
     BatchState,
     BatchStatus,
     GameballSession,
+    InvalidJobIdError,
     Operation,
     PollPolicy,
     RateLimit,
@@ -91,6 +93,16 @@ async def session(
     """:func:`make_session`, opened for the ``async with`` block and closed after it."""
     async with make_session(fake, cls, **options) as gb:
         yield gb
+
+
+async def assert_job_id_refused(gb: GameballSession, job_id: Any) -> None:
+    """Each call that names a job by its id refuses this one (before sending anything)."""
+    with pytest.raises(InvalidJobIdError):
+        await gb.get_status(job_id)
+    with pytest.raises(InvalidJobIdError):
+        await gb.stop(job_id)
+    with pytest.raises(InvalidJobIdError):
+        gb.job(job_id)
 
 
 def cashbacks(count: int, prefix: str = "t") -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from _support import make_session
+from _support import assert_job_id_refused, make_session
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -30,7 +30,6 @@ from gameball_async import (
     Event,
     GameballError,
     GameballSession,
-    InvalidJobIdError,
     Operation,
     Order,
     PollPolicy,
@@ -325,12 +324,7 @@ BAD_JOB_IDS: list[Any] = [
 async def test_job_ids_that_could_change_the_route_are_refused(
     fake: FakeGameball, gb: GameballSession, job_id: Any
 ) -> None:
-    with pytest.raises(InvalidJobIdError):
-        await gb.get_status(job_id)
-    with pytest.raises(InvalidJobIdError):
-        await gb.stop(job_id)
-    with pytest.raises(InvalidJobIdError):
-        gb.job(job_id)
+    await assert_job_id_refused(gb, job_id)
     assert fake.counts["requests"] == 0
 
 
