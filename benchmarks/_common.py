@@ -1,17 +1,49 @@
-"""Shared pieces of the benchmarks: the fake server process and statistics."""
+"""Shared pieces of the benchmarks: their command line, the fake server process, statistics."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["FakeProcess", "machine", "spread", "summary"]
+__all__ = ["FakeProcess", "add_quick", "machine", "run_main", "section_main", "spread", "summary"]
+
+
+def run_main(
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], object],
+    run: Callable[[argparse.Namespace], object],
+) -> None:
+    """The command line every benchmark shares: parse its arguments, then run it.
+
+    :param description: the ``--help`` description; only its first line is used,
+        so a module passes its ``__doc__``.
+    :param add_arguments: adds the benchmark's own options to the parser.
+    :param run: runs the benchmark with the parsed arguments.
+    """
+    first_line = (description or "").strip().split("\n", 1)[0]
+    parser = argparse.ArgumentParser(description=first_line)
+    add_arguments(parser)
+    run(parser.parse_args())
+
+
+def add_quick(parser: argparse.ArgumentParser) -> None:
+    """The ``--quick`` option of every section."""
+    parser.add_argument("--quick", action="store_true")
+
+
+def section_main(description: str | None, run: Callable[[bool], Mapping[str, Any]]) -> None:
+    """``python -m benchmarks.NAME [--quick]``: one section alone, its figures printed as JSON.
+
+    :param run: the section's ``run(quick)``, as ``python -m benchmarks`` calls it.
+    """
+    run_main(description, add_quick, lambda args: print(json.dumps(run(args.quick), indent=2)))
 
 
 class FakeProcess:

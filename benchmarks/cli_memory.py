@@ -103,12 +103,19 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     """Run the benchmark and print (and optionally save) the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    # imported here: this file also runs as a script (see the end of the file)
+    from benchmarks._common import run_main
+
+    run_main(__doc__, _arguments, _run)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
 
+
+def _run(args: argparse.Namespace) -> None:
     fake, info = start_fake()
     env = {
         **os.environ,
@@ -178,4 +185,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # ``python benchmarks/cli_memory.py`` puts benchmarks/ on the path, not its parent
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main()

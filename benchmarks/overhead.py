@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.overhead [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -25,7 +24,7 @@ import aiohttp
 
 from gameball_async import Cashback, GameballSession, RateLimit
 
-from ._common import FakeProcess, spread
+from ._common import FakeProcess, section_main, spread
 
 ITEMS_PER_BATCH = 10
 UNLIMITED = RateLimit(per_second=10**9, per_window=10**9)
@@ -139,10 +138,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Run: ``python -m benchmarks.polling [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -43,7 +42,7 @@ from gameball_async import BalanceInquiry, GameballSession, RateLimit, as_comple
 from gameball_async._decode import decode_status
 from gameball_async._wire import parse_datetime
 
-from ._common import FakeProcess, spread
+from ._common import FakeProcess, section_main, spread
 
 RATE = 20.0  # items per second per job on the fake
 QUEUE_DELAY = 0.5
@@ -280,10 +279,8 @@ def run(quick: bool, seed: int = 7, rounds: int = 3) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
 
 
 if __name__ == "__main__":

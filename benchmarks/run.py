@@ -3,7 +3,7 @@
 ``python -m benchmarks`` (full, about 35 minutes on 2 cores) or
 ``python -m benchmarks --quick`` (under 3 minutes, a smoke run). Results go to
 ``benchmarks/results/<mode>.json`` and ``<mode>.md``; the full run also draws
-``benchmarks/polling.png``.
+``benchmarks/results/polling.png``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import overhead, polling, scale, skew, throughput
-from ._common import machine
+from ._common import machine, run_main
 
 HERE = Path(__file__).resolve().parent
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -224,11 +224,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the gameball_async benchmarks.")
+    """``python -m benchmarks``: run the sections, save and print the report."""
+    run_main("Run the gameball_async benchmarks.", _arguments, _run)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", action="store_true", help="only re-render the last report")
     parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
-    args = parser.parse_args()
+
+
+def _run(args: argparse.Namespace) -> None:
     mode = "quick" if args.quick else "full"
     report: dict[str, Any]
     if args.render:
@@ -258,7 +264,7 @@ def main() -> None:
     table = render(report)
     (results / f"{mode}.md").write_text(table + "\n")
     if "polling" in report and not args.quick:
-        plot(report, HERE / "polling.png")
+        plot(report, results / "polling.png")
     print(table)
 
 

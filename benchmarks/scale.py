@@ -25,11 +25,9 @@ Run: ``python -m benchmarks.scale [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import sys
 import time
 import tracemalloc
@@ -51,7 +49,7 @@ from gameball_async import (
 from gameball_async._decode import decode_status
 from gameball_async._poller import Poller
 
-from ._common import spread
+from ._common import section_main, spread
 from ._status_server import StatusServer
 
 SLOW = PollPolicy(initial_delay=3600.0, jitter=0.0, max_delay=3600.0)
@@ -306,10 +304,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ Run: ``python -m benchmarks.skew [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
@@ -29,7 +27,7 @@ from typing import Any
 from gameball_async import BalanceInquiry, GameballSession, as_completed
 from gameball_async._wire import parse_datetime
 
-from ._common import FakeProcess, spread
+from ._common import FakeProcess, section_main, spread
 
 RATE = 20.0
 QUEUE_DELAY = 0.5
@@ -104,10 +102,8 @@ def run(quick: bool, seed: int = 11) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Run: ``python -m benchmarks.throughput [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -29,7 +28,7 @@ import aiohttp
 from gameball_async import Cashback, GameballSession, Operation, RateLimit
 from gameball_async._schema import encode_batch
 
-from ._common import FakeProcess, spread
+from ._common import FakeProcess, section_main, spread
 
 BATCH = 1000
 CONCURRENCY = 8
@@ -148,10 +147,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
 
 
 if __name__ == "__main__":

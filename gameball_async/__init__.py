@@ -43,7 +43,7 @@ from ._errors import (
     SubmissionError,
     TransportError,
 )
-from ._job import BatchJob, as_completed, wait_all
+from ._job import BatchJob
 from ._models import (
     BalanceAdjustment,
     BalanceInquiry,
@@ -64,6 +64,7 @@ from ._ratelimit import RateLimit
 from ._session import DEFAULT_BASE_URL, DEFAULT_ROUTES, GameballSession
 from ._stats import SessionStats
 from ._version import __version__
+from ._waiting import as_completed, wait_all
 
 __all__ = [
     "APIError",

@@ -1,8 +1,13 @@
 """Pure decoding of what the server sends: statuses, job ids, errors, Retry-After.
 
 Nothing here does I/O: bytes, status codes and header values in; a model or an
-exception out. That keeps the tolerance rules (DESIGN section 1: status words
-in any case and spelling, two documented reply shapes) testable on their own.
+exception out. That keeps the tolerance rules testable on their own: the API
+drifts, so status words are read in any case and in the spellings other Gameball
+documents use (``pending`` is queued; ``processing`` and ``inProgress`` are
+running; ``finished`` is completed), and both documented reply shapes decode
+into one model: the developer guide's (``totalCount``, ``finishedCount``,
+``errorCount``, ``response``) and the newer OpenAPI file's (``batchId``,
+``progress``, ``totalItems``, ``processedItems``, ``failedItems``, ``results``).
 """
 
 from __future__ import annotations

@@ -1,49 +1,26 @@
-"""The awaitable job handle, and waiting on many jobs at once."""
+"""The awaitable job handle.
+
+Waiting on many handles at once (``as_completed``, ``wait_all``) is in
+``_waiting.py``; the backend of an unpickled handle is in ``_detached.py``.
+"""
 
 from __future__ import annotations
 
-import json
-import re
-from collections import deque
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Protocol
 
 import anyio
 
+from ._detached import DETACHED
 from ._entry import Entry, Subscriber, status_changed
-from ._errors import (
-    BatchFailedError,
-    BatchStoppedError,
-    GameballError,
-    InvalidJobIdError,
-    PollTimeoutError,
-    SessionClosedError,
-)
+from ._errors import BatchFailedError, BatchStoppedError, PollTimeoutError
+from ._jobid import check_job_id, dump_token, load_token
 from ._models import BatchState, BatchStatus, Operation
 from ._poller import Poller
 
-__all__ = ["BatchJob", "as_completed", "check_job_id", "wait_all"]
-
-_TOKEN_VERSION: Final = 1
-# Ids are numbers on the wire (strings in the newer spec); nothing that could
-# change the route (slashes, dots, percent, query or fragment marks) gets through.
-_JOB_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-def check_job_id(job_id: object) -> str:
-    """Normalise a job id to its string form, refusing anything unsafe in a URL path.
-
-    :raises InvalidJobIdError: for anything but 1-128 letters, digits, ``_`` or ``-``.
-    """
-    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
-        raise InvalidJobIdError(f"a job id is an int or a str, got {type(job_id).__name__}")
-    text = str(job_id)
-    if not _JOB_ID.fullmatch(text):
-        raise InvalidJobIdError(
-            f"invalid job id {text[:40]!r}: expected 1-128 letters, digits, '_' or '-'"
-        )
-    return text
+# check_job_id is handed on: the session, which names jobs by id too, takes it from here
+__all__ = ["BatchJob", "JobBackend", "check_job_id", "outcome"]
 
 
 class JobBackend(Protocol):
@@ -190,9 +167,7 @@ class BatchJob:
             :class:`NotFoundError`), or the session was closed.
         """
         self._sync()
-        if self._error is not None:
-            (error, tb), self._error = self._error, None
-            raise error.with_traceback(tb)
+        self._raise_error()
         status = self._status
         if status is None or not status.is_terminal:
             if timeout is None:
@@ -206,7 +181,7 @@ class BatchJob:
                     f"(last state: {self._status.state.value if self._status else 'unknown'})",
                     last_status=self._status,
                 )
-        return _outcome(status, raise_on_failure)
+        return outcome(status, raise_on_failure)
 
     def _subscribe(self, poller: Poller, subscriber: Subscriber) -> Entry:
         entry = poller.subscribe(
@@ -235,6 +210,19 @@ class BatchJob:
                 await signal.event.wait()
         finally:
             poller.unsubscribe(entry, signal)
+
+    def _raise_error(self) -> None:
+        """Raise, once, the error that ended polling for this handle, if any."""
+        if self._error is not None:
+            (error, tb), self._error = self._error, None
+            raise error.with_traceback(tb)
+
+    def _settle(self, entry: Entry) -> None:
+        """Take the news of an entry whose polling ended, its error included."""
+        self._entry = entry
+        self._absorb(entry)
+        if entry.error is not None and not self.done():
+            self._error = (entry.error, entry.error_tb)
 
     def _absorb(self, entry: Entry) -> None:
         status = entry.status
@@ -322,14 +310,7 @@ class BatchJob:
 
         It holds the job id and operation, never a key or a status.
         """
-        return json.dumps(
-            {
-                "v": _TOKEN_VERSION,
-                "job_id": self.job_id,
-                "operation": self.operation.value if self.operation is not None else None,
-            },
-            separators=(",", ":"),
-        )
+        return dump_token(self.job_id, self.operation)
 
     @staticmethod
     def parse_token(token: str) -> tuple[str, Operation | None]:
@@ -337,50 +318,7 @@ class BatchJob:
 
         :raises InvalidJobIdError: when the token is not one.
         """
-        try:
-            data = json.loads(token)
-        except (TypeError, ValueError):
-            raise InvalidJobIdError("not a job token: not JSON") from None
-        if not isinstance(data, dict) or data.get("v") != _TOKEN_VERSION:
-            raise InvalidJobIdError(f"not a version {_TOKEN_VERSION} job token")
-        job_id = check_job_id(data.get("job_id"))
-        raw_operation = data.get("operation")
-        if raw_operation is None:
-            return job_id, None
-        try:
-            return job_id, Operation(raw_operation)
-        except ValueError:
-            raise InvalidJobIdError(
-                f"job token names unknown operation {raw_operation!r}"
-            ) from None
-
-
-class _Detached:
-    """The backend of an unpickled job handle: it belongs to no session."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def _refuse() -> NoReturn:
-        raise SessionClosedError(
-            "this job handle was unpickled and belongs to no session: attach it with "
-            "gb.job(job.job_id, job.operation) or gb.resume(job.to_token())"
-        )
-
-    @property
-    def _poller(self) -> Poller:
-        self._refuse()
-
-    async def _fetch_status(
-        self, job_id: str, operation: Operation | None
-    ) -> tuple[BatchStatus, float | None]:
-        self._refuse()
-
-    async def _send_stop(self, job_id: str, operation: Operation | None) -> BatchStatus | None:
-        self._refuse()
-
-
-_DETACHED: Final = _Detached()
+        return load_token(token)
 
 
 def _detached_job(
@@ -389,10 +327,17 @@ def _detached_job(
     status: BatchStatus | None,
     input_range: range | None,
 ) -> BatchJob:
-    return BatchJob(_DETACHED, job_id, operation, status, input_range=input_range)
+    # the pickle of a handle names this function (``BatchJob.__reduce__``): keep it here
+    return BatchJob(DETACHED, job_id, operation, status, input_range=input_range)
 
 
-def _outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:
+def outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:
+    """Return a terminal ``status``, or raise for one that did not complete.
+
+    :param raise_on_failure: with ``False``, every terminal status is returned.
+    :raises BatchFailedError: ``status`` is Failed (and ``raise_on_failure``).
+    :raises BatchStoppedError: ``status`` is Stopped (and ``raise_on_failure``).
+    """
     if raise_on_failure:
         if status.state is BatchState.FAILED:
             raise BatchFailedError(
@@ -407,87 +352,3 @@ def _outcome(status: BatchStatus, raise_on_failure: bool) -> BatchStatus:
                 status=status,
             )
     return status
-
-
-class _Collector:
-    """One subscriber for many jobs: queues those whose polling ended."""
-
-    __slots__ = ("event", "ready")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.ready: deque[Entry] = deque()
-
-    def notify(self, entry: Entry) -> None:
-        if entry.finished:
-            self.ready.append(entry)
-            self.event.set()
-
-
-async def as_completed(jobs: Iterable[BatchJob]) -> AsyncGenerator[BatchJob, None]:
-    """Yield jobs as they end, in the order they end.
-
-    All of them are polled by their sessions' shared schedulers through one
-    subscription each, with no task per job. A job whose polling failed (e.g.
-    404) is yielded too, not done: awaiting it raises that error.
-    """
-    pending: dict[tuple[int, str], list[BatchJob]] = {}
-    collector = _Collector()
-    subscriptions: dict[Entry, tuple[Poller, tuple[int, str]]] = {}
-    try:
-        for job in jobs:
-            if job.done():
-                yield job
-                continue
-            key = (id(job._backend._poller), job.job_id)
-            if key in pending:
-                pending[key].append(job)
-                continue
-            pending[key] = [job]
-            poller = job._backend._poller
-            entry = job._subscribe(poller, collector)
-            subscriptions[entry] = (poller, key)
-            if entry.finished:
-                collector.notify(entry)
-        while pending:
-            collector.event = anyio.Event()
-            while collector.ready:
-                entry = collector.ready.popleft()
-                _, key = subscriptions[entry]
-                for job in pending.pop(key, []):
-                    job._entry = entry
-                    job._absorb(entry)
-                    if entry.error is not None and not job.done():
-                        job._error = (entry.error, entry.error_tb)
-                    yield job
-            if pending:
-                await collector.event.wait()
-    finally:
-        for entry, (poller, _) in subscriptions.items():
-            poller.unsubscribe(entry, collector)
-
-
-async def wait_all(
-    jobs: Iterable[BatchJob], *, raise_on_failure: bool = False
-) -> list[BatchStatus]:
-    """Wait until every job has ended; return their terminal statuses in input order.
-
-    :param raise_on_failure: after all have ended, raise :class:`BatchFailedError`
-        or :class:`BatchStoppedError` for the first (in input order) that did
-        not complete.
-    :raises GameballError: the first polling error, in input order, once all
-        have ended (every handle's ``status`` is up to date by then).
-    """
-    handles = list(jobs)
-    async for _ in as_completed(handles):
-        pass
-    statuses: list[BatchStatus] = []
-    for job in handles:
-        if job._error is not None:
-            (error, tb), job._error = job._error, None
-            raise error.with_traceback(tb)
-        status = job.status
-        if status is None:  # pragma: no cover - as_completed saw every job end
-            raise GameballError(f"job {job.job_id} ended without a status")
-        statuses.append(_outcome(status, raise_on_failure))
-    return statuses

@@ -11,7 +11,7 @@ import; what is here stays stable for it.
 from __future__ import annotations
 
 from ._checks import Kind, Spec, misspelling
-from ._job import check_job_id
+from ._jobid import check_job_id
 from ._models import Operation
 from ._records import CustomerAttributes, wire_specs
 from ._schema import MAX_BATCH_ITEMS, RECORD_FOR, wire_items

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _support import FAST_POLL, FAST_RETRY, PATIENCE, until
+from _support import PATIENCE, make_session, until
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -38,12 +38,6 @@ ITEMS = [{"customerId": "c1"}, {"customerId": "c2"}]
 IN_FLIGHT = 0.5
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
 class Calls:
     """Records ``on_job`` calls, in order, across channels."""
 
@@ -58,16 +52,8 @@ class Calls:
 
 
 def _session(fake: FakeGameball, calls: Calls | None = None, **options: Any) -> GameballSession:
-    settings: dict[str, Any] = {
-        "base_url": fake.base_url,
-        "poll": FAST_POLL,
-        "retry": FAST_RETRY,
-        "rate_limit": RateLimit.disabled(),
-        "on_job": calls.channel("session") if calls is not None else None,
-    }
-    settings.update(options)
-    secret_key = settings.pop("secret_key", fake.secret_key)
-    return GameballSession(fake.api_key, secret_key, **settings)
+    on_job = calls.channel("session") if calls is not None else None
+    return make_session(fake, on_job=on_job, **options)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
-from _support import PATIENCE, session
+from _support import PATIENCE
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +23,7 @@ from gameball_async import (
     AuthenticationError,
     BatchState,
     BatchStatus,
+    GameballSession,
     InvalidRequestError,
     NotFoundError,
     Operation,
@@ -804,40 +805,42 @@ def test_parse_retry_after_never_crashes(value: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_drifting_status_replies_keep_the_wait_going_to_its_results() -> None:
+async def test_drifting_status_replies_keep_the_wait_going_to_its_results(
+    fake: FakeGameball, gb: GameballSession
+) -> None:
     """Issue 9 point 15 end to end: an integer status is polled on, and a Failed job's
     results sent as an object and as a JSON string all reach the caller."""
-    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake) as gb:
-        job = gb.job(7, Operation.CASHBACK)
-        fake.inject(
-            "status",
-            InjectedReply(body={"jobId": 7, "status": 2, "totalCount": 3, "finishedCount": 1}),
-            InjectedReply(
-                body={
-                    "jobId": 7,
-                    "status": "Failed",
-                    "totalCount": 3,
-                    "finishedCount": 1,
-                    "errorCount": 2,
-                    "response": json.dumps({"succeeded": [{"index": "0"}]}),
-                    "errors": {"1": {"code": 7000}, "2": {"code": 9008}},
-                }
-            ),
-        )
-        with anyio.fail_after(PATIENCE):
-            status = await job.wait(raise_on_failure=False)
-        assert status.state is BatchState.FAILED
-        assert [r.index for r in status.succeeded] == [0]
-        assert [(r.index, r.code) for r in status.failed] == [(1, 7000), (2, 9008)]
-        assert fake.counts["status"] == 2
+    job = gb.job(7, Operation.CASHBACK)
+    fake.inject(
+        "status",
+        InjectedReply(body={"jobId": 7, "status": 2, "totalCount": 3, "finishedCount": 1}),
+        InjectedReply(
+            body={
+                "jobId": 7,
+                "status": "Failed",
+                "totalCount": 3,
+                "finishedCount": 1,
+                "errorCount": 2,
+                "response": json.dumps({"succeeded": [{"index": "0"}]}),
+                "errors": {"1": {"code": 7000}, "2": {"code": 9008}},
+            }
+        ),
+    )
+    with anyio.fail_after(PATIENCE):
+        status = await job.wait(raise_on_failure=False)
+    assert status.state is BatchState.FAILED
+    assert [r.index for r in status.succeeded] == [0]
+    assert [(r.index, r.code) for r in status.failed] == [(1, 7000), (2, 9008)]
+    assert fake.counts["status"] == 2
 
 
 @pytest.mark.anyio
-async def test_a_reply_about_another_job_is_refused() -> None:
-    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake) as gb:
-        fake.inject("status", InjectedReply(body={"jobId": 8, "status": "Completed"}))
-        with pytest.raises(ProtocolError, match="another job"):
-            await gb.get_status(7)
+async def test_a_reply_about_another_job_is_refused(
+    fake: FakeGameball, gb: GameballSession
+) -> None:
+    fake.inject("status", InjectedReply(body={"jobId": 8, "status": "Completed"}))
+    with pytest.raises(ProtocolError, match="another job"):
+        await gb.get_status(7)
 
 
 @pytest.mark.parametrize("status", [429, 500, 503, 404])

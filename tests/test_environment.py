@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from _support import make_session
 
 from gameball_async import DEFAULT_BASE_URL, GameballSession, RateLimit, __version__
 from gameball_async.testing import FakeGameball
@@ -16,12 +16,6 @@ from gameball_async.testing import FakeGameball
 ITEMS = [{"customerId": "c1"}]
 SECRET = "sk-from-the-environment-0123456789"
 API_KEY = "ak-from-the-environment-9876543210"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
 
 
 # -- keys and base URL from the environment --------------------------------------------
@@ -105,13 +99,7 @@ def _expected_user_agent() -> str:
 async def test_every_request_names_the_client(fake: FakeGameball, borrowed: bool) -> None:
     lent = aiohttp.ClientSession(headers={"User-Agent": "the-lenders-agent"}) if borrowed else None
     try:
-        async with GameballSession(
-            fake.api_key,
-            fake.secret_key,
-            base_url=fake.base_url,
-            rate_limit=RateLimit.disabled(),
-            http_session=lent,
-        ) as gb:
+        async with make_session(fake, http_session=lent) as gb:
             job = await gb.create_batch("balance-inquiry", ITEMS)
             await gb.get_status(job.job_id)
             await gb.stop(job.job_id)

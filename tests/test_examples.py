@@ -17,16 +17,15 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from _support import FAST_RETRY, until
+from _support import WHEN, FakeFactory, make_session, until
 from aiohttp.test_utils import TestClient, TestServer
 
-from gameball_async import GameballSession, PollPolicy, RateLimit
+from gameball_async import GameballSession, PollPolicy
 from gameball_async.testing import FakeGameball, InjectedReply
 
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-WHEN = "2024-10-16T08:13:29.290Z"
 FAST = PollPolicy(initial_delay=0.02, min_delay=0.02, max_delay=0.2)
 
 
@@ -54,11 +53,8 @@ def sessions(fake: FakeGameball, made: list[GameballSession]) -> Callable[[], Ga
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(
-        processing_rate=20_000, queue_delay=0.01, enforce_rate_limit=False
-    ) as server:
-        yield server
+async def fake(fake_factory: FakeFactory) -> FakeGameball:
+    return await fake_factory(processing_rate=20_000, queue_delay=0.01)
 
 
 def cashback(n: int) -> dict[str, Any]:
@@ -155,14 +151,7 @@ def fastapi_sessions(
     fake: FakeGameball, made: list[GameballSession] | None = None
 ) -> Callable[[], GameballSession]:
     def factory() -> GameballSession:
-        gb = GameballSession(
-            fake.api_key,
-            fake.secret_key,
-            base_url=fake.base_url,
-            poll=FAST,
-            retry=FAST_RETRY,
-            rate_limit=RateLimit.disabled(),
-        )
+        gb = make_session(fake, poll=FAST)
         if made is not None:
             made.append(gb)
         return gb

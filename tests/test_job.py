@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import PATIENCE, WHEN, session, until
+from _support import PATIENCE, WHEN, FakeFactory, cashbacks, session, until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -52,10 +52,6 @@ def cashback(n: int, *, transaction: str | None = None) -> dict[str, Any]:
     }
 
 
-def cashbacks(count: int, prefix: str = "t") -> list[dict[str, Any]]:
-    return [cashback(n, transaction=f"{prefix}{n}") for n in range(count)]
-
-
 def transaction_ids(items: Any) -> list[str]:
     return [item["transactionId"] for item in items]
 
@@ -65,15 +61,9 @@ def status_gets(fake: FakeGameball, job_id: str) -> list[RecordedRequest]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(processing_rate=1000, queue_delay=0.02, enforce_rate_limit=False) as f:
-        yield f
-
-
-@pytest.fixture
-async def gb(fake: FakeGameball) -> AsyncIterator[GameballSession]:
-    async with session(fake) as s:
-        yield s
+async def fake(fake_factory: FakeFactory) -> FakeGameball:
+    # jobs stay queued a moment, then run fast: a wait sees Queued, Running, Completed
+    return await fake_factory(processing_rate=1000, queue_delay=0.02)
 
 
 class TestWait:
@@ -118,11 +108,11 @@ class TestWait:
         assert await job is first
         assert fake.counts["requests"] == before
 
-    async def test_failed_job_raises_with_final_status_and_results(self) -> None:
-        async with (
-            FakeGameball(processing_rate=100, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_failed_job_raises_with_final_status_and_results(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=100)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(300))
             with anyio.fail_after(PATIENCE):
                 async with aclosing(job.watch()) as updates:
@@ -169,11 +159,11 @@ class TestWait:
         with pytest.raises(BatchFailedError if state is BatchState.FAILED else BatchStoppedError):
             await job
 
-    async def test_timeout_raises_and_waiting_again_resumes(self) -> None:
-        async with (
-            FakeGameball(processing_rate=200, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_timeout_raises_and_waiting_again_resumes(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=200)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(400))  # about 2 s of work
             with pytest.raises(PollTimeoutError) as caught:
                 await job.wait(timeout=0.1)
@@ -193,11 +183,11 @@ class TestWait:
         assert status.state is BatchState.COMPLETED
         assert len(status.succeeded) == 400
 
-    async def test_policy_timeout_bounds_a_plain_await(self) -> None:
-        async with (
-            FakeGameball(processing_rate=10, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake, poll=PollPolicy(initial_delay=0.05, min_delay=0.02, timeout=0.1)) as gb,
-        ):
+    async def test_policy_timeout_bounds_a_plain_await(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(processing_rate=10)
+        async with session(
+            fake, poll=PollPolicy(initial_delay=0.05, min_delay=0.02, timeout=0.1)
+        ) as gb:
             job = await gb.create_batch("cashback", cashbacks(100))
             with anyio.fail_after(PATIENCE), pytest.raises(PollTimeoutError):
                 await job
@@ -247,11 +237,11 @@ class TestRefreshAndStop:
             assert [s.state for s in results] == [BatchState.COMPLETED]
             assert len(status_gets(fake, job.job_id)) == 1
 
-    async def test_stop_sends_one_delete_and_waiters_see_stopped(self) -> None:
-        async with (
-            FakeGameball(processing_rate=20, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_stop_sends_one_delete_and_waiters_see_stopped(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=20)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(200))  # 10 s of work
             outcomes: list[BaseException] = []
 
@@ -277,11 +267,11 @@ class TestRefreshAndStop:
                 await job
             assert fake.counts["stop"] == 1
 
-    async def test_stop_with_wait_returns_the_stopped_status(self) -> None:
-        async with (
-            FakeGameball(processing_rate=20, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_stop_with_wait_returns_the_stopped_status(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=20)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(200))
             with anyio.fail_after(PATIENCE):
                 status = await job.stop(wait=True)
@@ -290,11 +280,11 @@ class TestRefreshAndStop:
         assert fake.counts["stop"] == 1
         assert job.done()
 
-    async def test_stop_with_an_empty_reply_polls_until_stopped(self) -> None:
-        async with (
-            FakeGameball(processing_rate=20, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_stop_with_an_empty_reply_polls_until_stopped(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=20)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(200))
             # The DELETE answers 200 with no body; the job stops a moment later.
             fake.inject("stop", InjectedReply(status=200))
@@ -306,11 +296,11 @@ class TestRefreshAndStop:
 
 
 class TestWatch:
-    async def test_watch_yields_changes_and_ends_after_the_terminal_one(self) -> None:
-        async with (
-            FakeGameball(processing_rate=200, queue_delay=0.05, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_watch_yields_changes_and_ends_after_the_terminal_one(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=200, queue_delay=0.05)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(200))
             seen: list[BatchStatus] = []
             with anyio.fail_after(PATIENCE):
@@ -363,11 +353,9 @@ class TestWatch:
         assert [s async for s in job.watch()] == [final]
         assert fake.counts["requests"] == before
 
-    async def test_leaving_a_watch_early_unsubscribes(self) -> None:
-        async with (
-            FakeGameball(processing_rate=10, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_leaving_a_watch_early_unsubscribes(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(processing_rate=10)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(100))
             with anyio.fail_after(PATIENCE):
                 async with aclosing(job.watch()) as updates:
@@ -531,11 +519,9 @@ class TestCancellation:
         assert [s.state for s in statuses] == [BatchState.COMPLETED] * 2
         assert fake.counts["stop"] == 0
 
-    async def test_cancel_scope_around_await_is_clean(self) -> None:
-        async with (
-            FakeGameball(processing_rate=10, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_cancel_scope_around_await_is_clean(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(processing_rate=10)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(100))
             with anyio.move_on_after(0.1) as scope:
                 await job
@@ -644,7 +630,7 @@ class TestSubmitMany:
 
 
 class TestWaitingOnMany:
-    async def test_as_completed_yields_in_completion_order(self) -> None:
+    async def test_as_completed_yields_in_completion_order(self, fake_factory: FakeFactory) -> None:
         # At 10 items/s the jobs need 0.1 s, 10 s and 30 s; the test moves the
         # fake's clock past each end in turn, so the order cannot depend on
         # how fast this machine is.
@@ -653,12 +639,8 @@ class TestWaitingOnMany:
         def clock() -> float:
             return time.monotonic() + skew[0]
 
-        async with (
-            FakeGameball(
-                processing_rate=10, queue_delay=0.0, enforce_rate_limit=False, clock=clock
-            ) as fake,
-            session(fake) as gb,
-        ):
+        fake = await fake_factory(processing_rate=10, clock=clock)
+        async with session(fake) as gb:
             long = await gb.create_batch("cashback", cashbacks(300, "l"))
             short = await gb.create_batch("cashback", cashbacks(1, "s"))
             middle = await gb.create_batch("cashback", cashbacks(100, "m"))
@@ -693,11 +675,11 @@ class TestWaitingOnMany:
         with pytest.raises(NotFoundError):
             await missing
 
-    async def test_wait_all_returns_statuses_in_input_order(self) -> None:
-        async with (
-            FakeGameball(processing_rate=200, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_wait_all_returns_statuses_in_input_order(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=200)
+        async with session(fake) as gb:
             jobs = [
                 await gb.create_batch("cashback", cashbacks(100, "a")),
                 await gb.create_batch("cashback", cashbacks(1, "b")),

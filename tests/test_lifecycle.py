@@ -7,33 +7,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from _support import QUIET_FAKE, make_session
 
-from gameball_async import GameballError, GameballSession, RateLimit, SessionClosedError
+from gameball_async import GameballError, GameballSession, SessionClosedError
 from gameball_async.testing import FakeGameball
 
 ITEMS = [{"customerId": "c1"}]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
 def _session(
     fake: FakeGameball, http_session: aiohttp.ClientSession | None = None
 ) -> GameballSession:
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        rate_limit=RateLimit.disabled(),
-        http_session=http_session,
-    )
+    return make_session(fake, http_session=http_session)
 
 
 @pytest.mark.anyio
@@ -81,13 +69,13 @@ def test_a_second_event_loop_is_refused_without_resource_warnings() -> None:
     refusals: list[BaseException] = []
 
     async def first() -> None:
-        async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
+        async with FakeGameball(**QUIET_FAKE) as server:
             gb = _session(server)
             sessions.append(gb)
             await gb.create_batch("balance-inquiry", ITEMS)  # and never closed
 
     async def second() -> None:
-        async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0):
+        async with FakeGameball(**QUIET_FAKE):
             for call in (
                 lambda: sessions[0].create_batch("balance-inquiry", ITEMS),
                 lambda: sessions[0].get_status("1"),
@@ -108,7 +96,7 @@ def test_a_second_event_loop_is_refused_without_resource_warnings() -> None:
 
 def test_a_session_never_closed_leaves_nothing_open_when_its_loop_ends() -> None:
     async def forgetful() -> None:
-        async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
+        async with FakeGameball(**QUIET_FAKE) as server:
             gb = _session(server)
             await gb.create_batch("balance-inquiry", ITEMS)
 

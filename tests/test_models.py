@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
+from _support import OPERATION_WORDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,16 +137,7 @@ class TestOperation:
         assert str(operation) == operation.value
 
     def test_values_are_the_documented_ones(self) -> None:
-        assert {op.value for op in Operation} == {
-            "customers",
-            "orders",
-            "order-transactions",
-            "balance-inquiry",
-            "balance-adjustment",
-            "cashback",
-            "redeem",
-            "events",
-        }
+        assert {op.value for op in Operation} == OPERATION_WORDS
 
     @pytest.mark.parametrize("value", ["refunds", "", "Cashback", "CASHBACK", "order_transactions"])
     def test_parse_unknown(self, value: str) -> None:

@@ -15,7 +15,21 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import FAST_POLL, FAST_RETRY, PATIENCE, WHEN, session, until
+from _support import (
+    FAST_POLL,
+    PATIENCE,
+    FakeFactory,
+    ManualClock,
+    Recorder,
+    Reply,
+    ScriptedFetch,
+    cashbacks,
+    gets_by_job,
+    make_session,
+    make_status,
+    session,
+    until,
+)
 
 from gameball_async import (
     BatchJob,
@@ -32,7 +46,6 @@ from gameball_async import (
     wait_all,
 )
 from gameball_async._poller import Entry, Poller
-from gameball_async.testing import FakeGameball
 
 pytestmark = pytest.mark.anyio
 
@@ -43,94 +56,7 @@ def scheduler_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task.get_name() == SCHEDULER_NAME]
 
 
-def cashbacks(count: int, prefix: str = "t") -> list[dict[str, Any]]:
-    return [
-        {
-            "customerId": "c1",
-            "transactionId": f"{prefix}{n}",
-            "transactionTime": WHEN,
-            "amount": 1.0,
-        }
-        for n in range(count)
-    ]
-
-
 # -- unit tests: a Poller with a scripted fetch ------------------------------
-
-
-def make_status(job_id: str, state: BatchState, processed: int = 0, total: int = 10) -> BatchStatus:
-    return BatchStatus(
-        job_id=job_id,
-        operation=Operation.CASHBACK,
-        state=state,
-        state_word=state.value,
-        total_count=total,
-        finished_count=processed,
-    )
-
-
-Reply = BatchStatus | BaseException | tuple[BatchStatus, float]
-
-
-class ScriptedFetch:
-    """A fetch function: each job's replies in order, the last one repeated.
-
-    It records every call and how many polls of one job were in flight at once;
-    while ``gate`` is not set, polls block (like a slow server).
-    """
-
-    def __init__(self, script: dict[str, Sequence[Reply]]) -> None:
-        self.script = {job_id: list(replies) for job_id, replies in script.items()}
-        self.calls: list[str] = []
-        self.in_flight: Counter[str] = Counter()
-        self.max_in_flight_per_job = 0
-        self.max_in_flight = 0
-        self.gate = anyio.Event()
-        self.gate.set()
-
-    async def __call__(
-        self, job_id: str, operation: Operation | None
-    ) -> tuple[BatchStatus, float | None]:
-        self.calls.append(job_id)
-        self.in_flight[job_id] += 1
-        self.max_in_flight_per_job = max(self.max_in_flight_per_job, self.in_flight[job_id])
-        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
-        try:
-            await anyio.lowlevel.checkpoint()  # a real request yields at least once
-            await self.gate.wait()
-            replies = self.script[job_id]
-            reply = replies.pop(0) if len(replies) > 1 else replies[0]
-        finally:
-            self.in_flight[job_id] -= 1
-        if isinstance(reply, BaseException):
-            raise reply
-        if isinstance(reply, tuple):
-            return reply
-        return reply, None
-
-
-class Recorder:
-    """A subscriber that keeps every notification."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[BatchStatus | None, BaseException | None]] = []
-
-    def notify(self, entry: Entry) -> None:
-        self.seen.append((entry.status, entry.error))
-
-    @property
-    def states(self) -> list[BatchState]:
-        return [status.state for status, _ in self.seen if status is not None]
-
-
-class ManualClock:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def finished(entry: Entry) -> Callable[[], bool]:
@@ -363,44 +289,40 @@ class ProbeSession(GameballSession):
             self.in_flight[job_id] -= 1
 
 
-def gets_by_job(fake: FakeGameball) -> Counter[str]:
-    return Counter(r.path.rsplit("/", 1)[-1] for r in fake.requests if r.route == "status")
-
-
 class TestSharedPolls:
-    async def test_waiters_on_one_job_share_one_stream_of_polls(self) -> None:
-        async with FakeGameball(
-            processing_rate=100, queue_delay=0.05, enforce_rate_limit=False
-        ) as fake:
-            async with session(fake, ProbeSession) as gb:
-                solo = await gb.create_batch("cashback", cashbacks(80, "s"))
-                with anyio.fail_after(PATIENCE):
-                    await solo
-            solo_polls = gets_by_job(fake)[solo.job_id]
+    async def test_waiters_on_one_job_share_one_stream_of_polls(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=100, queue_delay=0.05)
+        async with session(fake, ProbeSession) as gb:
+            solo = await gb.create_batch("cashback", cashbacks(80, "s"))
+            with anyio.fail_after(PATIENCE):
+                await solo
+        solo_polls = gets_by_job(fake)[solo.job_id]
 
-            async with session(fake, ProbeSession) as gb:
-                job = await gb.create_batch("cashback", cashbacks(80, "m"))
-                statuses: list[BatchStatus] = []
-                watched: list[BatchStatus] = []
+        async with session(fake, ProbeSession) as gb:
+            job = await gb.create_batch("cashback", cashbacks(80, "m"))
+            statuses: list[BatchStatus] = []
+            watched: list[BatchStatus] = []
 
-                async def waiter(handle: BatchJob) -> None:
-                    statuses.append(await handle)
+            async def waiter(handle: BatchJob) -> None:
+                statuses.append(await handle)
 
-                async def watcher() -> None:
-                    watched.extend([s async for s in job.watch()])
+            async def watcher() -> None:
+                watched.extend([s async for s in job.watch()])
 
-                async def collector() -> None:
-                    statuses.extend(await wait_all([job, gb.job(job.job_id)]))
+            async def collector() -> None:
+                statuses.extend(await wait_all([job, gb.job(job.job_id)]))
 
-                with anyio.fail_after(PATIENCE):
-                    async with anyio.create_task_group() as tg:
-                        for _ in range(5):
-                            tg.start_soon(waiter, job)
-                        tg.start_soon(waiter, gb.job(job.job_id))
-                        tg.start_soon(waiter, gb.job(int(job.job_id), "cashback"))
-                        tg.start_soon(watcher)
-                        tg.start_soon(collector)
-                max_in_flight = gb.max_in_flight_per_job
+            with anyio.fail_after(PATIENCE):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(5):
+                        tg.start_soon(waiter, job)
+                    tg.start_soon(waiter, gb.job(job.job_id))
+                    tg.start_soon(waiter, gb.job(int(job.job_id), "cashback"))
+                    tg.start_soon(watcher)
+                    tg.start_soon(collector)
+            max_in_flight = gb.max_in_flight_per_job
 
         assert len(statuses) == 9
         assert {s.state for s in statuses} == {BatchState.COMPLETED}
@@ -415,34 +337,36 @@ class TestSharedPolls:
         assert len(gets) <= 2 * solo_polls + 2
 
     @pytest.mark.scale
-    async def test_two_thousand_jobs_one_scheduler_within_the_rate_limit(self) -> None:
+    async def test_two_thousand_jobs_one_scheduler_within_the_rate_limit(
+        self, fake_factory: FakeFactory
+    ) -> None:
         count = 2000
         per_second = 500
         # Client and fake share one thread: a stalled loop delays arrivals, then
         # lets them through together. The margin (seconds added to each window)
         # covers such stalls on a busy CI machine.
         limit = RateLimit(per_second=per_second, per_window=100_000, window=30.0, margin=0.5)
-        async with FakeGameball(
+        fake = await fake_factory(
             processing_rate=10_000,
             queue_delay=0.05,
             enforce_rate_limit=True,
             rate_per_second=per_second,
             rate_per_window=100_000,
             rate_window=30.0,
-        ) as fake:
-            poll = PollPolicy(initial_delay=0.2, min_delay=0.05, max_delay=1.0)
-            async with session(fake, ProbeSession, poll=poll, rate_limit=limit) as gb:
-                with anyio.fail_after(60):
-                    jobs = await gb.submit_many(
-                        "cashback", cashbacks(count), chunk_size=1, max_concurrency=16
-                    )
-                    assert len(jobs) == count
-                    finished = [job async for job in as_completed(jobs)]
-                    await until(lambda: not gb._poller.running)
-                assert gb.stats().jobs_awaited == 0
-                awaited_at_poll = gb.awaited_at_poll
-                max_scheduler_tasks = gb.max_scheduler_tasks
-                polls = gb.stats().polls
+        )
+        poll = PollPolicy(initial_delay=0.2, min_delay=0.05, max_delay=1.0)
+        async with session(fake, ProbeSession, poll=poll, rate_limit=limit) as gb:
+            with anyio.fail_after(60):
+                jobs = await gb.submit_many(
+                    "cashback", cashbacks(count), chunk_size=1, max_concurrency=16
+                )
+                assert len(jobs) == count
+                finished = [job async for job in as_completed(jobs)]
+                await until(lambda: not gb._poller.running)
+            assert gb.stats().jobs_awaited == 0
+            awaited_at_poll = gb.awaited_at_poll
+            max_scheduler_tasks = gb.max_scheduler_tasks
+            polls = gb.stats().polls
 
         assert len(finished) == count
         assert len({job.job_id for job in finished}) == count
@@ -456,11 +380,11 @@ class TestSharedPolls:
         assert fake.max_requests_in(1.0) <= per_second
         print(f"\n2,000 jobs: {polls} polls ({polls / count:.2f} per job)")
 
-    async def test_scheduler_starts_lazily_ends_when_idle_and_restarts(self) -> None:
-        async with (
-            FakeGameball(processing_rate=1000, queue_delay=0.02, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_scheduler_starts_lazily_ends_when_idle_and_restarts(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=1000, queue_delay=0.02)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(5))
             assert not gb._poller.running
             assert scheduler_tasks() == []
@@ -485,18 +409,18 @@ DETECTION_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=1.0)
 
 
 class TestDetection:
-    async def test_a_steady_job_is_seen_terminal_within_one_poll_interval(self) -> None:
-        async with FakeGameball(
-            processing_rate=400, queue_delay=0.05, enforce_rate_limit=False
-        ) as fake:
-            async with session(fake, poll=DETECTION_POLL) as gb:
-                job = await gb.create_batch("cashback", cashbacks(1000))
-                with anyio.fail_after(PATIENCE):
-                    status = await job
-                returned = time.monotonic()
-            fake_job = fake.jobs[int(job.job_id)]
-            ended = fake_job.started_at + fake_job.total_count / fake_job.processing_rate
-            polls = gets_by_job(fake)[job.job_id]
+    async def test_a_steady_job_is_seen_terminal_within_one_poll_interval(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(processing_rate=400, queue_delay=0.05)
+        async with session(fake, poll=DETECTION_POLL) as gb:
+            job = await gb.create_batch("cashback", cashbacks(1000))
+            with anyio.fail_after(PATIENCE):
+                status = await job
+            returned = time.monotonic()
+        fake_job = fake.jobs[int(job.job_id)]
+        ended = fake_job.started_at + fake_job.total_count / fake_job.processing_rate
+        polls = gets_by_job(fake)[job.job_id]
 
         assert status.state is BatchState.COMPLETED
         lag = returned - ended
@@ -508,7 +432,9 @@ class TestDetection:
 
 
 class TestCancellationAndClose:
-    async def test_random_cancellations_leave_no_polls_for_abandoned_jobs(self) -> None:
+    async def test_random_cancellations_leave_no_polls_for_abandoned_jobs(
+        self, fake_factory: FakeFactory
+    ) -> None:
         rng = random.Random(20240611)
         # The fake's jobs stay queued for 1,000 s of its clock, which the test
         # moves forward once it has seen enough: however slow the machine, no
@@ -518,12 +444,8 @@ class TestCancellationAndClose:
         def clock() -> float:
             return time.monotonic() + skew[0]
 
-        async with (
-            FakeGameball(
-                processing_rate=1000, queue_delay=1000.0, enforce_rate_limit=False, clock=clock
-            ) as fake,
-            session(fake) as gb,
-        ):
+        fake = await fake_factory(processing_rate=1000, queue_delay=1000.0, clock=clock)
+        async with session(fake) as gb:
             jobs = await gb.submit_many(
                 "cashback", cashbacks(200 * 4), chunk_size=4, max_concurrency=8
             )
@@ -589,92 +511,81 @@ class TestCancellationAndClose:
         assert fake.counts["stop"] == 0
         assert all(fake.job_state(int(j)) == "Completed" for j in abandoned)
 
-    async def test_close_during_a_busy_fan_out_is_clean(self) -> None:
+    async def test_close_during_a_busy_fan_out_is_clean(self, fake_factory: FakeFactory) -> None:
         # Jobs that stay queued for the whole test, however slow the machine.
-        async with FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake:
-            gb = GameballSession(
-                fake.api_key,
-                fake.secret_key,
-                base_url=fake.base_url,
-                poll=FAST_POLL,
-                retry=FAST_RETRY,
-                rate_limit=RateLimit.disabled(),
+        fake = await fake_factory(queue_delay=1000.0)
+        gb = make_session(fake)
+        async with gb:
+            jobs = await gb.submit_many(
+                "cashback", cashbacks(50 * 10), chunk_size=10, max_concurrency=8
             )
-            async with gb:
-                jobs = await gb.submit_many(
-                    "cashback", cashbacks(50 * 10), chunk_size=10, max_concurrency=8
-                )
-                outcomes: list[BaseException | BatchStatus] = []
+            outcomes: list[BaseException | BatchStatus] = []
 
-                async def waiter(job: BatchJob) -> None:
-                    try:
-                        outcomes.append(await job)
-                    except GameballError as exc:
-                        outcomes.append(exc)
+            async def waiter(job: BatchJob) -> None:
+                try:
+                    outcomes.append(await job)
+                except GameballError as exc:
+                    outcomes.append(exc)
 
-                async def watcher(job: BatchJob) -> None:
-                    try:
-                        async for _ in job.watch():
-                            pass
-                    except GameballError as exc:
-                        outcomes.append(exc)
+            async def watcher(job: BatchJob) -> None:
+                try:
+                    async for _ in job.watch():
+                        pass
+                except GameballError as exc:
+                    outcomes.append(exc)
 
-                async def everything() -> None:
-                    try:
-                        await wait_all(jobs)
-                    except GameballError as exc:
-                        outcomes.append(exc)
+            async def everything() -> None:
+                try:
+                    await wait_all(jobs)
+                except GameballError as exc:
+                    outcomes.append(exc)
 
-                with anyio.fail_after(PATIENCE):
-                    async with anyio.create_task_group() as tg:
-                        for job in jobs:
-                            for _ in range(3):
-                                tg.start_soon(waiter, job)
-                            tg.start_soon(watcher, job)
-                        tg.start_soon(everything)
-                        await until(
-                            lambda: (
-                                gb.stats().jobs_awaited == len(jobs)
-                                and fake.counts["status"] >= 2 * len(jobs)
-                            )
-                        )
-                        poller = gb._poller
-                        await gb.close()
-                assert not poller.running
-                assert gb.closed
-            # Everyone was woken, with the same kind of error.
-            assert len(outcomes) == 50 * 4 + 1
-            assert all(isinstance(o, SessionClosedError) for o in outcomes)
-            assert scheduler_tasks() == []
-            assert fake.counts["stop"] == 0  # closing never stops remote jobs
-            assert {fake.job_state(int(job.job_id)) for job in jobs} == {"Queued"}
-            with pytest.raises(SessionClosedError):
-                await jobs[0]
-            with pytest.raises(SessionClosedError):
-                await jobs[0].refresh()
-            gc.collect()  # an unclosed aiohttp session would warn (an error) here
-
-    async def test_close_ends_the_scheduler(self) -> None:
-        async with FakeGameball(
-            processing_rate=1, queue_delay=0.0, enforce_rate_limit=False
-        ) as fake:
-            async with session(fake) as gb:
-                job = await gb.create_batch("cashback", cashbacks(10))
-                task = asyncio.ensure_future(job.wait())
-                await until(lambda: gb._poller.running)
-                poller = gb._poller
-            assert not poller.running
-            assert scheduler_tasks() == []
             with anyio.fail_after(PATIENCE):
-                await asyncio.wait([task])
-            assert isinstance(task.exception(), SessionClosedError)
-            assert fake.counts["stop"] == 0
+                async with anyio.create_task_group() as tg:
+                    for job in jobs:
+                        for _ in range(3):
+                            tg.start_soon(waiter, job)
+                        tg.start_soon(watcher, job)
+                    tg.start_soon(everything)
+                    await until(
+                        lambda: (
+                            gb.stats().jobs_awaited == len(jobs)
+                            and fake.counts["status"] >= 2 * len(jobs)
+                        )
+                    )
+                    poller = gb._poller
+                    await gb.close()
+            assert not poller.running
+            assert gb.closed
+        # Everyone was woken, with the same kind of error.
+        assert len(outcomes) == 50 * 4 + 1
+        assert all(isinstance(o, SessionClosedError) for o in outcomes)
+        assert scheduler_tasks() == []
+        assert fake.counts["stop"] == 0  # closing never stops remote jobs
+        assert {fake.job_state(int(job.job_id)) for job in jobs} == {"Queued"}
+        with pytest.raises(SessionClosedError):
+            await jobs[0]
+        with pytest.raises(SessionClosedError):
+            await jobs[0].refresh()
+        gc.collect()  # an unclosed aiohttp session would warn (an error) here
 
-    async def test_cancelled_waiter_ends_cancelled(self) -> None:
-        async with (
-            FakeGameball(processing_rate=1, queue_delay=0.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_close_ends_the_scheduler(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(processing_rate=1)
+        async with session(fake) as gb:
+            job = await gb.create_batch("cashback", cashbacks(10))
+            task = asyncio.ensure_future(job.wait())
+            await until(lambda: gb._poller.running)
+            poller = gb._poller
+        assert not poller.running
+        assert scheduler_tasks() == []
+        with anyio.fail_after(PATIENCE):
+            await asyncio.wait([task])
+        assert isinstance(task.exception(), SessionClosedError)
+        assert fake.counts["stop"] == 0
+
+    async def test_cancelled_waiter_ends_cancelled(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(processing_rate=1)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(10))
             task = asyncio.ensure_future(job.wait())
             await until(lambda: fake.counts["status"] >= 1)

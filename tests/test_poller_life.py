@@ -13,9 +13,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import PATIENCE, until
+from _support import PATIENCE, ManualClock, Recorder, ScriptedFetch, make_status, until
 from aiohttp import web
-from test_poller import ManualClock, Recorder, ScriptedFetch, make_status
 
 from gameball_async import (
     BatchJob,

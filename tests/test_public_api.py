@@ -13,6 +13,7 @@ import typing
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from _support import OPERATION_WORDS
 
 import gameball_async
 from gameball_async import GameballSession
@@ -87,16 +88,7 @@ def test_every_error_derives_from_the_root() -> None:
 
 def test_contract_operations_and_states() -> None:
     ops = {op.value for op in gameball_async.Operation}
-    assert ops == {
-        "customers",
-        "orders",
-        "order-transactions",
-        "balance-inquiry",
-        "balance-adjustment",
-        "cashback",
-        "redeem",
-        "events",
-    }
+    assert ops == OPERATION_WORDS
     states = {s.name for s in gameball_async.BatchState}
     assert states == {"QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED", "UNKNOWN", "SUBMITTED"}
 

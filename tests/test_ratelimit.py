@@ -10,25 +10,23 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _support import ManualClock
 
 from gameball_async import RateLimit, _ratelimit
 from gameball_async._ratelimit import LocalRateLimiter, next_slot
 
 
-class VirtualTime:
+class VirtualTime(ManualClock):
     """A clock that only moves when the limiter sleeps."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        super().__init__(1000.0)
         self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
 
     async def sleep(self, seconds: float) -> None:
         assert seconds > 0
         self.sleeps.append(seconds)
-        self.now += seconds
+        self.advance(seconds)
         await anyio.lowlevel.checkpoint()
 
 

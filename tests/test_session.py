@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from _support import assert_job_id_refused, make_session
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -29,10 +30,9 @@ from gameball_async import (
     Event,
     GameballError,
     GameballSession,
-    InvalidJobIdError,
     Operation,
     Order,
-    RateLimit,
+    PollPolicy,
     Redemption,
     RetryPolicy,
     ServerError,
@@ -50,22 +50,9 @@ WHEN_Z = "2024-10-16T08:13:29.290Z"
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
-def _session(fake: FakeGameball, **kwargs: Any) -> GameballSession:
-    options: dict[str, Any] = {
-        "base_url": fake.base_url,
-        "rate_limit": RateLimit.disabled(),
-        "retry": FAST_RETRY,
-    }
-    options.update(kwargs)
-    api_key = options.pop("api_key", fake.api_key)
-    secret_key = options.pop("secret_key", fake.secret_key)
-    return GameballSession(api_key, secret_key, **options)
+def _session(fake: FakeGameball, **options: Any) -> GameballSession:
+    # the default poll policy, and three attempts: what the retry tests count
+    return make_session(fake, **{"poll": PollPolicy(), "retry": FAST_RETRY, **options})
 
 
 @pytest.fixture
@@ -337,12 +324,7 @@ BAD_JOB_IDS: list[Any] = [
 async def test_job_ids_that_could_change_the_route_are_refused(
     fake: FakeGameball, gb: GameballSession, job_id: Any
 ) -> None:
-    with pytest.raises(InvalidJobIdError):
-        await gb.get_status(job_id)
-    with pytest.raises(InvalidJobIdError):
-        await gb.stop(job_id)
-    with pytest.raises(InvalidJobIdError):
-        gb.job(job_id)
+    await assert_job_id_refused(gb, job_id)
     assert fake.counts["requests"] == 0
 
 

@@ -37,23 +37,23 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     ]
 
 
-async def test_a_fresh_session_counts_nothing() -> None:
-    async with FakeGameball() as fake, session(fake) as gb:
-        assert gb.stats() == SessionStats()
+async def test_a_fresh_session_counts_nothing(gb: GameballSession) -> None:
+    assert gb.stats() == SessionStats()
 
 
-async def test_counters_follow_the_traffic(caplog: pytest.LogCaptureFixture) -> None:
+async def test_counters_follow_the_traffic(
+    fake: FakeGameball, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="gameball_async")
-    async with FakeGameball(queue_delay=0.0, enforce_rate_limit=False) as fake:
-        # a real limiter, so its pause after the 429 is waited for and counted
-        limit = RateLimit(per_second=1000, per_window=100_000)
-        async with session(fake, rate_limit=limit) as gb:
-            fake.inject("create", InjectedReply(status=429, headers={"Retry-After": "0.2"}))
-            job = await gb.create_batch("balance-inquiry", ITEMS)
-            with anyio.fail_after(PATIENCE):
-                status = await job
-            assert status.state is BatchState.COMPLETED
-            stats = gb.stats()
+    # a real limiter, so its pause after the 429 is waited for and counted
+    limit = RateLimit(per_second=1000, per_window=100_000)
+    async with session(fake, rate_limit=limit) as gb:
+        fake.inject("create", InjectedReply(status=429, headers={"Retry-After": "0.2"}))
+        job = await gb.create_batch("balance-inquiry", ITEMS)
+        with anyio.fail_after(PATIENCE):
+            status = await job
+        assert status.state is BatchState.COMPLETED
+        stats = gb.stats()
     assert stats.requests == fake.counts["create"] + fake.counts["status"]
     assert stats.retries == 1
     assert stats.rate_limited == 1
@@ -67,22 +67,22 @@ async def test_counters_follow_the_traffic(caplog: pytest.LogCaptureFixture) -> 
     assert "pause for 0.2 s" in paused[0]
 
 
-async def test_time_waiting_for_the_limiter_is_summed() -> None:
-    async with FakeGameball(queue_delay=0.0, enforce_rate_limit=False) as fake:
-        # one request a second: the first poll waits about a second for its slot
-        limit = RateLimit(per_second=1, per_window=100, margin=0.0)
-        async with session(fake, rate_limit=limit) as gb:
-            job = await gb.create_batch("balance-inquiry", ITEMS)
-            with anyio.fail_after(PATIENCE):
-                await job
-            assert gb.stats().limiter_wait_seconds >= 0.5
+async def test_time_waiting_for_the_limiter_is_summed(fake: FakeGameball) -> None:
+    # one request a second: the first poll waits about a second for its slot
+    limit = RateLimit(per_second=1, per_window=100, margin=0.0)
+    async with session(fake, rate_limit=limit) as gb:
+        job = await gb.create_batch("balance-inquiry", ITEMS)
+        with anyio.fail_after(PATIENCE):
+            await job
+        assert gb.stats().limiter_wait_seconds >= 0.5
 
 
 async def test_an_ambiguous_creation_is_counted_and_logged(
+    fake: FakeGameball,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="gameball_async")
-    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake) as gb:
+    async with session(fake) as gb:
         fake.inject("create", InjectedReply(action="drop_after"))
         with pytest.raises(AmbiguousSubmissionError):
             await gb.create_batch("balance-inquiry", ITEMS)
@@ -97,10 +97,12 @@ async def test_an_ambiguous_creation_is_counted_and_logged(
     assert fake.api_key not in caplog.text
 
 
-async def test_giving_up_after_retries_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+async def test_giving_up_after_retries_is_a_warning(
+    fake: FakeGameball, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="gameball_async")
     retry = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02)
-    async with FakeGameball(enforce_rate_limit=False) as fake, session(fake, retry=retry) as gb:
+    async with session(fake, retry=retry) as gb:
         job = await gb.create_batch("balance-inquiry", ITEMS)
         fake.inject("status", *[InjectedReply(status=503)] * 3)
         with pytest.raises(ServerError):

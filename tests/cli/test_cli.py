@@ -10,12 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import pytest
+from _support import FakeFactory
 
 from gameball_async import BatchState, BatchStatus, GameballSession, ItemResult
 from gameball_async.cli import build_parser, main, run
@@ -29,16 +31,17 @@ WHEN = "2024-10-16T08:13:29.290Z"
 pytestmark = pytest.mark.anyio
 
 
+# every fake here: the keys the command is given, jobs queued a moment
+CLI_FAKE: Final[dict[str, Any]] = {
+    "api_key": API_KEY,
+    "secret_key": SECRET_KEY,
+    "queue_delay": 0.01,
+}
+
+
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(
-        api_key=API_KEY,
-        secret_key=SECRET_KEY,
-        processing_rate=100_000,
-        queue_delay=0.01,
-        enforce_rate_limit=False,
-    ) as server:
-        yield server
+async def fake(fake_factory: FakeFactory) -> FakeGameball:
+    return await fake_factory(**CLI_FAKE, processing_rate=100_000)
 
 
 def env(fake: FakeGameball) -> dict[str, str]:
@@ -49,6 +52,78 @@ async def cli(fake: FakeGameball, *args: str, **kwargs: Any) -> int:
     """Run the command against the fake, plain output, fast polling."""
     argv = ["--base-url", fake.base_url, "--no-live", "--poll-interval", "0.02", *args]
     return await run(argv, env=env(fake), **kwargs)
+
+
+@contextmanager
+def served_fake(*options: str) -> Iterator[str]:
+    """A fake in a process of its own (``python -m gameball_async.testing serve``),
+    with this file's keys and no rate limit: its base URL."""
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gameball_async.testing",
+            "serve",
+            "--no-rate-limit",
+            *options,
+            "--api-key",
+            API_KEY,
+            "--secret-key",
+            SECRET_KEY,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        yield json.loads(fake.stdout.readline())["base_url"]
+    finally:
+        fake.terminate()
+        fake.communicate(timeout=10)  # also closes its stdout pipe
+
+
+def command_line(base_url: str, *args: str) -> list[str]:
+    """``gameball-batch`` as a child process's command line, on ``base_url``, polling fast."""
+    return [
+        sys.executable,
+        "-m",
+        "gameball_async",
+        "--base-url",
+        base_url,
+        "--poll-interval",
+        "0.05",
+        *args,
+    ]
+
+
+def start_submit(base_url: str, source: Path, *, concurrency: int) -> subprocess.Popen[str]:
+    """``submit cashback`` of ``source`` in chunks of 4, in a child process (output piped)."""
+    return subprocess.Popen(
+        command_line(
+            base_url,
+            "submit",
+            "cashback",
+            str(source),
+            "--chunk-size",
+            "4",
+            "--concurrency",
+            str(concurrency),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a ``gameball-batch`` child process: the keys, unbuffered output."""
+    return {
+        **os.environ,
+        "GAMEBALL_API_KEY": API_KEY,
+        "GAMEBALL_SECRET_KEY": SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def write_jsonl(path: Path, records: Sequence[Any]) -> Path:
@@ -237,18 +312,14 @@ class TestSubmit:
         ]
 
     @pytest.mark.parametrize("shape", ["openapi", "mixed"])
-    async def test_other_status_shapes(self, tmp_path: Path, shape: Any) -> None:
+    async def test_other_status_shapes(
+        self, fake_factory: FakeFactory, tmp_path: Path, shape: Any
+    ) -> None:
         records = [cashback(n) for n in range(8)]
         records[5]["transactionId"] = "tx-1"
         source = write_jsonl(tmp_path / "in.jsonl", records)
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            status_shape=shape,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as server:
-            assert await cli(server, "submit", "cashback", str(source), "--chunk-size", "3") == 1
+        server = await fake_factory(**CLI_FAKE, status_shape=shape)
+        assert await cli(server, "submit", "cashback", str(source), "--chunk-size", "3") == 1
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 9))
         assert [row["line"] for row in rows if row["outcome"] == "failed"] == [6]
 
@@ -285,21 +356,17 @@ class TestSubmit:
         assert "exit 1" in out
         assert "9004" in out
 
-    async def test_failed_job_items_not_processed(self, tmp_path: Path) -> None:
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=40,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(20)])
+    async def test_failed_job_items_not_processed(
+        self, fake_factory: FakeFactory, tmp_path: Path
+    ) -> None:
+        slow = await fake_factory(**CLI_FAKE, processing_rate=40)
+        source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(20)])
 
-            def fail_first_job(entry: Mapping[str, Any]) -> None:
-                if entry["type"] == "job":
-                    slow.fail_job(int(entry["job_id"]))
+        def fail_first_job(entry: Mapping[str, Any]) -> None:
+            if entry["type"] == "job":
+                slow.fail_job(int(entry["job_id"]))
 
-            code = await cli(slow, "submit", "cashback", str(source), observer=fail_first_job)
+        code = await cli(slow, "submit", "cashback", str(source), observer=fail_first_job)
         assert code == 1
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 21))
         assert {row["outcome"] for row in rows} <= {"succeeded", "not_processed"}
@@ -528,117 +595,109 @@ class TestBadInput:
 
 
 class TestInterruptAndResume:
-    async def test_interrupt_then_resume_writes_each_outcome_once(self, tmp_path: Path) -> None:
+    async def test_interrupt_then_resume_writes_each_outcome_once(
+        self, fake_factory: FakeFactory, tmp_path: Path
+    ) -> None:
         records = [cashback(n) for n in range(40)]
         source = write_jsonl(tmp_path / "in.jsonl", records)
         results = tmp_path / "in.jsonl.results.jsonl"
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=20,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            interrupt = anyio.Event()
-            jobs_seen = 0
+        slow = await fake_factory(**CLI_FAKE, processing_rate=20)
+        interrupt = anyio.Event()
+        jobs_seen = 0
 
-            def on_entry(entry: Mapping[str, Any]) -> None:
-                nonlocal jobs_seen
-                if entry["type"] == "job":
-                    jobs_seen += 1
-                    if jobs_seen == 3:
-                        interrupt.set()  # as the first Ctrl-C does
+        def on_entry(entry: Mapping[str, Any]) -> None:
+            nonlocal jobs_seen
+            if entry["type"] == "job":
+                jobs_seen += 1
+                if jobs_seen == 3:
+                    interrupt.set()  # as the first Ctrl-C does
 
-            code = await cli(
-                slow,
-                "submit",
-                "cashback",
-                str(source),
-                "--chunk-size",
-                "4",
-                "--concurrency",
-                "1",
-                interrupt=interrupt,
-                observer=on_entry,
-            )
-            assert code == 130
-            entries = read_jsonl(manifest)
-            created = [e["job_id"] for e in entries if e["type"] == "job"]
-            assert 3 <= len(created) < 10
-            done = [e["job_id"] for e in entries if e["type"] == "done"]
-            assert len(done) < len(created)  # resume has jobs to reattach to
-            assert not any(e["type"] == "submitted" for e in entries)
-            # A crash mid-write: lines of a job that has no "done" mark yet.
-            with results.open("a") as out:
-                out.write(
-                    json.dumps(
-                        {
-                            "line": 1,
-                            "job_id": created[0],
-                            "outcome": "failed",
-                            "code": 1,
-                            "message": "torn",
-                        }
-                    )
-                    + "\n"
-                    + '{"line": 2, "jo'
+        code = await cli(
+            slow,
+            "submit",
+            "cashback",
+            str(source),
+            "--chunk-size",
+            "4",
+            "--concurrency",
+            "1",
+            interrupt=interrupt,
+            observer=on_entry,
+        )
+        assert code == 130
+        entries = read_jsonl(manifest)
+        created = [e["job_id"] for e in entries if e["type"] == "job"]
+        assert 3 <= len(created) < 10
+        done = [e["job_id"] for e in entries if e["type"] == "done"]
+        assert len(done) < len(created)  # resume has jobs to reattach to
+        assert not any(e["type"] == "submitted" for e in entries)
+        # A crash mid-write: lines of a job that has no "done" mark yet.
+        with results.open("a") as out:
+            out.write(
+                json.dumps(
+                    {
+                        "line": 1,
+                        "job_id": created[0],
+                        "outcome": "failed",
+                        "code": 1,
+                        "message": "torn",
+                    }
                 )
+                + "\n"
+                + '{"line": 2, "jo'
+            )
 
-            assert await cli(slow, "resume", str(manifest)) == 0
-            rows = check_results(results, range(1, 41))
-            assert {row["outcome"] for row in rows} == {"succeeded"}
-            # nothing was sent twice, nothing was lost (resume sends in parallel: any order)
-            assert as_multiset(sent_items(slow)) == as_multiset(records)
-            assert set(slow.created_bodies.values()) == {1}
-            assert read_jsonl(manifest)[-1]["type"] == "submitted"
+        assert await cli(slow, "resume", str(manifest)) == 0
+        rows = check_results(results, range(1, 41))
+        assert {row["outcome"] for row in rows} == {"succeeded"}
+        # nothing was sent twice, nothing was lost (resume sends in parallel: any order)
+        assert as_multiset(sent_items(slow)) == as_multiset(records)
+        assert set(slow.created_bodies.values()) == {1}
+        assert read_jsonl(manifest)[-1]["type"] == "submitted"
 
-            # resuming a finished run changes nothing
-            assert await cli(slow, "resume", str(manifest)) == 0
-            check_results(results, range(1, 41))
-            assert as_multiset(sent_items(slow)) == as_multiset(records)
+        # resuming a finished run changes nothing
+        assert await cli(slow, "resume", str(manifest)) == 0
+        check_results(results, range(1, 41))
+        assert as_multiset(sent_items(slow)) == as_multiset(records)
 
-    async def test_hard_cancel_then_resume_never_resends(self, tmp_path: Path) -> None:
+    async def test_hard_cancel_then_resume_never_resends(
+        self, fake_factory: FakeFactory, tmp_path: Path
+    ) -> None:
         records = [cashback(n) for n in range(30)]
         source = write_jsonl(tmp_path / "in.jsonl", records)
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=50,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            async with anyio.create_task_group() as tg:
+        slow = await fake_factory(**CLI_FAKE, processing_rate=50)
+        async with anyio.create_task_group() as tg:
 
-                def on_entry(entry: Mapping[str, Any]) -> None:
-                    if entry["type"] == "job" and entry["chunk"] == 2:
-                        tg.cancel_scope.cancel()  # as a second Ctrl-C (or a kill) does
+            def on_entry(entry: Mapping[str, Any]) -> None:
+                if entry["type"] == "job" and entry["chunk"] == 2:
+                    tg.cancel_scope.cancel()  # as a second Ctrl-C (or a kill) does
 
-                tg.start_soon(
-                    lambda: cli(
-                        slow,
-                        "submit",
-                        "cashback",
-                        str(source),
-                        "--chunk-size",
-                        "3",
-                        "--concurrency",
-                        "3",
-                        observer=on_entry,
-                    )
+            tg.start_soon(
+                lambda: cli(
+                    slow,
+                    "submit",
+                    "cashback",
+                    str(source),
+                    "--chunk-size",
+                    "3",
+                    "--concurrency",
+                    "3",
+                    observer=on_entry,
                 )
-            code = await cli(slow, "resume", str(manifest))
-            rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 31))
-            outcomes = collections.Counter(row["outcome"] for row in rows)
-            # chunks in flight when cancelled may exist remotely: "unknown", never resent
-            assert set(outcomes) <= {"succeeded", "unknown"}
-            assert code == (4 if outcomes["unknown"] else 0)
-            assert set(slow.created_bodies.values()) == {1}
-            sent = sent_items(slow)
-            assert len(sent) == len({json.dumps(item) for item in sent})
-            unknown = [row["line"] for row in rows if row["outcome"] == "unknown"]
-            assert len(sent) + len(unknown) >= len(records)
+            )
+        code = await cli(slow, "resume", str(manifest))
+        rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 31))
+        outcomes = collections.Counter(row["outcome"] for row in rows)
+        # chunks in flight when cancelled may exist remotely: "unknown", never resent
+        assert set(outcomes) <= {"succeeded", "unknown"}
+        assert code == (4 if outcomes["unknown"] else 0)
+        assert set(slow.created_bodies.values()) == {1}
+        sent = sent_items(slow)
+        assert len(sent) == len({json.dumps(item) for item in sent})
+        unknown = [row["line"] for row in rows if row["outcome"] == "unknown"]
+        assert len(sent) + len(unknown) >= len(records)
 
     async def test_auth_failure_releases_records_for_resume(
         self, fake: FakeGameball, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -680,37 +739,33 @@ class TestInterruptAndResume:
         assert await cli(fake, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")) == 4
         assert fake.counts["jobs_created"] == 3
 
-    async def test_stop_on_interrupt_stops_remote_jobs(self, tmp_path: Path) -> None:
+    async def test_stop_on_interrupt_stops_remote_jobs(
+        self, fake_factory: FakeFactory, tmp_path: Path
+    ) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(20)])
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=5,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            interrupt = anyio.Event()
+        slow = await fake_factory(**CLI_FAKE, processing_rate=5)
+        interrupt = anyio.Event()
 
-            def on_entry(entry: Mapping[str, Any]) -> None:
-                if entry["type"] == "job":
-                    interrupt.set()
+        def on_entry(entry: Mapping[str, Any]) -> None:
+            if entry["type"] == "job":
+                interrupt.set()
 
-            code = await cli(
-                slow,
-                "submit",
-                "cashback",
-                str(source),
-                "--chunk-size",
-                "10",
-                "--concurrency",
-                "1",
-                "--stop-on-interrupt",
-                interrupt=interrupt,
-                observer=on_entry,
-            )
-            assert code == 130
-            assert {slow.job_state(job_id) for job_id in slow.jobs} == {"Stopped"}
-            assert await cli(slow, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")) == 1
+        code = await cli(
+            slow,
+            "submit",
+            "cashback",
+            str(source),
+            "--chunk-size",
+            "10",
+            "--concurrency",
+            "1",
+            "--stop-on-interrupt",
+            interrupt=interrupt,
+            observer=on_entry,
+        )
+        assert code == 130
+        assert {slow.job_state(job_id) for job_id in slow.jobs} == {"Stopped"}
+        assert await cli(slow, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")) == 1
         rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 21))
         outcomes = collections.Counter(row["outcome"] for row in rows)
         assert outcomes["not_processed"] > 0
@@ -729,58 +784,9 @@ class TestInterruptAndResume:
 
     def test_ctrl_c_then_resume(self, tmp_path: Path) -> None:
         """A real SIGINT through main(): exit 130, then `resume` finishes the run."""
-        fake = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gameball_async.testing",
-                "serve",
-                "--no-rate-limit",
-                "--processing-rate",
-                "20",
-                "--api-key",
-                API_KEY,
-                "--secret-key",
-                SECRET_KEY,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert fake.stdout is not None
-            info = json.loads(fake.stdout.readline())
-            source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
-            child_env = {
-                **os.environ,
-                "GAMEBALL_API_KEY": API_KEY,
-                "GAMEBALL_SECRET_KEY": SECRET_KEY,
-                "PYTHONUNBUFFERED": "1",
-            }
-            base = [
-                sys.executable,
-                "-m",
-                "gameball_async",
-                "--base-url",
-                info["base_url"],
-                "--poll-interval",
-                "0.05",
-            ]
-            child = subprocess.Popen(
-                [
-                    *base,
-                    "submit",
-                    "cashback",
-                    str(source),
-                    "--chunk-size",
-                    "4",
-                    "--concurrency",
-                    "1",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env,
-            )
+        source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+        with served_fake("--processing-rate", "20") as base_url:
+            child = start_submit(base_url, source, concurrency=1)
             assert child.stdout is not None
             created = 0
             for line in child.stdout:  # wait for a condition: two jobs created
@@ -792,8 +798,8 @@ class TestInterruptAndResume:
             assert child.returncode == 130, err
             assert "interrupted" in err
             resumed = subprocess.run(
-                [*base, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")],
-                env=child_env,
+                command_line(base_url, "resume", str(tmp_path / "in.jsonl.manifest.jsonl")),
+                env=child_environment(),
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -802,9 +808,6 @@ class TestInterruptAndResume:
             assert resumed.returncode == 0, resumed.stderr
             rows = check_results(tmp_path / "in.jsonl.results.jsonl", range(1, 41))
             assert {row["outcome"] for row in rows} == {"succeeded"}
-        finally:
-            fake.terminate()
-            fake.communicate(timeout=10)  # also closes its stdout pipe
 
 
 class TestAbort:
@@ -812,29 +815,24 @@ class TestAbort:
 
     async def test_abort_names_the_resume_command_absolute(
         self,
+        fake_factory: FakeFactory,
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(30)])
         monkeypatch.chdir(tmp_path)  # the input is named relative to the working directory
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=50,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            with anyio.CancelScope() as scope:
+        slow = await fake_factory(**CLI_FAKE, processing_rate=50)
+        with anyio.CancelScope() as scope:
 
-                def on_entry(entry: Mapping[str, Any]) -> None:
-                    if entry["type"] == "job":
-                        scope.cancel()  # as the second Ctrl-C does
+            def on_entry(entry: Mapping[str, Any]) -> None:
+                if entry["type"] == "job":
+                    scope.cancel()  # as the second Ctrl-C does
 
-                await cli(
-                    slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3", observer=on_entry
-                )
-            assert scope.cancelled_caught
+            await cli(
+                slow, "submit", "cashback", "in.jsonl", "--chunk-size", "3", observer=on_entry
+            )
+        assert scope.cancelled_caught
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
         assert f"aborted: finish the run with `gameball-batch resume {manifest}`" in (
             capsys.readouterr().err
@@ -852,6 +850,7 @@ class TestAbort:
 
     async def test_resume_shows_the_manifest_absolute(
         self,
+        fake_factory: FakeFactory,
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
@@ -859,82 +858,29 @@ class TestAbort:
         write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
         monkeypatch.chdir(tmp_path)
         manifest = tmp_path / "in.jsonl.manifest.jsonl"
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=20,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            submit = ["submit", "cashback", "in.jsonl", "--chunk-size", "4"]
-            for command in (submit, ["resume", manifest.name]):
-                interrupt = anyio.Event()
+        slow = await fake_factory(**CLI_FAKE, processing_rate=20)
+        submit = ["submit", "cashback", "in.jsonl", "--chunk-size", "4"]
+        for command in (submit, ["resume", manifest.name]):
+            interrupt = anyio.Event()
 
-                def on_entry(entry: Mapping[str, Any], interrupt: anyio.Event = interrupt) -> None:
-                    if entry["type"] == "job":
-                        interrupt.set()  # as the first Ctrl-C does
+            def on_entry(entry: Mapping[str, Any], interrupt: anyio.Event = interrupt) -> None:
+                if entry["type"] == "job":
+                    interrupt.set()  # as the first Ctrl-C does
 
-                code = await cli(
-                    slow, *command, "--concurrency", "1", interrupt=interrupt, observer=on_entry
-                )
-                assert code == 130
-                captured = capsys.readouterr()
-                assert f" manifest: {manifest}\n" in captured.out, command
-                assert f"run `gameball-batch resume {manifest}`" in captured.err, command
+            code = await cli(
+                slow, *command, "--concurrency", "1", interrupt=interrupt, observer=on_entry
+            )
+            assert code == 130
+            captured = capsys.readouterr()
+            assert f" manifest: {manifest}\n" in captured.out, command
+            assert f"run `gameball-batch resume {manifest}`" in captured.err, command
 
     def test_second_ctrl_c_aborts_and_names_the_resume_command(self, tmp_path: Path) -> None:
         """Two real SIGINTs through main(): the second one aborts, once, with the hint."""
         # Every reply takes seconds: the first Ctrl-C leaves creations in flight.
-        fake = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gameball_async.testing",
-                "serve",
-                "--no-rate-limit",
-                "--latency",
-                "4",
-                "4",
-                "--api-key",
-                API_KEY,
-                "--secret-key",
-                SECRET_KEY,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert fake.stdout is not None
-            info = json.loads(fake.stdout.readline())
-            source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
-            child_env = {
-                **os.environ,
-                "GAMEBALL_API_KEY": API_KEY,
-                "GAMEBALL_SECRET_KEY": SECRET_KEY,
-                "PYTHONUNBUFFERED": "1",
-            }
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gameball_async",
-                    "--base-url",
-                    info["base_url"],
-                    "--poll-interval",
-                    "0.05",
-                    "submit",
-                    "cashback",
-                    str(source),
-                    "--chunk-size",
-                    "4",
-                    "--concurrency",
-                    "2",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env,
-            )
+        source = write_jsonl(tmp_path / "in.jsonl", [cashback(n) for n in range(40)])
+        with served_fake("--latency", "4", "4") as base_url:
+            child = start_submit(base_url, source, concurrency=2)
             assert child.stdout is not None
             assert child.stderr is not None
             for line in child.stdout:  # wait for a condition: a job created
@@ -950,9 +896,6 @@ class TestAbort:
             manifest = tmp_path / "in.jsonl.manifest.jsonl"
             assert err.count("aborted") == 1, err
             assert f"`gameball-batch resume {manifest}`" in err
-        finally:
-            fake.terminate()
-            fake.communicate(timeout=10)
 
 
 class TestJobCommands:
@@ -977,40 +920,30 @@ class TestJobCommands:
         assert "999999" in capsys.readouterr().err
         assert await cli(fake, "status", "../etc") == 2
 
-    async def test_stop_and_watch(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=1,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as slow:
-            async with GameballSession(API_KEY, SECRET_KEY, base_url=slow.base_url) as gb:
-                job = await gb.create_batch(
-                    "balance-inquiry", [{"customerId": f"c{n}"} for n in range(50)]
-                )
-            assert await cli(slow, "stop", job.job_id) == 0
-            assert slow.job_state(int(job.job_id)) == "Stopped"
-            assert await cli(slow, "watch", job.job_id) == 1  # ended Stopped
-            out = capsys.readouterr().out
-            assert f"job {job.job_id}: stopped\n" in out
-            assert "Stopped" in out
-        async with FakeGameball(
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
-            processing_rate=500,
-            queue_delay=0.01,
-            enforce_rate_limit=False,
-        ) as quick:
-            ids = await self.make_jobs(quick, 2)
-            assert await cli(quick, "watch", *ids) == 0
-            assert "Completed" in capsys.readouterr().out
-            # a job that already ended is not "stop requested": it says so, and exits 0
-            assert await cli(quick, "stop", ids[0]) == 0
-            assert capsys.readouterr().out == (
-                f"job {ids[0]}: already finished (Completed), nothing to stop\n"
+    async def test_stop_and_watch(
+        self, fake_factory: FakeFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        slow = await fake_factory(**CLI_FAKE, processing_rate=1)
+        async with GameballSession(API_KEY, SECRET_KEY, base_url=slow.base_url) as gb:
+            job = await gb.create_batch(
+                "balance-inquiry", [{"customerId": f"c{n}"} for n in range(50)]
             )
-            assert quick.job_state(int(ids[0])) == "Completed"
+        assert await cli(slow, "stop", job.job_id) == 0
+        assert slow.job_state(int(job.job_id)) == "Stopped"
+        assert await cli(slow, "watch", job.job_id) == 1  # ended Stopped
+        out = capsys.readouterr().out
+        assert f"job {job.job_id}: stopped\n" in out
+        assert "Stopped" in out
+        quick = await fake_factory(**CLI_FAKE, processing_rate=500)
+        ids = await self.make_jobs(quick, 2)
+        assert await cli(quick, "watch", *ids) == 0
+        assert "Completed" in capsys.readouterr().out
+        # a job that already ended is not "stop requested": it says so, and exits 0
+        assert await cli(quick, "stop", ids[0]) == 0
+        assert capsys.readouterr().out == (
+            f"job {ids[0]}: already finished (Completed), nothing to stop\n"
+        )
+        assert quick.job_state(int(ids[0])) == "Completed"
 
 
 class TestCommandLine:

@@ -1,28 +1,27 @@
-"""Pieces of ``gameball-batch`` tested alone: line ranges, the manifest, CSV typing, exit codes."""
+"""Pieces of ``gameball-batch`` tested alone: line ranges, the manifest, exit codes
+(CSV input is in test_cli_csv.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import WHEN
 
-from gameball_async import Operation
-from gameball_async._seam import Kind
-from gameball_async.cli._csvfile import convert, header_columns
 from gameball_async.cli._exit import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SUBMISSION,
+    MEANINGS,
     RunOutcome,
     exit_code,
 )
 from gameball_async.cli._lines import Coverage, LineRanges
 from gameball_async.cli._manifest import ManifestError, ManifestState, ManifestWriter
-from gameball_async.cli._parse import InputError
-from gameball_async.cli._track import REJECTED, SUCCEEDED, UNKNOWN
+from gameball_async.cli._results import summarize_results
+from gameball_async.cli._track import FAILED, NOT_SUBMITTED, REJECTED, SUCCEEDED, UNKNOWN
 
 
 class TestLineRanges:
@@ -40,6 +39,20 @@ class TestLineRanges:
         assert (LineRanges().first, LineRanges().last, LineRanges().count) == (0, 0, 0)
         many = LineRanges([[n, n] for n in range(1, 12, 2)])
         assert many.describe() == "1, 3, 5, +3 ranges"
+
+    def test_pairs_given_are_counted_and_extended(self) -> None:
+        lines = LineRanges([[1, 3], [5, 5]])
+        assert lines.count == 4
+        lines.add(6)  # extends the last pair
+        lines.add(9)  # starts a new one
+        assert lines.pairs == [[1, 3], [5, 6], [9, 9]]
+        assert lines.count == 6
+        assert lines.describe() == "1-3, 5-6, 9"
+
+    def test_coverage_of_nothing_holds_nothing(self) -> None:
+        empty = Coverage([])
+        assert 1 not in empty
+        assert 0 not in Coverage([LineRanges([[1, 2]])])
 
     def test_coverage_looks_up_lines_of_many_ranges(self) -> None:
         sent = Coverage([LineRanges([[10, 20]]), LineRanges([[1, 3], [30, 30]])])
@@ -132,65 +145,52 @@ class TestManifest:
         with pytest.raises(ManifestError, match=says):
             ManifestState.read(path)
 
+    def test_the_observer_sees_each_entry_once_it_is_written(self, tmp_path: Path) -> None:
+        path = tmp_path / "m.jsonl"
+        seen: list[tuple[str, int]] = []
+
+        def observer(entry: Any) -> None:
+            # the entry is on disk by the time the observer hears of it
+            seen.append((entry["type"], len(path.read_text(encoding="utf-8").splitlines())))
+
+        writer = ManifestWriter(path, fresh=True, observer=observer)
+        try:
+            writer.header(operation="cashback", records=2, rejected=0, results="r.jsonl")
+            writer.chunk(0, LineRanges([[1, 2]]))
+            writer.job(0, "7", "cashback", LineRanges([[1, 2]]))
+        finally:
+            writer.close()
+        assert seen == [("header", 1), ("chunk", 2), ("job", 3)]
+        job = json.loads(path.read_text(encoding="utf-8").splitlines()[2])
+        assert job == {
+            "type": "job",
+            "chunk": 0,
+            "job_id": "7",
+            "operation": "cashback",
+            "lines": [[1, 2]],
+            "count": 2,
+        }
+
+    def test_a_resumed_run_appends_and_reads_back_as_one(self, tmp_path: Path) -> None:
+        path = tmp_path / "m.jsonl"
+        write_manifest(path)
+        assert 3001 not in Coverage(ManifestState.read(path).sent())
+        writer = ManifestWriter(path, fresh=False)  # as resume does
+        try:
+            writer.write({"type": "done", "job_id": "102", "state": "Completed"})
+            writer.chunk(5, LineRanges([[3001, 3500]]))
+            writer.job(5, "103", "cashback", LineRanges([[3001, 3500]]))
+        finally:
+            writer.close()
+        state = ManifestState.read(path)
+        assert state.header["records"] == 4000
+        assert state.next_chunk == 6
+        assert [c.job_id for c in state.pending_jobs()] == ["103"]
+        assert 3001 in Coverage(state.sent())  # the released chunk, sent again
+
     def test_a_missing_manifest(self, tmp_path: Path) -> None:
         with pytest.raises(ManifestError, match="cannot read manifest"):
             ManifestState.read(tmp_path / "absent.jsonl")
-
-
-class TestCsvTyping:
-    def test_columns_take_their_kind_from_the_wire_schema(self) -> None:
-        header = [
-            "customerId",
-            "amount",
-            "transactionTime",
-            "transactionId",
-            "customerAttributes.channel",
-            "note",
-        ]
-        kinds = {c.header: c.kind for c in header_columns(Operation.CASHBACK, header)}
-        assert kinds["amount"] is Kind.NUMBER
-        assert kinds["customerId"] is not None
-        assert kinds["note"] is None  # unknown columns stay text, validation names them
-        nested = header_columns(Operation.CASHBACK, header)[4]
-        assert nested.path == ("customerAttributes", "channel")
-
-    @pytest.mark.parametrize(
-        ("kind", "cell", "value"),
-        [
-            (Kind.NUMBER, " 12 ", 12),
-            (Kind.NUMBER, "12.5", 12.5),
-            (Kind.INT, "-3", -3),
-            (Kind.BOOL, "Yes", True),
-            (Kind.BOOL, "f", False),
-            (Kind.STRINGS, "a| b ||c", ["a", "b", "c"]),
-            (Kind.STRINGS, '["x"]', ["x"]),
-            (Kind.DATETIME, WHEN, WHEN),
-            (None, " kept as is ", " kept as is "),
-        ],
-    )
-    def test_cells_convert_to_their_kind(self, kind: Kind | None, cell: str, value: Any) -> None:
-        assert convert(kind, cell) == value
-
-    @pytest.mark.parametrize(
-        ("kind", "cell", "says"),
-        [
-            (Kind.NUMBER, "ten", "must be a number"),
-            (Kind.NUMBER, "nan", "must be a finite number"),
-            (Kind.INT, "1.5", "must be an integer"),
-            (Kind.BOOL, "maybe", "must be a boolean"),
-        ],
-    )
-    def test_bad_cells_say_why(self, kind: Kind, cell: str, says: str) -> None:
-        with pytest.raises(ValueError, match=says):
-            convert(kind, cell)
-
-    def test_a_header_without_a_required_column_names_the_wire_spelling(self) -> None:
-        with pytest.raises(InputError, match="use the camelCase wire name 'customerId'"):
-            header_columns(
-                Operation.CASHBACK, ["customer_id", "amount", "transactionId", "transactionTime"]
-            )
-        with pytest.raises(InputError, match="repeats column 'amount'"):
-            header_columns(Operation.CASHBACK, ["amount", "amount"])
 
 
 class TestExitRule:
@@ -232,3 +232,42 @@ class TestExitRule:
         assert not RunOutcome(exhausted=False).all_sent
         assert not RunOutcome(exhausted=True, released=3).all_sent
         assert not RunOutcome(exhausted=True, stopped_by="input changed").all_sent
+
+    def test_a_clean_run_is_not_troubled(self) -> None:
+        assert not RunOutcome(exhausted=True).troubled
+        assert not RunOutcome().troubled
+
+    @pytest.mark.parametrize(
+        ("rows", "run", "code"),
+        [
+            ([SUCCEEDED] * 3, RunOutcome(exhausted=True), EXIT_OK),
+            ([SUCCEEDED, FAILED, REJECTED], RunOutcome(exhausted=True), EXIT_FAILED),
+            ([SUCCEEDED, NOT_SUBMITTED, SUCCEEDED], RunOutcome(exhausted=True), EXIT_SUBMISSION),
+            ([SUCCEEDED, SUCCEEDED], RunOutcome(exhausted=True), EXIT_SUBMISSION),  # one missing
+            ([SUCCEEDED] * 3, RunOutcome(interrupted=True), EXIT_INTERRUPTED),
+            ([SUCCEEDED] * 3, None, EXIT_OK),
+        ],
+    )
+    def test_the_code_from_a_run_and_the_summary_of_its_results_file(
+        self, tmp_path: Path, rows: list[str], run: RunOutcome | None, code: int
+    ) -> None:
+        results = tmp_path / "r.jsonl"
+        results.write_text(
+            "".join(
+                json.dumps({"line": n, "job_id": "1", "outcome": outcome, "code": None}) + "\n"
+                for n, outcome in enumerate(rows, start=1)
+            )
+            + "torn {\n",  # a torn line is not counted
+            encoding="utf-8",
+        )
+        summary = summarize_results(results)
+        assert summary.total == len(rows)
+        assert exit_code(run, summary.outcomes, expected=3) == code
+        assert code in MEANINGS
+
+    def test_no_results_file_is_no_outcome(self, tmp_path: Path) -> None:
+        summary = summarize_results(tmp_path / "absent.jsonl")
+        assert summary.total == 0
+        assert exit_code(RunOutcome(exhausted=True), summary.outcomes, expected=1) == (
+            EXIT_SUBMISSION
+        )

@@ -19,16 +19,14 @@ import logging
 import random
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import session as shared_session
-from _support import until
+from _support import PATIENCE, FakeFactory, cashbacks, gets_by_job, make_session, until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -52,21 +50,6 @@ pytestmark = pytest.mark.anyio
 
 FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3)
 FAST_RETRY = RetryPolicy(attempts=6, backoff=0.02, max_backoff=0.1)
-WHEN = "2024-10-16T08:13:29.290Z"
-# Bound on any single wait: generous, it only turns a hang into a failure.
-PATIENCE = 20.0
-
-
-def cashbacks(count: int, prefix: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "customerId": "c1",
-            "transactionId": f"{prefix}{n}",
-            "transactionTime": WHEN,
-            "amount": 1.0,
-        }
-        for n in range(count)
-    ]
 
 
 def sdk_tasks() -> list[asyncio.Task[Any]]:
@@ -76,10 +59,6 @@ def sdk_tasks() -> list[asyncio.Task[Any]]:
 def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
-
-
-def gets_by_job(fake: FakeGameball) -> Counter[str]:
-    return Counter(r.path.rsplit("/", 1)[-1] for r in fake.requests if r.route == "status")
 
 
 class SkewedClock:
@@ -96,8 +75,9 @@ class SkewedClock:
         return time.monotonic() + self.skew
 
 
-def session(fake: FakeGameball, **options: Any) -> AbstractAsyncContextManager[Any]:
-    return shared_session(fake, **{"poll": FAST_POLL, "retry": FAST_RETRY, **options})
+def session(fake: FakeGameball, **options: Any) -> GameballSession:
+    """A session (a context manager too) with this file's poll and retry policies."""
+    return make_session(fake, **{"poll": FAST_POLL, "retry": FAST_RETRY, **options})
 
 
 async def no_task_left(before: set[asyncio.Task[Any]]) -> None:
@@ -331,17 +311,7 @@ class TestCloseMidPoll:
             AsyncExitStack() as stack,
         ):
             sessions = [
-                await stack.enter_async_context(
-                    GameballSession(
-                        fake.api_key,
-                        fake.secret_key,
-                        base_url=fake.base_url,
-                        poll=FAST_POLL,
-                        retry=retry,
-                        rate_limit=RateLimit.disabled(),
-                    )
-                )
-                for _ in range(4)
+                await stack.enter_async_context(session(fake, retry=retry)) for _ in range(4)
             ]
             jobs: list[list[BatchJob]] = []
             tasks: list[list[asyncio.Task[Any]]] = []
@@ -407,14 +377,7 @@ class TestCloseMidPoll:
     async def test_cancelling_the_closing_task_still_closes(self, times: int) -> None:
         before = set(asyncio.all_tasks())
         async with FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake:
-            gb = GameballSession(
-                fake.api_key,
-                fake.secret_key,
-                base_url=fake.base_url,
-                poll=FAST_POLL,
-                retry=FAST_RETRY,
-                rate_limit=RateLimit.disabled(),
-            )
+            gb = session(fake)
             await gb.__aenter__()
             jobs = await gb.submit_many("cashback", cashbacks(10, "x"), chunk_size=1)
             # one poll stuck on the server, so closing has something to wait for
@@ -516,11 +479,11 @@ class TestTimeoutDuringBackoff:
         await no_task_left(before)
         no_unclosed_resources()
 
-    async def test_an_outer_cancellation_is_not_a_poll_timeout(self) -> None:
-        async with (
-            FakeGameball(queue_delay=1000.0, enforce_rate_limit=False) as fake,
-            session(fake) as gb,
-        ):
+    async def test_an_outer_cancellation_is_not_a_poll_timeout(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(queue_delay=1000.0)
+        async with session(fake) as gb:
             job = await gb.create_batch("cashback", cashbacks(1, "o"))
             with anyio.move_on_after(0.2) as scope:
                 await job.wait(timeout=PATIENCE)

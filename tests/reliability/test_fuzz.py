@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import pytest
+from _support import assert_job_id_refused
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +37,7 @@ from gameball_async import (
     RetryPolicy,
 )
 from gameball_async._decode import decode_error, decode_job_id, decode_json, decode_status
-from gameball_async._job import check_job_id
+from gameball_async._jobid import check_job_id
 from gameball_async._schema import encode_batch
 from gameball_async.testing import FakeGameball, InjectedReply
 from gameball_async.testing._wire import PayloadError, parse_creation
@@ -661,35 +662,23 @@ def test_ids_are_accepted_only_when_route_safe(job_id: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_hostile_ids_never_reach_the_server() -> None:
+async def test_hostile_ids_never_reach_the_server(fake: FakeGameball, gb: GameballSession) -> None:
     """Every entry point with every attack: refused, and the fake saw nothing."""
-    async with (
-        FakeGameball(enforce_rate_limit=False) as fake,
-        GameballSession(
-            fake.api_key, fake.secret_key, base_url=fake.base_url, rate_limit=RateLimit.disabled()
-        ) as gb,
-    ):
-        for job_id in ATTACKS:
-            token = json.dumps({"v": 1, "job_id": job_id})
-            with pytest.raises(InvalidJobIdError):
-                await gb.get_status(job_id)
-            with pytest.raises(InvalidJobIdError):
-                await gb.stop(job_id)
-            with pytest.raises(InvalidJobIdError):
-                gb.job(job_id)
-            with pytest.raises(InvalidJobIdError):
-                gb.resume(token)
-        assert fake.counts["requests"] == 0
-        # an id that is accepted lands on exactly the job route, nowhere else
-        accepted: list[int | str] = ["abc-DEF_9", "-1", "_", "x" * 128, 4242]
-        for good in accepted:
-            with pytest.raises(NotFoundError):
-                await gb.get_status(good)
-            with pytest.raises(NotFoundError):
-                await gb.job(good).stop()
-        expected = [
-            (method, f"/api/v4.0/integrations/batch/{good}")
-            for good in accepted
-            for method in ("GET", "DELETE")
-        ]
-        assert [(r.method, r.path) for r in fake.requests] == expected
+    for job_id in ATTACKS:
+        await assert_job_id_refused(gb, job_id)
+        with pytest.raises(InvalidJobIdError):
+            gb.resume(json.dumps({"v": 1, "job_id": job_id}))
+    assert fake.counts["requests"] == 0
+    # an id that is accepted lands on exactly the job route, nowhere else
+    accepted: list[int | str] = ["abc-DEF_9", "-1", "_", "x" * 128, 4242]
+    for good in accepted:
+        with pytest.raises(NotFoundError):
+            await gb.get_status(good)
+        with pytest.raises(NotFoundError):
+            await gb.job(good).stop()
+    expected = [
+        (method, f"/api/v4.0/integrations/batch/{good}")
+        for good in accepted
+        for method in ("GET", "DELETE")
+    ]
+    assert [(r.method, r.path) for r in fake.requests] == expected
