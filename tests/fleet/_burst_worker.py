@@ -44,20 +44,23 @@ async def main(mode: str, config: dict[str, Any]) -> None:
         expected_processes=config.get("processes", 1),
         process_ttl=config.get("process_ttl", 5.0),
     )
-    async with fleet, GameballSession(
-        config["api_key"],
-        config["secret_key"],
-        base_url=config["base_url"],
-        fleet=fleet,
-        rate_limit=limit,
-        poll=PollPolicy(initial_delay=0.05, min_delay=0.05, max_delay=0.5),
-        retry=RetryPolicy(backoff=0.05, max_backoff=0.5),
-        timeout=Timeout(total=config.get("request_timeout", 10.0)),
-    ) as gb:
+    async with (
+        fleet,
+        GameballSession(
+            config["api_key"],
+            config["secret_key"],
+            base_url=config["base_url"],
+            fleet=fleet,
+            rate_limit=limit,
+            poll=PollPolicy(initial_delay=0.05, min_delay=0.05, max_delay=0.5),
+            retry=RetryPolicy(backoff=0.05, max_backoff=0.5),
+            timeout=Timeout(total=config.get("request_timeout", 10.0)),
+        ) as gb,
+    ):
         gb._open()  # attach to the fleet now
         go = aioredis.Redis.from_url(config["redis_url"])
         print("ready", flush=True)
-        while not await go.exists("test:go"):
+        while not await go.exists("test:go"):  # noqa: ASYNC110 (another process sets it)
             await asyncio.sleep(0.01)
         await go.aclose()
         result: dict[str, Any] = {"process": fleet.process_id}

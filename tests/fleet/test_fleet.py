@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from _processes import fake_process, workers
 from _redis_server import RedisServer
 
+import gameball_async.fleet
 from gameball_async import (
     AmbiguousSubmissionError,
     GameballError,
@@ -22,7 +23,6 @@ from gameball_async import (
 )
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
-from gameball_async.fleet._keys import Keys
 from gameball_async.testing import FakeGameball
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +38,12 @@ def item(n: int) -> dict[str, Any]:
 def session(fake: FakeGameball, fleet: RedisFleet, **options: Any) -> GameballSession:
     options.setdefault("rate_limit", RateLimit(per_second=50, per_window=500))
     return GameballSession(
-        fake.api_key, fake.secret_key, base_url=fake.base_url, fleet=fleet, poll=FAST_POLL, **options
+        fake.api_key,
+        fake.secret_key,
+        base_url=fake.base_url,
+        fleet=fleet,
+        poll=FAST_POLL,
+        **options,
     )
 
 
@@ -52,11 +57,10 @@ def test_importing_the_package_does_not_import_redis() -> None:
 
 
 def test_public_names() -> None:
-    import gameball_async.fleet as fleet
-
-    assert fleet.__all__ == ["RedisFleet"]
+    assert gameball_async.fleet.__all__ == ["RedisFleet"]
     assert RedisFleet.__module__ == "gameball_async.fleet"
-    assert RedisFleet.__doc__ and RedisFleet.from_url.__doc__
+    assert RedisFleet.__doc__
+    assert RedisFleet.from_url.__doc__
 
 
 async def clients_named(client: aioredis.Redis, name: str) -> int:
@@ -96,45 +100,49 @@ async def test_bad_options_are_refused(redis_client: aioredis.Redis) -> None:
 async def test_the_namespace_is_learnt_from_the_first_session(
     redis_client: aioredis.Redis,
 ) -> None:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as fake:
-        async with RedisFleet(redis_client) as fleet:
-            assert fleet.namespace is None
-            with pytest.raises(GameballError, match="namespace"):
-                await fleet.open_jobs()
-            async with session(fake, fleet) as gb:
-                await gb.create_batch("cashback", [item(0)])
-                assert fleet.namespace == account_namespace(fake.api_key)
-                assert fake.api_key not in fleet.namespace
-                other = GameballSession(
-                    "another-api-key", "another-secret", base_url=fake.base_url, fleet=fleet
-                )
-                with pytest.raises(GameballError, match="another Gameball account"):
-                    await other.__aenter__()
-            # a second session of the same account is welcome
-            async with session(fake, fleet) as gb:
-                await gb.create_batch("cashback", [item(1)])
+    async with (
+        FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as fake,
+        RedisFleet(redis_client) as fleet,
+    ):
+        assert fleet.namespace is None
+        with pytest.raises(GameballError, match="namespace"):
+            await fleet.open_jobs()
+        async with session(fake, fleet) as gb:
+            await gb.create_batch("cashback", [item(0)])
+            assert fleet.namespace == account_namespace(fake.api_key)
+            assert fake.api_key not in str(fleet.namespace)
+            other = GameballSession(
+                "another-api-key", "another-secret", base_url=fake.base_url, fleet=fleet
+            )
+            with pytest.raises(GameballError, match="another Gameball account"):
+                await other.__aenter__()
+        # a second session of the same account is welcome
+        async with session(fake, fleet) as gb:
+            await gb.create_batch("cashback", [item(1)])
 
 
 async def all_keys(client: aioredis.Redis) -> list[bytes]:
     return [key async for key in client.scan_iter(count=1000)]
 
 
-async def dump(client: aioredis.Redis, key: bytes) -> bytes:
+async def dump(client: Any, key: bytes) -> bytes:
+    """Every value stored under ``key``, as bytes."""
     kind = (await client.type(key)).decode()
     if kind == "string":
         return bytes(await client.get(key) or b"")
     if kind == "hash":
-        pairs = await client.hgetall(key)
+        pairs: dict[bytes, bytes] = await client.hgetall(key)
         return b" ".join(k + b"=" + v for k, v in pairs.items())
     if kind == "zset":
-        return b" ".join(m for m, _ in await client.zrange(key, 0, -1, withscores=True))
+        members: list[tuple[bytes, float]] = await client.zrange(key, 0, -1, withscores=True)
+        return b" ".join(m for m, _ in members)
     raise AssertionError(f"unexpected {kind} key {key!r}")
 
 
 async def test_every_key_has_the_hash_tag_and_an_expiry_and_no_secret(
     redis_client: aioredis.Redis,
 ) -> None:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as fake:
+    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as fake:  # noqa: SIM117
         async with RedisFleet(redis_client) as fleet, session(fake, fleet) as gb:
             jobs = [await gb.create_batch("cashback", [item(n)]) for n in range(3)]
             await gb.create_batch("cashback", [item(9)], idempotency_key="nightly/1")
@@ -150,7 +158,8 @@ async def test_every_key_has_the_hash_tag_and_an_expiry_and_no_secret(
             assert {b"limit", b"job", b"open", b"idem", b"proc"} <= kinds
             for key in keys:
                 assert key.startswith(prefix), key
-                assert key.startswith(b"gameball:{") and b"}:" in key
+                assert key.startswith(b"gameball:{")
+                assert b"}:" in key
                 assert await redis_client.pttl(key) > 0, key
                 for secret in (fake.api_key, fake.secret_key):
                     assert secret.encode() not in key
@@ -184,9 +193,7 @@ def worker_config(fake: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
 async def test_eight_processes_bursting_stay_within_the_account_limit(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
-    async with fake_process(
-        *FAKE_LIMITS, "--queue-delay", "0", "--processing-rate", "4"
-    ) as fake:
+    async with fake_process(*FAKE_LIMITS, "--queue-delay", "0", "--processing-rate", "4") as fake:
         # each job runs 0.25 s: creations and polls both burst
         configs = [
             worker_config(fake, redis_server.url, mode="burst", jobs=3, offset=100 * n, processes=8)
@@ -233,9 +240,7 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     # every reply takes 30 s: the worker's two creations stay in flight until it is killed
-    async with fake_process(
-        "--no-rate-limit", "--fault-slow", "1", "--slow-seconds", "30"
-    ) as fake:
+    async with fake_process("--no-rate-limit", "--fault-slow", "1", "--slow-seconds", "30") as fake:
         bound = 4.0  # the worker's request timeout (its slots' deadline is one more second)
         config = worker_config(
             fake,
@@ -255,13 +260,16 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
             fleet.kill(0)
             killed = time.monotonic()
             # another process of the account: same Redis, same limit
-            async with RedisFleet.from_url(redis_server.url) as other, GameballSession(
-                fake.api_key,
-                fake.secret_key,
-                base_url=fake.base_url,
-                fleet=other,
-                rate_limit=RateLimit(per_second=2, per_window=100),
-            ) as gb:
+            async with (
+                RedisFleet.from_url(redis_server.url) as other,
+                GameballSession(
+                    fake.api_key,
+                    fake.secret_key,
+                    base_url=fake.base_url,
+                    fleet=other,
+                    rate_limit=RateLimit(per_second=2, per_window=100),
+                ) as gb,
+            ):
                 limiter = gb._open().limiter
                 with anyio.fail_after(20):
                     async with limiter.slot():
@@ -271,8 +279,6 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
                 assert 3.0 < freed <= bound + 1.0 + 1.05 + 2.0, freed
                 for n in range(2):
                     with pytest.raises(AmbiguousSubmissionError, match="not resent"):
-                        await gb.create_batch(
-                            "cashback", [item(n)], idempotency_key=f"crash/{n}"
-                        )
+                        await gb.create_batch("cashback", [item(n)], idempotency_key=f"crash/{n}")
             stats = await fake.stats()
     assert stats["counts"].get("create", 0) == 2  # nothing resent
