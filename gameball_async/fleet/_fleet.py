@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import uuid
@@ -33,6 +34,8 @@ DEFAULT_HEARTBEAT: Final = 1.0
 DEFAULT_PROCESS_TTL: Final = 5.0
 #: Seconds ``aclose`` waits for pending registry writes.
 CLOSE_PATIENCE: Final = 2.0
+
+_sessions: Final = itertools.count()
 
 
 class _LocalPolls:
@@ -302,9 +305,10 @@ class _Attachment:
             expected_processes=fleet.expected_processes,
             spawn=fleet.background.spawn,
         )
-        # MERGE: replace the next line with
+        # MERGE: replace the next line with (one lease owner name per session)
         # SharedPolls(fleet._client, fleet.keys, fleet.breaker, link,
-        #             process_id=fleet.process_id, on_terminal=self._terminal)
+        #             process_id=f"{fleet.process_id}.{next(_sessions)}",
+        #             on_terminal=self._terminal)
         self._polls = _LocalPolls(link, self._terminal)
         self._polls.start()
         self._closed = False

@@ -264,6 +264,8 @@ class FleetRateLimiter:
                     if not self._breaker.allows():
                         break
                     args = self._args(f"{self._waiter}:{next(self._members)}")
+                    # a call cut short may still have queued this limiter: leave on the way out
+                    queued = True
                     try:
                         self.round_trips += 1
                         granted, value = await self._breaker.call(
@@ -272,10 +274,9 @@ class FleetRateLimiter:
                     except RedisUnavailable:
                         break
                     if int(granted):
-                        queued = False
+                        queued = False  # the script took it out of the queue
                         self._in_flight += 1
                         return str(args[5])
-                    queued = True
                     await anyio.sleep(min(int(value) / 1000, MAX_WAIT))
             except BaseException:
                 if queued:
