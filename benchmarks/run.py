@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import overhead, polling, scale, skew, throughput
+from . import fleet, overhead, polling, scale, skew, throughput
 from ._common import machine, run_main
 
 HERE = Path(__file__).resolve().parent
@@ -26,6 +26,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "polling": polling.run,
     "scale": scale.run,
     "skew": skew.run,
+    "fleet": fleet.run,
 }
 
 
@@ -162,6 +163,8 @@ def render(report: dict[str, Any]) -> str:
                 f"{'' if case == 'no_started_at' else _met(ok)} |"
             )
         out.append("")
+    if "fleet" in report:
+        out += _fleet(report["fleet"])
     if "scale" in report:
         s = report["scale"]
         out += [
@@ -177,6 +180,65 @@ def render(report: dict[str, Any]) -> str:
             )
         out.append("")
     return "\n".join(out)
+
+
+def _fleet(figures: dict[str, Any]) -> list[str]:
+    """The fleet section: the table of every run, then the targets."""
+    rows: list[dict[str, Any]] = figures["rows"]
+    base = figures["baseline"]
+    shared = figures.get("shared_polling", True)
+    out = [
+        f"### Fleet: P processes on one account ({figures['jobs']} jobs, "
+        f"{figures['item_counts']}; one fake enforcing 30/s and 360/30 s)",
+        "",
+        "| P | scenario | setup | status req/job | 429s | lag p50 s | lag p99 s "
+        "| Redis round trips | Redis/HTTP req | CPU ms/req | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in [base, *rows]:
+        setup = "default (baseline)" if r is base else r["setup"]
+        if r["setup"] == "fleet" and r["scenario"] == "same" and not shared:
+            setup += " (before shared polling)"
+        out.append(
+            f"| {r['processes']} | {r['scenario']} | {setup} | {r['status_per_job']} | "
+            f"{r['rate_limited_429']} | {r['lag_p50_s']} | {r['lag_p99_s']} | "
+            f"{r['redis_round_trips']} | {r['redis_per_request']} | {r['cpu_ms_per_request']} | "
+            f"{r['wall_s']} |"
+        )
+    fleet = {(r["processes"], r["scenario"]): r for r in rows if r["setup"] == "fleet"}
+    targets = figures["targets"]
+    no_429 = [r["rate_limited_429"] for r in fleet.values()]
+    same = {p: fleet[p, "same"]["status_per_job"] / base["status_per_job"] for p, _ in fleet}
+    skew = {
+        p: fleet[p, "skew"]["lag_p99_s"] / max(fleet[p, "split"]["lag_p99_s"], 1e-9)
+        for p, _ in fleet
+    }
+    o = figures["limiter_overhead"]
+
+    def ratios(found: dict[int, float]) -> str:
+        return ", ".join(f"P={p}: {ratio:.2f}x" for p, ratio in sorted(found.items()))
+
+    met_same = max(same.values()) <= targets["same_polls_ratio"]
+    before = "" if shared else " (before shared polling)"
+    out += [
+        "",
+        "| target | figure | status |",
+        "|---|---|---|",
+        f"| 0 429s with the fleet, every P and scenario | {sum(no_429)} in all | "
+        f"{_met(not any(no_429))} |",
+        f"| *same*: status requests per job with the fleet within "
+        f"{targets['same_polls_ratio']}x of one process's ({base['status_per_job']}) | "
+        f"{ratios(same)} | {_met(met_same)}{before} |",
+        f"| *skew*: lag p99 with the fleet within {targets['skew_p99_ratio']}x of *split*'s "
+        f"| {ratios(skew)} | {_met(max(skew.values()) <= targets['skew_p99_ratio'])} |",
+        f"| limiter overhead under {o['target_ms']} ms per request ({o['requests']} "
+        f"acquire/release pairs, never made to wait) | {o['fleet_ms_per_request']} ms wall, "
+        f"{o['fleet_cpu_ms_per_request']} ms CPU, {o['round_trips_per_request']} round trips "
+        f"(local limiter: {o['local_ms_per_request']} ms) | "
+        f"{_met(o['fleet_ms_per_request'] < o['target_ms'])} |",
+        "",
+    ]
+    return out
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -1,0 +1,373 @@
+"""Fleet (issue 11): P processes on one account, with and without ``RedisFleet``.
+
+One fake in its own process enforces the account's limit (30 requests/s and
+360 per 30 s, its defaults) for every run; one real ``redis-server``
+(``gameball_async.testing.RedisServer``) serves the fleet. For P = 2, 4 and 8
+processes, three scenarios:
+
+- ``split``: each process awaits its own share of the jobs;
+- ``skew``: one process holds 70% of the jobs, the others share the rest;
+- ``same``: every process awaits every job (replicas awaiting the same work);
+
+each with three client setups, one after the other in the same run: ``fleet``
+(``GameballSession(fleet=RedisFleet.from_url(url, expected_processes=P))``,
+default ``RateLimit``), ``default`` (today's default ``RateLimit`` in each
+process, no fleet) and ``divided`` (``RateLimit(per_second=30 // P,
+per_window=360 // P)``, no fleet). The baseline of *same* is one process with
+the default session awaiting every job (P = 1), in the same run.
+
+A run: the P workers (``python -m benchmarks._fleet_worker``) start and open
+their sessions; the parent creates the jobs (one session, no fleet), resets the
+fake's counters and windows and empties Redis, then gives every worker its job
+ids on stdin at once (the barrier). Each awaits its jobs with ``as_completed``
+and reports per-job detection lag (time after the fake finished the job:
+``startedAt + totalCount / rate``), its CPU while awaiting and its counters.
+The workers start before the jobs exist because eight interpreters take
+seconds to start on two cores: created first, the jobs would end before anyone
+waited. They are created at the account's rate and stay queued until
+after the barrier.
+
+Figures per run: status requests per job (the fake's count / jobs), 429s (the
+fake's), lag p50/p99 over every waiter's detections, Redis round trips (the
+commands clients sent, counted on a ``MONITOR`` connection; the commands the
+Lua scripts ran are counted apart) and per HTTP request, client CPU ms per
+request. Apart, the limiter's own cost: N acquire/release pairs of the fleet
+limiter against the local Redis with a limit that never makes them wait, ms
+per request, against the local limiter.
+
+Job set: 40 jobs of 20..400 items at 100 items/s (0.2-4 s each, queued for
+0.5 s + jobs / 30 s, 1.83 s, so that every creation lands before the barrier),
+so that the 27 runs plus the baseline take about 10 minutes on two cores: a
+run of *same* at P = 8 sends some 8 x 40 x 2.5 = 800 polls without shared
+polling, which the account's 360 per 30 s stretches to some 40 s. ``--quick``:
+P = 2 only, 8 jobs of 20..100 items.
+
+Run: ``python -m benchmarks.fleet [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from gameball_async import BalanceInquiry, GameballSession, RateLimit
+from gameball_async._ratelimit import LocalRateLimiter, RateLimiter
+from gameball_async.fleet._background import Background
+from gameball_async.fleet._breaker import Breaker
+from gameball_async.fleet._keys import Keys
+from gameball_async.fleet._limiter import FleetRateLimiter
+from gameball_async.testing import RedisServer
+
+from ._common import FakeProcess, section_main
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 100.0  # items per second per job on the fake
+SCENARIOS = ("split", "skew", "same")
+SETUPS = ("fleet", "default", "divided")
+#: Bound on one run (start-up to the last worker's line): a hang becomes an error.
+PATIENCE = 300.0
+_MARK = "gbbench-mark-"
+
+
+class RedisCounter:
+    """Counts the commands Redis runs, on a ``MONITOR`` connection in a thread.
+
+    :meth:`mark` sends a marker (``ECHO``) and returns the counts once the
+    monitor has seen it, so every command sent before it is counted.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._control = redis.Redis.from_url(url)
+        # no read timeout: the monitor is silent while workers start
+        self._monitor = redis.Redis.from_url(url, socket_timeout=None)
+        self._lock = threading.Condition()
+        self._counts = {"round_trips": 0, "script_commands": 0}
+        self._seen: dict[str, dict[str, int]] = {}
+        self._marks = 0
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the MONITOR connection did not open")
+
+    def _listen(self) -> None:
+        with self._monitor.monitor() as monitor:  # type: ignore[no-untyped-call]
+            self._ready.set()
+            for command in monitor.listen():
+                text = str(command["command"])
+                if text.startswith(f"ECHO {_MARK}"):
+                    name = text.split(" ", 1)[1]
+                    with self._lock:
+                        self._seen[name] = dict(self._counts)
+                        self._lock.notify_all()
+                    if name.endswith("-stop"):
+                        return
+                elif command["client_type"] == "lua":
+                    self._counts["script_commands"] += 1
+                else:
+                    self._counts["round_trips"] += 1
+
+    def mark(self, stop: bool = False) -> dict[str, int]:
+        """The counts so far (every command sent before this call included)."""
+        self._marks += 1
+        name = f"{_MARK}{self._marks}{'-stop' if stop else ''}"
+        self._control.echo(name)
+        with self._lock:
+            if not self._lock.wait_for(lambda: name in self._seen, timeout=30):
+                raise RuntimeError("the MONITOR connection stopped counting")
+            return self._seen.pop(name)
+
+    def flush(self) -> None:
+        """Empty Redis (the last run's limiter log and registry)."""
+        self._control.flushall()
+
+    def close(self) -> None:
+        """Stop the monitor thread and close both connections."""
+        self.mark(stop=True)
+        self._thread.join(10)
+        self._control.close()
+        self._monitor.close()
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def create_jobs(fake: FakeProcess, sizes: list[int], tag: str) -> list[str]:
+    """Create the jobs with one default session (no fleet), at the account's rate."""
+    async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
+        jobs = await asyncio.gather(
+            *(
+                gb.create_batch(
+                    "balance-inquiry",
+                    [BalanceInquiry(customer_id=f"{tag}-{n}-{i}") for i in range(size)],
+                )
+                for n, size in enumerate(sizes)
+            )
+        )
+    return [job.job_id for job in jobs]
+
+
+def shares(ids: list[str], scenario: str, processes: int) -> list[list[str]]:
+    """The job ids each process awaits."""
+    if scenario == "same":
+        return [list(ids) for _ in range(processes)]
+    if scenario == "split" or processes == 1:
+        return [ids[p::processes] for p in range(processes)]
+    held = round(0.7 * len(ids))
+    rest = ids[held:]
+    return [ids[:held], *(rest[p :: processes - 1] for p in range(processes - 1))]
+
+
+def _env() -> dict[str, str]:
+    # this checkout's package and benchmarks first, whatever the caller's cwd
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def one_run(
+    fake: FakeProcess,
+    counter: RedisCounter,
+    redis_url: str,
+    sizes: list[int],
+    processes: int,
+    scenario: str,
+    setup: str,
+) -> dict[str, Any]:
+    """One (P, scenario, setup): start the workers, create the jobs, release the barrier."""
+    config = {
+        "setup": setup,
+        "processes": processes,
+        "base_url": fake.base_url,
+        "api_key": fake.api_key,
+        "secret_key": fake.secret_key,
+        "redis_url": redis_url,
+        "rate": RATE,
+    }
+    command = [sys.executable, "-m", "benchmarks._fleet_worker", json.dumps(config)]
+    workers = [
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_env()
+        )
+        for _ in range(processes)
+    ]
+
+    def kill_all() -> None:
+        for worker in workers:
+            worker.kill()
+
+    watchdog = threading.Timer(PATIENCE, kill_all)
+    watchdog.start()
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a {setup} worker did not start (exit {worker.poll()})")
+        fake.reset()  # the last run's requests are still in the fake's windows
+        ids = asyncio.run(create_jobs(fake, sizes, f"{processes}-{scenario}-{setup}"))
+        fake.reset()
+        counter.flush()
+        before = counter.mark()
+        for worker, share in zip(workers, shares(ids, scenario, processes), strict=True):
+            assert worker.stdin is not None
+            worker.stdin.write(json.dumps(share) + "\n")
+            worker.stdin.flush()
+        results = []
+        for worker in workers:
+            assert worker.stdout is not None
+            line = worker.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a {setup} worker ended without its figures")
+            results.append(json.loads(line))
+        for worker in workers:
+            worker.wait(PATIENCE)
+    finally:
+        watchdog.cancel()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+            for stream in (worker.stdin, worker.stdout):
+                if stream is not None:
+                    stream.close()
+    after = counter.mark()
+    stats = fake.stats()
+    counts = stats["counts"]
+    lags = [lag for result in results for lag in result["lags"]]
+    requests = sum(result["requests"] for result in results)
+    round_trips = after["round_trips"] - before["round_trips"]
+    return {
+        "processes": processes,
+        "scenario": scenario,
+        "setup": setup,
+        "jobs": len(ids),
+        "status_per_job": round(counts.get("status", 0) / len(ids), 2),
+        "rate_limited_429": counts.get("rate_limited", 0),
+        "lag_p50_s": round(statistics.median(lags), 3),
+        "lag_p99_s": round(_p99(lags), 3),
+        "http_requests": counts.get("requests", 0),
+        "max_per_second": stats["max_per_second"],
+        "max_per_window": stats["max_per_window"],
+        "redis_round_trips": round_trips,
+        "redis_script_commands": after["script_commands"] - before["script_commands"],
+        "redis_per_request": round(round_trips / max(counts.get("requests", 0), 1), 2),
+        "cpu_ms_per_request": round(
+            1e3 * sum(result["cpu_seconds"] for result in results) / max(requests, 1), 3
+        ),
+        "wall_s": round(max(result["wall_seconds"] for result in results), 1),
+        # the fleet's own view: slots taken from the local share while Redis was
+        # unavailable, and which status-read strategy its sessions used
+        "limiter_fallback_slots": sum(r.get("limiter_fallback_slots") or 0 for r in results),
+        "polls_strategy": sorted({str(r.get("polls_strategy")) for r in results}),
+    }
+
+
+async def _slots(limiter: RateLimiter, n: int) -> tuple[float, float]:
+    for _ in range(50):  # warm: connection, script load
+        async with limiter.slot():
+            pass
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        async with limiter.slot():
+            pass
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+async def limiter_overhead(url: str, n: int) -> dict[str, Any]:
+    """N acquire/release pairs of the fleet limiter (never made to wait) against the local one."""
+    never_waits = RateLimit(per_second=10**7, per_window=10**8)
+    local_cpu, local_wall = await _slots(LocalRateLimiter(never_waits), n)
+    client = aioredis.Redis.from_url(url)
+    background = Background()
+    limiter = FleetRateLimiter(
+        client,
+        Keys("bench-overhead"),
+        Breaker(timeout=0.5),
+        never_waits,
+        request_bound=31.0,
+        process_id="bench",
+        expected_processes=1,
+        spawn=background.spawn,
+    )
+    try:
+        cpu, wall = await _slots(limiter, n)
+        started = time.perf_counter()
+        await background.aclose(10.0)  # the releases still in flight count too
+        wall += time.perf_counter() - started
+    finally:
+        await client.aclose()
+    return {
+        "requests": n,
+        "fleet_ms_per_request": round(1e3 * wall / n, 4),
+        "fleet_cpu_ms_per_request": round(1e3 * cpu / n, 4),
+        "local_ms_per_request": round(1e3 * local_wall / n, 4),
+        "local_cpu_ms_per_request": round(1e3 * local_cpu / n, 4),
+        "round_trips_per_request": round(limiter.round_trips / (n + 50), 2),
+        "target_ms": 1.0,
+    }
+
+
+def run(quick: bool, seed: int = 17) -> dict[str, Any]:
+    """Run the fleet benchmark and return its figures (P = 2 and a tiny job set with ``quick``)."""
+    jobs, max_items, counts = (8, 100, (2,)) if quick else (40, 400, (2, 4, 8))
+    rng = random.Random(seed)
+    sizes = [rng.randint(20, max_items) for _ in range(jobs)]
+    server = RedisServer()
+    server.start()
+    started = time.perf_counter()
+    try:
+        overhead = asyncio.run(limiter_overhead(server.url, 500 if quick else 5000))
+        # queued long enough for every creation (at 30/s) to land before the barrier
+        queue_delay = round(0.5 + jobs / 30, 2)
+        with FakeProcess("--processing-rate", str(RATE), "--queue-delay", str(queue_delay)) as fake:
+            counter = RedisCounter(server.url)
+            try:
+                baseline = one_run(fake, counter, server.url, sizes, 1, "same", "default")
+                rows = [
+                    one_run(fake, counter, server.url, sizes, p, scenario, setup)
+                    for p in counts
+                    for scenario in SCENARIOS
+                    for setup in SETUPS
+                ]
+            finally:
+                counter.close()
+    finally:
+        server.close()
+    return {
+        "jobs": jobs,
+        "item_counts": f"20..{max_items} items at {RATE:g} items/s, {queue_delay:g} s queued",
+        "processes": list(counts),
+        "baseline": baseline,
+        "rows": rows,
+        "limiter_overhead": overhead,
+        # whether the fleet's sessions polled through the shared polling (before it
+        # is in, RedisFleet's stand-in polls each process's jobs locally)
+        "shared_polling": all(
+            "_LocalPolls" not in r["polls_strategy"] for r in rows if r["setup"] == "fleet"
+        ),
+        "targets": {"same_polls_ratio": 1.15, "skew_p99_ratio": 1.3, "limiter_ms": 1.0},
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    """Run this section alone and print its figures as JSON."""
+    section_main(__doc__, run)
+
+
+if __name__ == "__main__":
+    main()
