@@ -113,6 +113,8 @@ class SharedPolls:
         self.leases_lost = 0
         #: Fenced writes refused (our lease was gone or superseded).
         self.writes_refused = 0
+        #: Times the followed jobs were read again after the hints reconnected.
+        self.resyncs = 0
 
     # -- what the session uses ---------------------------------------------
 
@@ -344,6 +346,7 @@ class SharedPolls:
 
     def _resync(self) -> None:
         # hints sent while the listener was away are lost: read every followed job
+        self.resyncs += 1
         for job_id in list(self._followed):
             if self._link.awaited(job_id):
                 self._link.poll_soon(job_id)
