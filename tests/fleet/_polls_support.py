@@ -8,17 +8,35 @@ the shared-polling tests attach sessions to this minimal
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Final
+
+import anyio
 import attrs
 import redis.asyncio as aioredis
 
-from gameball_async import BatchStatus, Operation
+from gameball_async import BatchStatus, Operation, RetryPolicy
 from gameball_async._coordination import Attachment, Claim, Fetch, SessionLink
 from gameball_async._ratelimit import LocalRateLimiter, RateLimiter
 from gameball_async.fleet._breaker import Breaker
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls import SharedPolls
 
-__all__ = ["PollsFleet", "fast_breaker"]
+__all__ = ["FAST_RETRY", "PATIENCE", "WHEN", "PollsFleet", "fast_breaker", "until"]
+
+# The same as tests/_support.py's (that module is out of reach of a mypy run
+# over tests/fleet alone).
+WHEN: Final = "2024-10-16T08:13:29.290Z"
+FAST_RETRY: Final = RetryPolicy(backoff=0.01, max_backoff=0.05)
+#: Bound on any single wait: generous, it only turns a hang into a failure.
+PATIENCE: Final = 20.0
+
+
+async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:
+    """Wait, bounded, for a condition other tasks (or processes) make true."""
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
 
 
 def fast_breaker() -> Breaker:

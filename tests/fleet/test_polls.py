@@ -15,9 +15,8 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _polls_support import PollsFleet
+from _polls_support import FAST_RETRY, PATIENCE, WHEN, PollsFleet, until
 from _redis_server import RedisServer
-from _support import FAST_RETRY, PATIENCE, WHEN, until
 
 from gameball_async import (
     BatchJob,
@@ -272,10 +271,10 @@ async def test_redis_client_pause_mid_run(
     admin = aioredis.Redis.from_url(redis_server.url)
 
     async def fault() -> None:
-        await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await admin.client_pause(1500, all=True)
 
     async def heal() -> None:
-        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.client_unpause()
 
     try:
         _, fb = await outage_run(fake, redis_server, fault=fault, heal=heal, caplog=caplog)
@@ -306,7 +305,7 @@ async def test_pubsub_connections_killed_mid_run(
                 for job in jobs:
                     tg.start_soon(wait, gb.job(job.job_id, job.operation))
                 await until(lambda: fb.polls.followed == ids)
-                killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                killed = await redis_client.client_kill_filter(_type="pubsub")
                 assert int(killed) >= 2
         assert [status.state for status in results] == [BatchState.COMPLETED] * 4
         # the follower never sent a status request: it read what the owner shared
