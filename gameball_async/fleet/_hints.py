@@ -59,6 +59,8 @@ class HintListener:
         self._quiet = quiet
         self._pubsub: Any = None
         self._closed = False
+        #: Whether the listener is subscribed now.
+        self.listening = False
         #: Subscriptions made (the first one and every reconnect).
         self.subscriptions = 0
         #: Hints received.
@@ -72,6 +74,7 @@ class HintListener:
             try:
                 await self._breaker.call(partial(pubsub.subscribe, self._channel))
                 self.subscriptions += 1
+                self.listening = True
                 if pubsub.connection is not None:
                     pubsub.connection.register_connect_callback(self._reconnected)
                 if self.subscriptions > 1:
@@ -88,6 +91,7 @@ class HintListener:
                         type(exc).__name__,
                     )
             finally:
+                self.listening = False
                 self._pubsub = None
                 await self._drop(pubsub)
             await asyncio.sleep(self._quiet)

@@ -128,6 +128,11 @@ class SharedPolls:
         """The jobs this process follows (another process holds their lease)."""
         return frozenset(self._followed)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the hint listener is subscribed now."""
+        return self._hints.listening
+
     async def fetch(
         self, job_id: str, operation: Operation | None
     ) -> tuple[BatchStatus, float | None]:
