@@ -54,7 +54,9 @@ class SharedPolls:
     :param breaker: bounds every Redis call; open, it sends the fetches local.
     :param link: what the session gave the fleet (its own status read, its
         poll scheduler's ``poll_soon`` and ``awaited``).
-    :param process_id: this process's name in lease values (unique in the fleet).
+    :param process_id: this process's name in lease values: unique in the
+        fleet to this instance (two sessions of one process need two names, or
+        both would take the same lease for their own).
     :param on_terminal: called with the id of each job seen terminal here.
     :param lease_ttl: seconds a lease lives unless renewed: a dead owner's
         jobs are taken over after about this long.
@@ -169,15 +171,13 @@ class SharedPolls:
         is terminal (nothing newer can come). The write runs in the background.
         """
         job_id = status.job_id
-        if status.is_terminal:
-            self._on_terminal(job_id)
-        if self._closed:
-            return
         lease = self._owned.get(job_id)
-        if lease is not None:
-            self._spawn(self._share(job_id, lease, status))
+        if lease is not None and not self._closed:
+            self._spawn(self._share(job_id, lease, status))  # tells on_terminal itself
         elif status.is_terminal:
-            self._spawn(self._share_final(job_id, status))
+            self._on_terminal(job_id)
+            if not self._closed:
+                self._spawn(self._share_final(job_id, status))
 
     def start(self) -> None:
         """Start the heartbeat and the hint listener on the running loop."""

@@ -9,6 +9,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _polls_support import fast_breaker
+from _redis_server import RedisServer
 
 from gameball_async import BatchState, BatchStatus, Operation, RateLimit
 from gameball_async._coordination import NoStatusYet, SessionLink
@@ -269,3 +270,68 @@ async def test_observed_terminal_from_a_follower_is_shared(redis_client: aioredi
         status, _ = await owner.fetch("1", None)  # the owner still polls for itself
         assert status.state is BatchState.RUNNING
         assert (await redis_client.hget(KEYS.status("1"), "terminal")) == b"1"
+
+
+async def test_observed_by_the_owner_is_stored_and_told_once(
+    redis_client: aioredis.Redis,
+) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    seen: list[str] = []
+    async with polls(redis_client, a, "a", terminal=seen.append) as owner:
+        await owner.fetch("1", None)
+        owner.observed(running("1", 4))
+        with anyio.fail_after(10):
+            while b'"finished_count":4' not in (  # noqa: ASYNC110
+                await redis_client.hget(KEYS.status("1"), "data") or b""
+            ):
+                await anyio.sleep(0.01)
+        owner.observed(completed("1"))
+        with anyio.fail_after(10):
+            while await redis_client.exists(KEYS.lease("1")):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert seen == ["1"]
+        assert owner.owned == frozenset()
+        assert a.sent == ["1"]
+
+
+async def test_a_hint_brings_a_followers_read_forward(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        with anyio.fail_after(10):
+            while not (owner.listening and follower.listening):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await owner.fetch("1", None)
+        with anyio.fail_after(10):
+            while "1" not in b.soon:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert b.sent == []
+
+
+async def test_redis_down_falls_back_to_local_polling_at_once(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    async with polls(redis_client, a, "a", started=True) as shared:
+        redis_server.kill()
+        with anyio.fail_after(5):
+            for _ in range(5):
+                status, _ = await shared.fetch("1", None)
+                assert status == a.replies["1"]
+        assert a.sent == ["1"] * 5
+        assert shared.local_fallbacks == 5
+        assert shared._breaker.is_open
+        with anyio.fail_after(0.2):  # the breaker is open: no Redis call is even tried
+            await shared.fetch("1", None)
+        redis_server.start()
+        with anyio.fail_after(10):
+            while shared._breaker.is_open:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await shared.fetch("1", None)
+        assert shared.owned == {"1"}
