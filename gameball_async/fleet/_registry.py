@@ -222,12 +222,16 @@ class Registry:
             if word == "maybe":
                 return RedisClaim(self, redis_key, key, maybe_sent=True)
             # another live caller is sending under the key: wait for its outcome
-            if deadline is not None and anyio.current_time() + look > deadline:
-                raise CreationTimeoutError(
-                    f"create_batch(timeout=...) ran out while another call with "
-                    f"idempotency_key {key!r} was still sending; nothing was sent by this call"
-                )
-            await anyio.sleep(look)
+            pause = look
+            if deadline is not None:
+                pause = min(pause, deadline - anyio.current_time())
+                if pause <= 0:
+                    raise CreationTimeoutError(
+                        f"create_batch(timeout=...) ran out while another call with "
+                        f"idempotency_key {key!r} was still sending; nothing was sent by "
+                        "this call"
+                    )
+            await anyio.sleep(pause)
             look = min(look * 2, MAX_LOOK)
 
     async def settle(self, redis_key: str, state: str, token: str = "") -> None:

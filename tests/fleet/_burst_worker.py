@@ -45,6 +45,7 @@ async def main(mode: str, config: dict[str, Any]) -> None:
         config["redis_url"],
         expected_processes=config.get("processes", 1),
         process_ttl=config.get("process_ttl", 5.0),
+        redis_timeout=config.get("redis_timeout", 0.5),
     )
     async with (
         fleet,
@@ -100,6 +101,7 @@ async def main(mode: str, config: dict[str, Any]) -> None:
             await counter.aclose()
             result["taken"] = taken
             result["steady"] = steady
+            result["round_trips"] = limiter.round_trips  # type: ignore[attr-defined]
         elif mode == "crash":
             await asyncio.gather(
                 *(
@@ -109,6 +111,7 @@ async def main(mode: str, config: dict[str, Any]) -> None:
             )
             result["unexpected"] = "the creations ended before the kill"
         stats = gb.stats()
+        result["fallback_slots"] = gb._open().limiter.fallback_slots  # type: ignore[attr-defined]
         result["requests"] = stats.requests
         result["rate_limited"] = stats.rate_limited
         print(json.dumps(result), flush=True)
