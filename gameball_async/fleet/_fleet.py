@@ -133,7 +133,7 @@ class RedisFleet:
         self._process_ttl_ms = math.ceil(process_ttl * 1000)
         #: This process's id in the fleet (random; it names nothing secret).
         self.process_id = uuid.uuid4().hex[:16]
-        self.breaker = Breaker(timeout=redis_timeout)
+        self._breaker = Breaker(timeout=redis_timeout)
         self._background = Background()
         self._registry: Registry | None = None
         self._attachments: set[_Attachment] = set()
@@ -187,23 +187,18 @@ class RedisFleet:
         return self._keys
 
     @property
-    def registry(self) -> Registry:
-        """The job registry and idempotency claims (namespace needed)."""
+    def _registry_now(self) -> Registry:
+        # the job registry and idempotency claims (a namespace is needed)
         if self._registry is None:
             self._registry = Registry(
                 self._client,
                 self.keys,
-                self.breaker,
+                self._breaker,
                 self._background,
                 process_id=self.process_id,
                 retention=self.retention,
             )
         return self._registry
-
-    @property
-    def background(self) -> Background:
-        """The fleet's background writer."""
-        return self._background
 
     async def open_jobs(self) -> list[str]:
         """Job tokens (``gb.resume(token)``) of the jobs created through the
@@ -212,7 +207,7 @@ class RedisFleet:
         :raises GameballError: no namespace is known yet.
         :raises TransportError: Redis could not be reached.
         """
-        return await self.registry.open_jobs()
+        return await self._registry_now.open_jobs()
 
     # -- attaching sessions --------------------------------------------------
 
@@ -242,18 +237,16 @@ class RedisFleet:
                 self._beat(), name="gameball_async fleet heartbeat"
             )
 
-    async def alive(self) -> None:
-        """Write this process's heartbeat now (before its first claim).
-
-        :raises RedisUnavailable: Redis could not be reached.
-        """
+    async def _announce(self) -> None:
+        # this process's heartbeat, written before its first claim (a claim whose
+        # owner has no heartbeat counts as abandoned); raises RedisUnavailable
         if not self._alive:
             await self._renew()
 
     async def _renew(self) -> None:
         key = self.keys.process(self.process_id)
         ttl = self._process_ttl_ms
-        await self.breaker.call(lambda: self._client.set(key, b"1", px=ttl))
+        await self._breaker.call(lambda: self._client.set(key, b"1", px=ttl))
         self._alive = True
 
     async def _beat(self) -> None:
@@ -284,7 +277,7 @@ class RedisFleet:
             # gone: a claim this process left open now counts as possibly sent
             key = self._keys.process(self.process_id)
             with contextlib.suppress(RedisUnavailable):
-                await self.breaker.call(lambda: self._client.delete(key))
+                await self._breaker.call(lambda: self._client.delete(key))
         if self._owns_client:
             await self._client.aclose()
 
@@ -294,19 +287,19 @@ class _Attachment:
 
     def __init__(self, fleet: RedisFleet, link: SessionLink) -> None:
         self._fleet = fleet
-        self._registry = fleet.registry
+        self._registry = fleet._registry_now
         self._limiter = FleetRateLimiter(
             fleet._client,
             fleet.keys,
-            fleet.breaker,
+            fleet._breaker,
             link.rate_limit,
             request_bound=link.request_bound,
             process_id=fleet.process_id,
             expected_processes=fleet.expected_processes,
-            spawn=fleet.background.spawn,
+            spawn=fleet._background.spawn,
         )
         # MERGE: replace the next line with (one lease owner name per session)
-        # SharedPolls(fleet._client, fleet.keys, fleet.breaker, link,
+        # SharedPolls(fleet._client, fleet.keys, fleet._breaker, link,
         #             process_id=f"{fleet.process_id}.{next(_sessions)}",
         #             on_terminal=self._terminal)
         self._polls = _LocalPolls(link, self._terminal)
@@ -329,7 +322,7 @@ class _Attachment:
     async def claim(self, key: str, operation: Operation, *, deadline: float | None) -> RedisClaim:
         """Claim an idempotency key before sending (see :meth:`Registry.claim`)."""
         try:
-            await self._fleet.alive()
+            await self._fleet._announce()
         except RedisUnavailable as exc:
             raise redis_down(f"claim idempotency_key {key!r} ({exc})") from exc
         return await self._registry.claim(key, operation, deadline=deadline)

@@ -111,7 +111,7 @@ async def test_records_made_while_redis_is_down_are_written_when_it_returns(
         with anyio.fail_after(10):
             job = await gb.create_batch("cashback", [item(1)])
         with anyio.fail_after(10):
-            while fleet.background.retried == 0:  # noqa: ASYNC110
+            while fleet._background.retried == 0:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         assert any("retrying in the background" in r.getMessage() for r in caplog.records)
         redis_server.start()
@@ -123,7 +123,7 @@ async def test_records_made_while_redis_is_down_are_written_when_it_returns(
                 return False
 
         await eventually(recorded, 20.0)
-        assert fleet.background.pending_writes == 0
+        assert fleet._background.pending_writes == 0
 
 
 async def test_an_expired_record_leaves_the_open_set(
