@@ -72,7 +72,7 @@ from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._limiter import FleetRateLimiter
 from gameball_async.testing import RedisServer
 
-from ._common import FakeProcess, section_main
+from ._common import FakeProcess, section_main, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 100.0  # items per second per job on the fake
@@ -323,11 +323,38 @@ async def limiter_overhead(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def run(quick: bool, seed: int = 17) -> dict[str, Any]:
-    """Run the fleet benchmark and return its figures (P = 2 and a tiny job set with ``quick``)."""
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of a (P, scenario, setup): medians, and totals of the 429s
+    and fallback slots (one 429 in any round counts)."""
+    row: dict[str, Any] = {"rounds": len(runs)}
+    for key, value in runs[0].items():
+        if key in ("rate_limited_429", "limiter_fallback_slots"):
+            row[key] = sum(run[key] for run in runs)
+        elif key == "polls_strategy":
+            row[key] = sorted({name for run in runs for name in run[key]})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = statistics.median(run[key] for run in runs)
+        else:
+            row[key] = value
+    if len(runs) > 1:
+        row["lag_p99_s_spread"] = spread([run["lag_p99_s"] for run in runs])
+    return row
+
+
+def run(quick: bool, seed: int = 17, rounds: int = 3) -> dict[str, Any]:
+    """Run the fleet benchmark and return its figures (P = 2, a tiny job set and one
+    round with ``quick``).
+
+    *split* and *skew* (and the baseline) run ``rounds`` times, interleaved, and
+    each figure is the median (the p99 of 40 lags is nearly their maximum: one
+    round is noisy); *same*, the long one, runs once.
+    """
     jobs, max_items, counts = (8, 60, (2,)) if quick else (40, 400, (2, 4, 8))
+    rounds = 1 if quick else rounds
     rng = random.Random(seed)
     sizes = [rng.randint(20, max_items) for _ in range(jobs)]
+    seen: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    skew_ratios: dict[int, list[float]] = {p: [] for p in counts}
     server = RedisServer()
     server.start()
     started = time.perf_counter()
@@ -337,24 +364,45 @@ def run(quick: bool, seed: int = 17) -> dict[str, Any]:
         queue_delay = round((0.3 if quick else 0.5) + jobs / 30, 2)
         with FakeProcess("--processing-rate", str(RATE), "--queue-delay", str(queue_delay)) as fake:
             counter = RedisCounter(server.url)
+
+            def once(p: int, scenario: str, setup: str) -> dict[str, Any]:
+                row = one_run(fake, counter, server.url, sizes, p, scenario, setup)
+                seen.setdefault((p, scenario, setup), []).append(row)
+                return row
+
             try:
-                baseline = one_run(fake, counter, server.url, sizes, 1, "same", "default")
-                rows = [
-                    one_run(fake, counter, server.url, sizes, p, scenario, setup)
-                    for p in counts
-                    for scenario in SCENARIOS
-                    for setup in SETUPS
-                ]
+                for _ in range(rounds):
+                    once(1, "same", "default")
+                for p in counts:
+                    for _ in range(rounds):
+                        lag = {
+                            s: {u: once(p, s, u)["lag_p99_s"] for u in SETUPS}
+                            for s in SCENARIOS[:2]
+                        }
+                        skew_ratios[p].append(
+                            lag["skew"]["fleet"] / max(lag["split"]["fleet"], 1e-9)
+                        )
+                    for setup in SETUPS:
+                        once(p, "same", setup)
             finally:
                 counter.close()
     finally:
         server.close()
+    rows = [
+        merge(seen[p, scenario, setup])
+        for p in counts
+        for scenario in SCENARIOS
+        for setup in SETUPS
+    ]
     return {
         "jobs": jobs,
         "item_counts": f"20..{max_items} items at {RATE:g} items/s, {queue_delay:g} s queued",
         "processes": list(counts),
-        "baseline": baseline,
+        "rounds": rounds,
+        "baseline": merge(seen[1, "same", "default"]),
         "rows": rows,
+        # per round, the fleet's skew p99 over its split p99 of the same round
+        "skew_p99_ratio": {str(p): spread(ratios) for p, ratios in skew_ratios.items()},
         "limiter_overhead": overhead,
         # whether the fleet's sessions polled through the shared polling (before it
         # is in, RedisFleet's stand-in polls each process's jobs locally)
