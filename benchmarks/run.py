@@ -1,6 +1,6 @@
 """Run every benchmark, write the figures as JSON and as Markdown tables.
 
-``python -m benchmarks`` (full, about 35 minutes on 2 cores) or
+``python -m benchmarks`` (full, about 47 minutes on 2 cores) or
 ``python -m benchmarks --quick`` (under 3 minutes, a smoke run). Results go to
 ``benchmarks/results/<mode>.json`` and ``<mode>.md``; the full run also draws
 ``benchmarks/results/polling.png``.
