@@ -32,7 +32,7 @@ from gameball_async.testing import FakeGameball
 pytestmark = pytest.mark.anyio
 
 # the owner polls at its own pace; followers react to hints almost at once
-OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.1, max_delay=0.5)
+OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.25, max_delay=0.5)
 FOLLOWER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.005, max_delay=0.5)
 
 
