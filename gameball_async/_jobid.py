@@ -30,8 +30,12 @@ def check_job_id(job_id: object) -> str:
         raise InvalidJobIdError(f"a job id is an int or a str, got {type(job_id).__name__}")
     text = str(job_id)
     if not _JOB_ID.fullmatch(text):
+        # bounded: 40 characters may need ten each once escaped
+        shown = repr(text[:40])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
         raise InvalidJobIdError(
-            f"invalid job id {text[:40]!r}: expected 1-128 letters, digits, '_' or '-'"
+            f"invalid job id {shown}: expected 1-128 letters, digits, '_' or '-'"
         )
     return text
 

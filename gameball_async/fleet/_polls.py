@@ -15,7 +15,9 @@ releases those of jobs its session no longer awaits, and watches the leases of
 the jobs it follows: when one is gone (its owner was killed, frozen, or
 closed) the follower polls at once and takes the lease over. A frozen owner
 that wakes up finds its lease held under a newer fence: its late write is
-refused and it becomes a follower.
+refused and it becomes a follower. An owner whose polls keep failing (it
+cannot reach Gameball) gives its lease back after a few in a row, so another
+process may try.
 
 Redis slow or down (a timeout, the circuit breaker open): every fetch falls
 back to the session's own status read at once, so waits carry on as local
@@ -41,9 +43,12 @@ from ._hints import HintListener
 from ._keys import Keys
 from ._polls_scripts import Scripts, decode_status, encode_status
 
-__all__ = ["SharedPolls"]
+__all__ = ["FAILURES_BEFORE_RELEASE", "SharedPolls"]
 
 logger: Final = logging.getLogger("gameball_async")
+
+#: An owner's failed polls in a row after which it gives the job's lease back.
+FAILURES_BEFORE_RELEASE: Final = 3
 
 
 class SharedPolls:
@@ -102,6 +107,8 @@ class SharedPolls:
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # job id -> the owner's failed polls in a row
+        self._failures: dict[str, int] = {}
         self._closed = False
         #: Status requests this process sent to Gameball through shared polling.
         self.requests = 0
@@ -113,6 +120,8 @@ class SharedPolls:
         self.leases_taken = 0
         #: Leases found lost at a renewal or a refused write.
         self.leases_lost = 0
+        #: Leases given back after failed polls in a row.
+        self.leases_released = 0
         #: Fenced writes refused (our lease was gone or superseded).
         self.writes_refused = 0
         #: Times the followed jobs were read again after the hints reconnected.
@@ -160,7 +169,12 @@ class SharedPolls:
             self.leases_taken += 1
             logger.debug("gameball_async: polling job %s for the fleet (%s)", job_id, value)
         self.requests += 1
-        status, retry_after = await self._link.fetch(job_id, operation)
+        try:
+            status, retry_after = await self._link.fetch(job_id, operation)
+        except Exception:
+            self._owner_failed(job_id, lease)
+            raise
+        self._failures.pop(job_id, None)
         await self._share(job_id, lease, status)
         return status, retry_after
 
@@ -213,9 +227,7 @@ class SharedPolls:
         self._owned.clear()
         self._followed.clear()
         if owned:
-            # unreleased, they expire on their own within a lease TTL
-            with contextlib.suppress(RedisUnavailable):
-                await self._breaker.call(lambda: self._scripts.release(owned))
+            await self._release(owned)
         await self._hints.aclose()
 
     # -- owner and follower --------------------------------------------------
@@ -285,6 +297,29 @@ class SharedPolls:
             self._followed.add(job_id)
             self._link.poll_soon(job_id)  # read what the new owner shares
 
+    def _owner_failed(self, job_id: str, lease: str) -> None:
+        # An owner that cannot reach Gameball (its network, its keys) must not
+        # hold the job for the fleet forever: after a few failed polls in a row
+        # it gives the lease back, so another process may try (or it takes the
+        # lease again itself on its next poll when nobody else wants it).
+        failures = self._failures.get(job_id, 0) + 1
+        if failures < FAILURES_BEFORE_RELEASE:
+            self._failures[job_id] = failures
+            return
+        self._failures.pop(job_id, None)
+        if self._owned.get(job_id) != lease:
+            return
+        del self._owned[job_id]
+        self._followed.add(job_id)
+        self.leases_released += 1
+        if not self._closed:
+            self._spawn(self._release([(job_id, lease)]))
+
+    async def _release(self, leases: list[tuple[str, str]]) -> None:
+        # unreleased, they expire on their own within a lease TTL
+        with contextlib.suppress(RedisUnavailable):
+            await self._breaker.call(lambda: self._scripts.release(leases))
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work, name="gameball_async fleet write")
         self._writes.add(task)
@@ -306,10 +341,10 @@ class SharedPolls:
         for job_id, _ in done:
             del self._owned[job_id]
         self._followed = {job_id for job_id in self._followed if awaited(job_id)}
+        for job_id in [job_id for job_id in self._failures if job_id not in self._owned]:
+            del self._failures[job_id]
         if done:
-            # unreleased, they expire on their own within a lease TTL
-            with contextlib.suppress(RedisUnavailable):
-                await self._breaker.call(lambda: self._scripts.release(done))
+            await self._release(done)
         owned = list(self._owned.items())
         followed = [job_id for job_id in self._followed if job_id not in self._owned]
         if not owned and not followed:

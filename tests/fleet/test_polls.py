@@ -16,7 +16,6 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _polls_support import FAST_RETRY, PATIENCE, WHEN, PollsFleet, until
-from _redis_server import RedisServer
 
 from gameball_async import (
     BatchJob,
@@ -27,12 +26,13 @@ from gameball_async import (
     RateLimit,
     SessionClosedError,
 )
-from gameball_async.testing import FakeGameball
+from gameball_async.fleet._polls_scripts import text
+from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
 # the owner polls at its own pace; followers react to hints almost at once
-OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.1, max_delay=0.5)
+OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.25, max_delay=0.5)
 FOLLOWER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.005, max_delay=0.5)
 
 
@@ -313,3 +313,35 @@ async def test_pubsub_connections_killed_mid_run(
         assert fb.polls.local_fallbacks == 0
         # both listeners are back, and read their followed jobs again after it
         await until(lambda: fa.polls.resyncs > 0 and fb.polls.resyncs > 0)
+
+
+async def test_what_is_left_in_redis_expires_and_holds_no_secret(
+    fake: FakeGameball, redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    async with (
+        member(fake, redis_server.url, "a") as (ga, fa),
+        member(fake, redis_server.url, "b", poll=FOLLOWER_POLL) as (gb, _),
+    ):
+        jobs = await create(ga, 2)
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(job.wait)
+                await until(lambda: len(fa.polls.owned) == len(jobs))
+                for job in jobs:
+                    tg.start_soon(gb.job(job.job_id, job.operation).wait)
+    names = [text(name) or "" async for name in redis_client.scan_iter()]
+    assert names  # the statuses and the fence counter
+    for name in names:
+        assert await redis_client.pttl(name) > 0, name
+        for secret in (fake.api_key, fake.secret_key):
+            assert secret not in name
+        kind = text(await redis_client.type(name))
+        values = (
+            list((await redis_client.hgetall(name)).values())
+            if kind == "hash"
+            else [await redis_client.get(name)]
+        )
+        for value in values:
+            for secret in (fake.api_key, fake.secret_key):
+                assert secret not in (text(value) or "")

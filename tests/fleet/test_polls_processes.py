@@ -23,7 +23,6 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 from _polls_support import WHEN
-from _redis_server import RedisServer
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -31,6 +30,7 @@ from gameball_async import GameballSession, RateLimit
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls_scripts import fence_of, text
+from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
 

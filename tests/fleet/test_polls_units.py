@@ -9,14 +9,14 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _polls_support import fast_breaker
-from _redis_server import RedisServer
 
-from gameball_async import BatchState, BatchStatus, Operation, RateLimit
+from gameball_async import BatchState, BatchStatus, Operation, RateLimit, ServerError
 from gameball_async._coordination import NoStatusYet, SessionLink
 from gameball_async._decode import decode_status
 from gameball_async.fleet._keys import Keys
-from gameball_async.fleet._polls import SharedPolls
+from gameball_async.fleet._polls import FAILURES_BEFORE_RELEASE, SharedPolls
 from gameball_async.fleet._polls_scripts import STATUS_TTL, encode_status, text
+from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -335,3 +335,35 @@ async def test_redis_down_falls_back_to_local_polling_at_once(
                 await anyio.sleep(0.01)
         await shared.fetch("1", None)
         assert shared.owned == {"1"}
+
+
+async def test_an_owner_whose_polls_keep_failing_gives_the_job_back(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b = Link(), Link()
+    b.replies["1"] = running("1", 5)
+
+    async def failing(job_id: str, operation: Operation | None) -> tuple[BatchStatus, None]:
+        a.sent.append(job_id)
+        raise ServerError("unavailable", http_status=503)
+
+    a.fetch = failing  # type: ignore[method-assign]
+    async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as other:
+        for _ in range(FAILURES_BEFORE_RELEASE - 1):
+            with pytest.raises(ServerError):
+                await owner.fetch("1", None)
+            assert owner.owned == {"1"}
+        with pytest.raises(ServerError):
+            await owner.fetch("1", None)
+        assert owner.owned == frozenset()
+        assert owner.leases_released == 1
+        with anyio.fail_after(10):
+            while await redis_client.exists(KEYS.lease("1")):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        status, _ = await other.fetch("1", None)
+        assert status.finished_count == 5
+        assert other.owned == {"1"}
+        # and the first one follows: its next poll reads what the other stored
+        stored, _ = await owner.fetch("1", None)
+        assert stored.finished_count == 5
+        assert a.sent == ["1"] * FAILURES_BEFORE_RELEASE

@@ -642,6 +642,13 @@ def _route_safe(text: str) -> bool:
     return 0 < len(text) <= 128 and quote(text, safe="") == text and not set(text) - SAFE
 
 
+def test_an_id_of_escaped_characters_is_not_echoed_at_length() -> None:
+    # hypothesis found it: 40 characters that repr() escapes as \U000e0001 each
+    with pytest.raises(InvalidJobIdError) as info:
+        check_job_id("\U000e0001" * 50)
+    assert len(str(info.value)) < 200
+
+
 @settings(max_examples=300, deadline=None)
 @given(_hostile)
 def test_ids_are_accepted_only_when_route_safe(job_id: str) -> None:
