@@ -11,7 +11,6 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _processes import fake_process, workers
-from _redis_server import RedisServer
 
 import gameball_async.fleet
 from gameball_async import (
@@ -23,7 +22,7 @@ from gameball_async import (
 )
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
-from gameball_async.testing import FakeGameball
+from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
