@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import anyio
 
-__all__ = ["Background"]
+__all__ = ["Background", "end_tasks"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -26,6 +26,22 @@ FIRST_RETRY: Final = 0.1
 MAX_RETRY: Final = 2.0
 
 Make = Callable[[], Awaitable[Any]]
+
+
+async def end_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended.
+
+    The cancellation is repeated while a task goes on: one delivered inside a
+    Redis call can be absorbed there (the task then carries on to its next
+    wait), and the fleet's close must not hang on that.
+    """
+    while True:
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
 
 
 class Background:
@@ -125,7 +141,4 @@ class Background:
             # fire-and-forget calls are short (the breaker bounds them): let them end
             while any(not task.done() for task in self._tasks):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await end_tasks(tasks)

@@ -11,13 +11,14 @@ import uuid
 from types import TracebackType
 from typing import Any, Final
 
+import anyio
 import redis.asyncio as aioredis
 
 from gameball_async._coordination import Fetch, SessionLink
 from gameball_async._errors import GameballError
 from gameball_async._models import BatchStatus, Operation
 
-from ._background import Background
+from ._background import Background, end_tasks
 from ._breaker import Breaker, RedisUnavailable
 from ._keys import Keys, check_namespace
 from ._limiter import FleetRateLimiter
@@ -111,6 +112,7 @@ class RedisFleet:
         self._registry: Registry | None = None
         self._attachments: set[_Attachment] = set()
         self._beating: asyncio.Task[None] | None = None
+        self._stop: anyio.Event | None = None
         self._alive = False
         self._closed = False
 
@@ -206,6 +208,7 @@ class RedisFleet:
 
     def _start(self) -> None:
         if self._beating is None:
+            self._stop = anyio.Event()
             self._beating = asyncio.get_running_loop().create_task(
                 self._beat(), name="gameball_async fleet heartbeat"
             )
@@ -225,10 +228,15 @@ class RedisFleet:
     async def _beat(self) -> None:
         # one task per fleet (not one per job or claim): the process's heartbeat,
         # and the trial call that closes the breaker once Redis answers again
-        while True:
+        # it ends when told (not by cancellation, which a Redis call in progress
+        # may absorb)
+        stop = self._stop
+        assert stop is not None
+        while not stop.is_set():
             with contextlib.suppress(RedisUnavailable):
                 await self._renew()
-            await asyncio.sleep(self._heartbeat)
+            with anyio.move_on_after(self._heartbeat):
+                await stop.wait()
 
     def _detached(self, attachment: _Attachment) -> None:
         self._attachments.discard(attachment)
@@ -244,8 +252,10 @@ class RedisFleet:
         await self._background.aclose(CLOSE_PATIENCE)
         beating, self._beating = self._beating, None
         if beating is not None:
-            beating.cancel()
-            await asyncio.wait([beating])
+            assert self._stop is not None
+            self._stop.set()
+            await asyncio.wait([beating], timeout=self._breaker.timeout + 0.5)
+            await end_tasks([beating])
         if self._alive and self._keys is not None:
             # gone: a claim this process left open now counts as possibly sent
             key = self._keys.process(self.process_id)
