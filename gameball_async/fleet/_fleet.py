@@ -1,0 +1,351 @@
+"""``RedisFleet``: the processes of one Gameball account, coordinated on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from gameball_async._coordination import Fetch, SessionLink
+from gameball_async._errors import GameballError
+from gameball_async._models import BatchStatus, Operation
+
+from ._background import Background
+from ._breaker import Breaker, RedisUnavailable
+from ._keys import Keys, check_namespace
+from ._limiter import FleetRateLimiter
+from ._registry import DEFAULT_RETENTION, RedisClaim, Registry, redis_down
+
+__all__ = ["RedisFleet"]
+
+logger: Final = logging.getLogger("gameball_async")
+
+#: Seconds between renewals of this process's heartbeat key.
+DEFAULT_HEARTBEAT: Final = 1.0
+#: Seconds a process's heartbeat key lives: after that, its claims count as abandoned.
+DEFAULT_PROCESS_TTL: Final = 5.0
+#: Seconds ``aclose`` waits for pending registry writes.
+CLOSE_PATIENCE: Final = 2.0
+
+_sessions: Final = itertools.count()
+
+
+class _LocalPolls:
+    """Stand-in for the shared polling (``fleet._polls.SharedPolls``) until it
+    lands: every process polls its own jobs through the session's fetch, and
+    terminal statuses still reach the registry. Same interface."""
+
+    def __init__(self, link: SessionLink, on_terminal: Callable[[str], None]) -> None:
+        self._link = link
+        self._on_terminal = on_terminal
+
+    async def fetch(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        status, retry_after = await self._link.fetch(job_id, operation)
+        self.observed(status)
+        return status, retry_after
+
+    def observed(self, status: BatchStatus) -> None:
+        if status.is_terminal:
+            self._on_terminal(status.job_id)
+
+    def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class RedisFleet:
+    """A fleet of processes sharing one Gameball account, coordinated on Redis.
+
+    Give it to every session of the account (``GameballSession(fleet=fleet)``):
+    the session's ``RateLimit`` then holds for the whole account across every
+    process, awaited jobs are polled once for the fleet, every created job is
+    registered (:meth:`open_jobs`), and ``idempotency_key`` works::
+
+        async with RedisFleet.from_url("redis://127.0.0.1:6379/0", expected_processes=8) as fleet:
+            async with GameballSession(api_key, secret_key, fleet=fleet) as gb:
+                job = await gb.create_batch("cashback", items, idempotency_key="nightly/17")
+
+    A fleet serves the sessions of one event loop. Every Redis call is bounded
+    by ``redis_timeout`` behind a circuit breaker: when Redis is slow or down,
+    the limiter falls back to ``RateLimit / expected_processes`` in each
+    process, polling to local polling, and registry writes are retried in the
+    background (WARNING on fallback, INFO when coordination resumes on its
+    own). An ``idempotency_key`` cannot be claimed without Redis: that
+    creation raises :class:`~gameball_async.TransportError` naming Redis,
+    with nothing sent.
+
+    :param client: a ``redis.asyncio.Redis`` to borrow (never closed here).
+    :param namespace: the account's name in Redis (1-64 characters of
+        ``[A-Za-z0-9_.:-]``); by default learnt from the first session that
+        attaches (a one-way hash of its API key).
+    :param expected_processes: processes sharing the account, for the local
+        share of the limit while Redis is unavailable.
+    :param retention: seconds job records and idempotency keys are kept.
+    :param redis_timeout: seconds one Redis call may take.
+    :param heartbeat: seconds between renewals of this process's heartbeat.
+    :param process_ttl: seconds the heartbeat key lives: a process silent for
+        that long counts as dead (its claims as possibly sent).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        namespace: str | None = None,
+        expected_processes: int = 1,
+        retention: float = DEFAULT_RETENTION,
+        redis_timeout: float = 0.5,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        process_ttl: float = DEFAULT_PROCESS_TTL,
+    ) -> None:
+        if not isinstance(expected_processes, int) or expected_processes < 1:
+            raise ValueError(
+                f"expected_processes must be an integer >= 1, got {expected_processes!r}"
+            )
+        for name, value in (
+            ("retention", retention),
+            ("redis_timeout", redis_timeout),
+            ("heartbeat", heartbeat),
+        ):
+            if not value > 0 or not math.isfinite(value):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not process_ttl > heartbeat:
+            raise ValueError(f"process_ttl must exceed heartbeat, got {process_ttl!r}")
+        self._client = client
+        self._owns_client = False
+        self._keys = Keys(namespace) if namespace is not None else None
+        self._account: str | None = None
+        self.expected_processes = expected_processes
+        self.retention = retention
+        self._heartbeat = heartbeat
+        self._process_ttl_ms = math.ceil(process_ttl * 1000)
+        #: This process's id in the fleet (random; it names nothing secret).
+        self.process_id = uuid.uuid4().hex[:16]
+        self.breaker = Breaker(timeout=redis_timeout)
+        self._background = Background()
+        self._registry: Registry | None = None
+        self._attachments: set[_Attachment] = set()
+        self._beating: asyncio.Task[None] | None = None
+        self._alive = False
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisFleet:
+        """A fleet on its own client of ``url`` (closed by :meth:`aclose`).
+
+        Synchronous, like ``redis.asyncio.from_url``: nothing connects until
+        first use. ``options`` are those of :class:`RedisFleet`.
+        """
+        fleet = cls(aioredis.from_url(url), **options)
+        fleet._owns_client = True
+        return fleet
+
+    def __repr__(self) -> str:
+        namespace = self._keys.namespace if self._keys is not None else "?"
+        state = "closed" if self._closed else "open"
+        return f"<RedisFleet namespace={namespace} process={self.process_id} {state}>"
+
+    async def __aenter__(self) -> RedisFleet:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def namespace(self) -> str | None:
+        """The account's name in Redis, once given or learnt."""
+        return self._keys.namespace if self._keys is not None else None
+
+    @property
+    def keys(self) -> Keys:
+        """The account's key names.
+
+        :raises GameballError: no namespace is known yet.
+        """
+        if self._keys is None:
+            raise GameballError(
+                "this RedisFleet has no namespace yet: pass namespace= to RedisFleet, or "
+                "open a GameballSession with fleet= first (it is learnt from the API key)"
+            )
+        return self._keys
+
+    @property
+    def registry(self) -> Registry:
+        """The job registry and idempotency claims (namespace needed)."""
+        if self._registry is None:
+            self._registry = Registry(
+                self._client,
+                self.keys,
+                self.breaker,
+                self._background,
+                process_id=self.process_id,
+                retention=self.retention,
+            )
+        return self._registry
+
+    @property
+    def background(self) -> Background:
+        """The fleet's background writer."""
+        return self._background
+
+    async def open_jobs(self) -> list[str]:
+        """Job tokens (``gb.resume(token)``) of the jobs created through the
+        fleet, by any process, and not yet seen terminal.
+
+        :raises GameballError: no namespace is known yet.
+        :raises TransportError: Redis could not be reached.
+        """
+        return await self.registry.open_jobs()
+
+    # -- attaching sessions --------------------------------------------------
+
+    def attach(self, link: SessionLink) -> _Attachment:
+        """Attach a session opening in the running event loop (the Coordinator protocol).
+
+        :raises GameballError: the fleet is closed, or serves another account.
+        """
+        if self._closed:
+            raise GameballError("this RedisFleet is closed")
+        if self._account is not None and link.account != self._account:
+            raise GameballError(
+                "this RedisFleet already serves another Gameball account (another API key); "
+                "use one RedisFleet per account"
+            )
+        if self._keys is None:
+            self._keys = Keys(check_namespace(link.account))
+        self._account = link.account
+        attachment = _Attachment(self, link)
+        self._attachments.add(attachment)
+        self._start()
+        return attachment
+
+    def _start(self) -> None:
+        if self._beating is None:
+            self._beating = asyncio.get_running_loop().create_task(
+                self._beat(), name="gameball_async fleet heartbeat"
+            )
+
+    async def alive(self) -> None:
+        """Write this process's heartbeat now (before its first claim).
+
+        :raises RedisUnavailable: Redis could not be reached.
+        """
+        if not self._alive:
+            await self._renew()
+
+    async def _renew(self) -> None:
+        key = self.keys.process(self.process_id)
+        ttl = self._process_ttl_ms
+        await self.breaker.call(lambda: self._client.set(key, b"1", px=ttl))
+        self._alive = True
+
+    async def _beat(self) -> None:
+        # one task per fleet (not one per job or claim): the process's heartbeat,
+        # and the trial call that closes the breaker once Redis answers again
+        while True:
+            with contextlib.suppress(RedisUnavailable):
+                await self._renew()
+            await asyncio.sleep(self._heartbeat)
+
+    def _detached(self, attachment: _Attachment) -> None:
+        self._attachments.discard(attachment)
+
+    async def aclose(self) -> None:
+        """Detach every session, flush the registry writes (briefly), stop the
+        heartbeat, and close the client if this fleet owns it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for attachment in list(self._attachments):
+            await attachment.aclose()
+        await self._background.aclose(CLOSE_PATIENCE)
+        beating, self._beating = self._beating, None
+        if beating is not None:
+            beating.cancel()
+            await asyncio.wait([beating])
+        if self._alive and self._keys is not None:
+            # gone: a claim this process left open now counts as possibly sent
+            key = self._keys.process(self.process_id)
+            with contextlib.suppress(RedisUnavailable):
+                await self.breaker.call(lambda: self._client.delete(key))
+        if self._owns_client:
+            await self._client.aclose()
+
+
+class _Attachment:
+    """A session's view of a :class:`RedisFleet` (the Attachment protocol)."""
+
+    def __init__(self, fleet: RedisFleet, link: SessionLink) -> None:
+        self._fleet = fleet
+        self._registry = fleet.registry
+        self._limiter = FleetRateLimiter(
+            fleet._client,
+            fleet.keys,
+            fleet.breaker,
+            link.rate_limit,
+            request_bound=link.request_bound,
+            process_id=fleet.process_id,
+            expected_processes=fleet.expected_processes,
+            spawn=fleet.background.spawn,
+        )
+        # MERGE: replace the next line with (one lease owner name per session)
+        # SharedPolls(fleet._client, fleet.keys, fleet.breaker, link,
+        #             process_id=f"{fleet.process_id}.{next(_sessions)}",
+        #             on_terminal=self._terminal)
+        self._polls = _LocalPolls(link, self._terminal)
+        self._polls.start()
+        self._closed = False
+
+    def _terminal(self, job_id: str) -> None:
+        self._registry.terminal(job_id)
+
+    @property
+    def limiter(self) -> FleetRateLimiter:
+        """The rate limiter shared by every process of the account."""
+        return self._limiter
+
+    @property
+    def fetch(self) -> Fetch:
+        """The status-read strategy the session's poller calls."""
+        return self._polls.fetch
+
+    async def claim(self, key: str, operation: Operation, *, deadline: float | None) -> RedisClaim:
+        """Claim an idempotency key before sending (see :meth:`Registry.claim`)."""
+        try:
+            await self._fleet.alive()
+        except RedisUnavailable as exc:
+            raise redis_down(f"claim idempotency_key {key!r} ({exc})") from exc
+        return await self._registry.claim(key, operation, deadline=deadline)
+
+    def created(self, token: str, operation: Operation, job_id: str) -> None:
+        """Record a job created through the session (in the background)."""
+        self._registry.created(token, operation, job_id)
+
+    def observed(self, status: BatchStatus) -> None:
+        """A status the session read outside its poller."""
+        self._polls.observed(status)
+
+    async def aclose(self) -> None:
+        """Stop the shared polling of this session. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fleet._detached(self)
+        await self._polls.aclose()

@@ -1,0 +1,95 @@
+"""One process of a fleet, for the multi-process tests of test_fleet.py and test_idempotency.py.
+
+Usage: ``python _fleet_worker.py MODE CONFIG_JSON``. It prints ``ready`` once
+its session is open, waits until the Redis key ``test:go`` exists (so every
+process starts at once), does its part and prints one JSON line of results.
+
+Modes:
+- ``burst``: create ``jobs`` one-item jobs concurrently and await them all.
+- ``race``: one ``create_batch`` with ``key`` as its idempotency key.
+- ``crash``: ``jobs`` creations with idempotency keys ``key/n``; the fake is
+  slow, so they stay in flight until the test kills this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gameball_async import (
+    AmbiguousSubmissionError,
+    GameballSession,
+    PollPolicy,
+    RateLimit,
+    RetryPolicy,
+    Timeout,
+)
+from gameball_async.fleet import RedisFleet
+
+WHEN = "2024-10-16T08:13:29.290Z"
+
+
+def item(n: int) -> dict[str, Any]:
+    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
+
+
+async def main(mode: str, config: dict[str, Any]) -> None:
+    limit = RateLimit(**config["rate_limit"])
+    fleet = RedisFleet.from_url(
+        config["redis_url"],
+        expected_processes=config.get("processes", 1),
+        process_ttl=config.get("process_ttl", 5.0),
+    )
+    async with (
+        fleet,
+        GameballSession(
+            config["api_key"],
+            config["secret_key"],
+            base_url=config["base_url"],
+            fleet=fleet,
+            rate_limit=limit,
+            poll=PollPolicy(initial_delay=0.05, min_delay=0.05, max_delay=0.5),
+            retry=RetryPolicy(backoff=0.05, max_backoff=0.5),
+            timeout=Timeout(total=config.get("request_timeout", 10.0)),
+        ) as gb,
+    ):
+        gb._open()  # attach to the fleet now
+        go = aioredis.Redis.from_url(config["redis_url"])
+        print("ready", flush=True)
+        while not await go.exists("test:go"):  # noqa: ASYNC110 (another process sets it)
+            await asyncio.sleep(0.01)
+        await go.aclose()
+        result: dict[str, Any] = {"process": fleet.process_id}
+        if mode == "burst":
+            base = config["offset"]
+            jobs = await asyncio.gather(
+                *(gb.create_batch("cashback", [item(base + n)]) for n in range(config["jobs"]))
+            )
+            await asyncio.gather(*(job.wait() for job in jobs))
+            result["jobs"] = [job.job_id for job in jobs]
+        elif mode == "race":
+            try:
+                job = await gb.create_batch("cashback", [item(0)], idempotency_key=config["key"])
+                result["job"] = job.job_id
+            except AmbiguousSubmissionError:
+                result["job"] = "ambiguous"
+        elif mode == "crash":
+            await asyncio.gather(
+                *(
+                    gb.create_batch("cashback", [item(n)], idempotency_key=f"{config['key']}/{n}")
+                    for n in range(config["jobs"])
+                )
+            )
+            result["unexpected"] = "the creations ended before the kill"
+        stats = gb.stats()
+        result["requests"] = stats.requests
+        result["rate_limited"] = stats.rate_limited
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))

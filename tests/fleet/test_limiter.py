@@ -1,0 +1,260 @@
+"""The account-wide limiter against a real redis-server (several limiters = processes)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+import redis.asyncio as aioredis
+from _redis_server import RedisServer
+
+from gameball_async import RateLimit
+from gameball_async.fleet._background import Background
+from gameball_async.fleet._breaker import Breaker
+from gameball_async.fleet._keys import Keys
+from gameball_async.fleet._limiter import FleetRateLimiter, local_share
+from gameball_async.testing._fake_ratelimit import max_in_window
+
+pytestmark = pytest.mark.anyio
+
+KEYS = Keys("acct")
+PATIENCE = 20.0
+
+MakeLimiter = Callable[..., FleetRateLimiter]
+
+
+@asynccontextmanager
+async def limiters(client: aioredis.Redis) -> AsyncIterator[MakeLimiter]:
+    """Build limiters as separate processes would have them (own id, breaker, tasks)."""
+    backgrounds: list[Background] = []
+
+    def make(limit: RateLimit, *, bound: float = 5.0, processes: int = 1) -> FleetRateLimiter:
+        background = Background()
+        backgrounds.append(background)
+        return FleetRateLimiter(
+            client,
+            KEYS,
+            Breaker(timeout=0.3, cooldown=0.5),
+            limit,
+            request_bound=bound,
+            process_id=uuid.uuid4().hex[:16],
+            expected_processes=processes,
+            spawn=background.spawn,
+        )
+
+    try:
+        yield make
+    finally:
+        for background in backgrounds:
+            await background.aclose(2.0)
+
+
+async def server_time(client: aioredis.Redis) -> float:
+    seconds, micros = await client.time()
+    return seconds + micros / 1e6
+
+
+async def test_both_windows_hold_across_limiters(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=5, per_window=12, window=3.0, margin=0.05)
+    stamps: list[float] = []
+    async with limiters(redis_client) as make:
+        fleet = [make(limit) for _ in range(3)]
+
+        async def send(limiter: FleetRateLimiter) -> None:
+            async with limiter.slot():
+                # what the server would see: a time inside the slot, on Redis's clock
+                stamps.append(await server_time(redis_client))
+
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for n in range(18):
+                    tg.start_soon(send, fleet[n % 3])
+    assert len(stamps) == 18
+    assert max_in_window(stamps, 1.0) <= 5
+    assert max_in_window(stamps, 3.0) <= 12
+    # the 13th request waited for the long window: 18 cannot fit in 3 s
+    assert max(stamps) - min(stamps) >= 3.0
+
+
+async def test_a_request_in_flight_counts_until_its_reply(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=3, per_window=100, margin=0.05)
+    async with limiters(redis_client) as make:
+        holder, other = make(limit, bound=30.0), make(limit)
+        held = [holder.slot() for _ in range(3)]
+        for slot in held:
+            await slot.__aenter__()
+        assert holder.in_flight == 3
+        # in flight: entered at its deadline (now + bound)
+        now = await server_time(redis_client)
+        entries: Any = await redis_client.zrange(KEYS.limiter_log, 0, -1, withscores=True)
+        scores = [score for _, score in entries]
+        assert len(scores) == 3
+        assert all(score / 1000 > now + 25 for score in scores)
+        got = anyio.Event()
+
+        async def take() -> None:
+            async with other.slot():
+                got.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take)
+            # longer than the 1 s window: still refused, the three are in flight
+            with anyio.move_on_after(1.5):
+                await got.wait()
+            assert not got.is_set()
+            released = time.monotonic()
+            await held[0].__aexit__(None, None, None)
+            with anyio.fail_after(PATIENCE):
+                await got.wait()
+            # counted from its reply: the slot freed one window (+ margin) later
+            assert time.monotonic() - released >= 0.9
+        for slot in held[1:]:
+            await slot.__aexit__(None, None, None)
+
+
+async def test_a_dead_process_frees_its_slots_at_their_deadline(
+    redis_client: aioredis.Redis,
+) -> None:
+    limit = RateLimit(per_second=2, per_window=100, margin=0.0)
+    async with limiters(redis_client) as make:
+        dead, alive = make(limit, bound=1.5), make(limit)
+        for _ in range(2):
+            await dead.slot().__aenter__()  # never left: the process "died"
+        started = time.monotonic()
+        with anyio.fail_after(PATIENCE):
+            async with alive.slot():
+                pass
+        waited = time.monotonic() - started
+        # the deadline (1.5 s) plus the 1 s window it then counts in
+        assert 2.0 <= waited < 6.0
+
+
+async def test_a_pause_holds_every_process(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=100, per_window=1000)
+    async with limiters(redis_client) as make:
+        hit, other = make(limit), make(limit)
+        hit.pause(1.0)
+        with anyio.fail_after(PATIENCE):
+            while await redis_client.pttl(KEYS.limiter_pause) <= 0:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        assert 0 < await redis_client.pttl(KEYS.limiter_pause) <= 1000
+        started = time.monotonic()
+        waited: dict[str, float] = {}
+
+        async def send(name: str, limiter: FleetRateLimiter) -> None:
+            async with limiter.slot():
+                waited[name] = time.monotonic() - started
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "hit", hit)  # held locally, at once
+            tg.start_soon(send, "other", other)  # held by the fleet's pause key
+        assert min(waited.values()) >= 0.6, waited
+
+
+async def test_fallback_when_redis_dies_and_recovery_when_it_returns(
+    redis_server: RedisServer, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gameball_async")
+    limit = RateLimit(per_second=40, per_window=1000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit, processes=4)
+        async with limiter.slot():
+            pass
+        assert limiter.fallback_slots == 0
+        redis_server.kill()
+        with anyio.fail_after(PATIENCE):
+            for _ in range(12):
+                async with limiter.slot():
+                    pass
+        assert limiter.fallback_slots >= 9
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "falling back" in warnings[0].getMessage()
+        redis_server.start()
+        before = limiter.fallback_slots
+        with anyio.fail_after(PATIENCE):
+            while True:
+                async with limiter.slot():
+                    pass
+                if limiter.fallback_slots == before:
+                    break  # that slot came from Redis again
+                before = limiter.fallback_slots
+                await anyio.sleep(0.1)
+        assert any("resumed" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+        with anyio.fail_after(PATIENCE):
+            while await redis_client.zcard(KEYS.limiter_log) == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+
+async def test_the_fallback_share_divides_the_limit() -> None:
+    share = local_share(RateLimit(per_second=30, per_window=360), 8)
+    assert (share.per_second, share.per_window) == (3, 45)
+    assert local_share(RateLimit(per_second=2, per_window=3), 8).per_second == 1
+
+
+async def test_a_paused_redis_never_holds_a_request(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=100, per_window=1000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit)
+        async with limiter.slot():
+            pass
+        await redis_client.client_pause(2500)
+        with anyio.fail_after(PATIENCE):
+            for _ in range(5):
+                started = time.monotonic()
+                async with limiter.slot():
+                    pass
+                assert time.monotonic() - started < 1.0  # the Redis timeout is 0.3 s
+        assert limiter.fallback_slots == 5
+
+
+async def test_equal_demand_gets_equal_shares(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=40, per_window=10_000, margin=0.0)
+    counts: dict[str, int] = {}
+    total = 160
+    async with limiters(redis_client) as make:
+        fleet = [make(limit, bound=5.0) for _ in range(4)]
+        done = anyio.Event()
+
+        async def demand(limiter: FleetRateLimiter) -> None:
+            while not done.is_set():
+                async with limiter.slot():
+                    counts[limiter.waiter] = counts.get(limiter.waiter, 0) + 1
+                    if sum(counts.values()) >= total:
+                        done.set()
+                await anyio.lowlevel.checkpoint()
+
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for limiter in fleet:
+                    for _ in range(3):  # several tasks per process: the local FIFO
+                        tg.start_soon(demand, limiter)
+    mean = sum(counts.values()) / len(fleet)
+    assert len(counts) == 4
+    spread = max(abs(n - mean) / mean for n in counts.values())
+    print(f"shares {sorted(counts.values())} spread {spread:.1%}")
+    assert spread <= 0.25
+
+
+async def test_overhead_per_acquire(redis_client: aioredis.Redis) -> None:
+    limit = RateLimit(per_second=10_000, per_window=100_000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit)
+        n = 300
+        started = time.perf_counter()
+        for _ in range(n):
+            async with limiter.slot():
+                pass
+        per_acquire = (time.perf_counter() - started) / n * 1000
+        await anyio.sleep(0.05)
+    print(f"{per_acquire:.3f} ms per acquire, {limiter.round_trips / n:.2f} round trips")
+    # one script per acquire, one per release (in the background)
+    assert limiter.round_trips <= 2 * n + 2
+    assert per_acquire < 20.0

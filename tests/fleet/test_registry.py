@@ -1,0 +1,145 @@
+"""The fleet's job registry: records, the open set, open_jobs()."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from _redis_server import RedisServer
+
+from gameball_async import GameballError, GameballSession, PollPolicy, RateLimit
+from gameball_async._coordination import account_namespace
+from gameball_async.fleet import RedisFleet
+from gameball_async.testing import FakeGameball
+
+pytestmark = pytest.mark.anyio
+
+WHEN = "2024-10-16T08:13:29.290Z"
+
+
+def item(n: int) -> dict[str, Any]:
+    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGameball]:
+    # slow jobs: they stay open until the test lets them finish
+    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0, processing_rate=0.5) as f:
+        yield f
+
+
+def session(fake: FakeGameball, fleet: RedisFleet) -> GameballSession:
+    return GameballSession(
+        fake.api_key,
+        fake.secret_key,
+        base_url=fake.base_url,
+        fleet=fleet,
+        rate_limit=RateLimit(per_second=100, per_window=1000),
+        poll=PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.2),
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait, bounded, for a condition the fleet's background writes make true."""
+    with anyio.fail_after(timeout):
+        while not await check():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def test_created_jobs_are_recorded_and_open_until_seen_terminal(
+    fake: FakeGameball, redis_client: aioredis.Redis
+) -> None:
+    async with RedisFleet(redis_client, retention=3600) as fleet, session(fake, fleet) as gb:
+        jobs = [await gb.create_batch("cashback", [item(n)]) for n in range(3)]
+        tokens = sorted(job.to_token() for job in jobs)
+
+        async def all_open() -> bool:
+            return sorted(await fleet.open_jobs()) == tokens
+
+        await eventually(all_open)
+        record: dict[Any, Any] = await redis_client.hgetall(fleet.keys.job(jobs[0].job_id))
+        assert record[b"token"].decode() == jobs[0].to_token()
+        assert record[b"operation"] == b"cashback"
+        assert int(record[b"created_ms"]) > 0
+        assert 0 < await redis_client.pttl(fleet.keys.job(jobs[0].job_id)) <= 3_600_000
+        # another process of the account sees them, and can reattach
+        namespace = account_namespace(fake.api_key)
+        async with RedisFleet(redis_client, namespace=namespace) as other:
+            assert sorted(await other.open_jobs()) == tokens
+        # one job ends and is awaited here: it leaves the open set within seconds
+        fake.fail_job(int(jobs[0].job_id))
+        with anyio.fail_after(10):
+            await jobs[0].wait(raise_on_failure=False)
+
+        async def two_open() -> bool:
+            return sorted(await fleet.open_jobs()) == sorted(j.to_token() for j in jobs[1:])
+
+        await eventually(two_open)
+        # a stop read outside the poller counts as seen too
+        await jobs[1].stop()
+
+        async def one_open() -> bool:
+            return await fleet.open_jobs() == [jobs[2].to_token()]
+
+        await eventually(one_open)
+        assert json.loads((await fleet.open_jobs())[0])["job_id"] == jobs[2].job_id
+
+
+async def test_open_jobs_needs_a_namespace(redis_client: aioredis.Redis) -> None:
+    async with RedisFleet(redis_client) as fleet:
+        with pytest.raises(GameballError, match="no namespace yet"):
+            await fleet.open_jobs()
+    async with RedisFleet(redis_client, namespace="mine") as fleet:
+        assert await fleet.open_jobs() == []
+
+
+async def test_records_made_while_redis_is_down_are_written_when_it_returns(
+    fake: FakeGameball,
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gameball_async")
+    async with RedisFleet(redis_client) as fleet, session(fake, fleet) as gb:
+        await gb.create_batch("cashback", [item(0)])
+        redis_server.kill()
+        with anyio.fail_after(10):
+            job = await gb.create_batch("cashback", [item(1)])
+        with anyio.fail_after(10):
+            while fleet.background.retried == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert any("retrying in the background" in r.getMessage() for r in caplog.records)
+        redis_server.start()
+
+        async def recorded() -> bool:
+            try:
+                return job.to_token() in await fleet.open_jobs()
+            except GameballError:
+                return False
+
+        await eventually(recorded, 20.0)
+        assert fleet.background.pending_writes == 0
+
+
+async def test_an_expired_record_leaves_the_open_set(
+    fake: FakeGameball, redis_client: aioredis.Redis
+) -> None:
+    async with RedisFleet(redis_client) as fleet, session(fake, fleet) as gb:
+        job = await gb.create_batch("cashback", [item(0)])
+
+        async def listed() -> bool:
+            return await fleet.open_jobs() == [job.to_token()]
+
+        await eventually(listed)
+        await redis_client.delete(fleet.keys.job(job.job_id))  # as if past its retention
+        assert await fleet.open_jobs() == []
+
+        async def dropped() -> bool:
+            return await redis_client.zcard(fleet.keys.open_jobs) == 0
+
+        await eventually(dropped)
