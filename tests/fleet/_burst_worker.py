@@ -1,12 +1,14 @@
-"""One process of a fleet, for the multi-process tests of test_fleet.py and test_idempotency.py.
+"""One process of a fleet, for the multi-process tests of test_fleet.py.
 
-Usage: ``python _fleet_worker.py MODE CONFIG_JSON``. It prints ``ready`` once
-its session is open, waits until the Redis key ``test:go`` exists (so every
+Usage: ``python _burst_worker.py MODE CONFIG_JSON``. It prints ``ready`` once
+its session is open, pops a token from the Redis list ``test:go`` (so every
 process starts at once), does its part and prints one JSON line of results.
 
 Modes:
 - ``burst``: create ``jobs`` one-item jobs concurrently and await them all.
 - ``race``: one ``create_batch`` with ``key`` as its idempotency key.
+- ``demand``: take limiter slots (no request sent) until the fleet has taken
+  ``total``; counts this process's share, and its share after ``warmup``.
 - ``crash``: ``jobs`` creations with idempotency keys ``key/n``; the fake is
   slow, so they stay in flight until the test kills this process.
 """
@@ -60,8 +62,8 @@ async def main(mode: str, config: dict[str, Any]) -> None:
         gb._open()  # attach to the fleet now
         go = aioredis.Redis.from_url(config["redis_url"])
         print("ready", flush=True)
-        while not await go.exists("test:go"):  # noqa: ASYNC110 (another process sets it)
-            await asyncio.sleep(0.01)
+        # a barrier: the test pushes one token per process, all wake at once
+        await go.blpop(["test:go"], timeout=60)
         await go.aclose()
         result: dict[str, Any] = {"process": fleet.process_id}
         if mode == "burst":
@@ -77,6 +79,27 @@ async def main(mode: str, config: dict[str, Any]) -> None:
                 result["job"] = job.job_id
             except AmbiguousSubmissionError:
                 result["job"] = "ambiguous"
+        elif mode == "demand":
+            limiter = gb._open().limiter
+            counter = aioredis.Redis.from_url(config["redis_url"])
+            taken = steady = 0
+
+            async def demand() -> None:
+                nonlocal taken, steady
+                while True:
+                    async with limiter.slot():
+                        n = await counter.incr("test:taken")
+                        if n > config["total"]:
+                            return
+                        taken += 1
+                        # once every process waits its turn: the free slots of the
+                        # first second(s) go first come, first served
+                        steady += n > config["warmup"]
+
+            await asyncio.gather(*(demand() for _ in range(3)))
+            await counter.aclose()
+            result["taken"] = taken
+            result["steady"] = steady
         elif mode == "crash":
             await asyncio.gather(
                 *(

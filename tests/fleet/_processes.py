@@ -98,6 +98,10 @@ class Workers:
         with anyio.fail_after(PATIENCE):
             return [json.loads(await lines.next()) for lines in self._lines]
 
+    async def go(self, client: Any) -> None:
+        """Release every worker at once (one token each on the ``test:go`` list)."""
+        await client.rpush("test:go", *([1] * len(self.processes)))
+
     def kill(self, index: int) -> None:
         """``kill -9`` one worker."""
         os.kill(self.processes[index].pid, signal.SIGKILL)

@@ -201,7 +201,7 @@ async def test_eight_processes_bursting_stay_within_the_account_limit(
         ]
         async with workers("burst", configs) as fleet:
             await fleet.ready()
-            await redis_client.set("test:go", 1, ex=60)
+            await fleet.go(redis_client)
             results = await fleet.results()
         stats = await fake.stats()
     print(
@@ -220,6 +220,38 @@ async def test_eight_processes_bursting_stay_within_the_account_limit(
     assert stats["requests"] > PER_WINDOW
 
 
+async def test_processes_with_equal_demand_get_equal_shares(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # the first 2 s worth of slots are free when asked for (first come, first
+    # served, as in one process); the shares are measured while all queue
+    per_second, total, warmup = 40, 220, 80
+    config = {
+        "redis_url": redis_server.url,
+        "base_url": "http://127.0.0.1:9/api/v4.0/integrations",  # nothing is sent
+        "api_key": "k",
+        "secret_key": "s",
+        "rate_limit": {"per_second": per_second, "per_window": 10_000, "margin": 0.0},
+        "total": total,
+        "warmup": warmup,
+    }
+    async with workers("demand", [config] * 4) as fleet:
+        await fleet.ready()
+        await fleet.go(redis_client)
+        results = await fleet.results()
+    shares = [r["taken"] for r in results]
+    steady = [r["steady"] for r in results]
+    mean = (total - warmup) / 4
+    spread = max(abs(n - mean) / mean for n in steady)
+    print(
+        f"shares of {total} slots: {sorted(shares)}; of the {total - warmup} taken "
+        f"while all queued: {sorted(steady)}, spread {spread:.1%}"
+    )
+    assert sum(shares) == total
+    assert sum(steady) == total - warmup
+    assert spread <= 0.25
+
+
 async def test_idempotency_key_raced_from_five_processes_creates_one_job(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
@@ -227,7 +259,7 @@ async def test_idempotency_key_raced_from_five_processes_creates_one_job(
         configs = [worker_config(fake, redis_server.url, key="race/1") for _ in range(5)]
         async with workers("race", configs) as fleet:
             await fleet.ready()
-            await redis_client.set("test:go", 1, ex=60)
+            await fleet.go(redis_client)
             results = await fleet.results()
         stats = await fake.stats()
     assert stats["jobs_created"] == 1
@@ -253,7 +285,7 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
         )
         async with workers("crash", [config]) as fleet:
             await fleet.ready()
-            await redis_client.set("test:go", 1, ex=60)
+            await fleet.go(redis_client)
             with anyio.fail_after(20):
                 while (await fake.stats())["counts"].get("create", 0) < 2:  # noqa: ASYNC110
                     await anyio.sleep(0.02)
