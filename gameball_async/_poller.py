@@ -36,22 +36,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._coordination import Fetch, NoStatusYet
-from ._entry import Entry, Subscriber, is_transient, start_hint, status_changed
+from ._entry import Entry, Subscriber, is_transient, status_changed
 from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
 from ._outage import Outage
 from ._policy import PollPolicy
 
-__all__ = [
-    "DEFAULT_MAX_IN_FLIGHT",
-    "Entry",
-    "Fetch",
-    "Poller",
-    "Subscriber",
-    "is_transient",
-    "start_hint",
-    "status_changed",
-]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "Poller"]
 
 logger: Final = logging.getLogger("gameball_async")
 

@@ -28,12 +28,6 @@ RETRY = RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05, max_retry_after=
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
-@pytest.fixture
 async def gb(fake: FakeGameball) -> AsyncIterator[GameballSession]:
     # the limiter is on (with room to spare) so that its pause can be read
     limit = RateLimit(per_second=1000, per_window=10000)

@@ -45,7 +45,8 @@ from gameball_async import (
     as_completed,
     wait_all,
 )
-from gameball_async._poller import Entry, Poller
+from gameball_async._entry import Entry
+from gameball_async._poller import Poller
 
 pytestmark = pytest.mark.anyio
 

@@ -35,8 +35,9 @@ from gameball_async import (
     TransportError,
     as_completed,
 )
+from gameball_async._entry import start_hint
 from gameball_async._policy import Observation
-from gameball_async._poller import Poller, start_hint
+from gameball_async._poller import Poller
 
 pytestmark = pytest.mark.anyio
 

@@ -170,12 +170,6 @@ def test_an_http_date_is_measured_against_the_replys_own_date() -> None:
     assert server_delay(None, _http_date(server), now=local) is None
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
 def _limited(fake: FakeGameball, retry: RetryPolicy, **options: Any) -> GameballSession:
     # the limiter is on (with room to spare) so that its pause can be read
     return GameballSession(

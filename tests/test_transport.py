@@ -41,12 +41,6 @@ FAST_RETRY = RetryPolicy(attempts=ATTEMPTS, backoff=0.01, max_backoff=0.05)
 ITEMS = [{"customerId": "c1"}, {"customerId": "c2"}]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
-        yield server
-
-
 def _session(fake: FakeGameball, **kwargs: Any) -> GameballSession:
     options: dict[str, Any] = {
         "base_url": fake.base_url,

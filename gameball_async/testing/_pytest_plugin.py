@@ -2,9 +2,8 @@
 
 The plugin itself is the top-level module ``_gameball_async_pytest`` (see its
 docstring for the fixtures and examples), so that loading it imports neither
-this package nor aiohttp. Its fixtures are re-exported here for an environment
-whose ``pytest11`` entry point still names this module (an install made
-before the entry point moved).
+this package nor aiohttp; it imports this module lazily, and nothing here
+imports it back.
 """
 
 from __future__ import annotations
@@ -16,17 +15,12 @@ from typing import Any, Protocol
 import attrs
 import pytest
 
-from _gameball_async_pytest import fake_gameball, fake_gameball_factory, pytest_configure
-
 from ._server import FakeGameball
 from ._settings import FakeSettings
 
 __all__ = [
     "FakeGameballFactory",
-    "fake_gameball",
-    "fake_gameball_factory",
     "marker_settings",
-    "pytest_configure",
 ]
 
 MARKER = "fake_gameball"

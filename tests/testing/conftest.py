@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-
-from ._helpers import FakeClock
+from _support import ManualClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> ManualClock:
     """A hand-driven clock for a fake's lifecycle and rate limits."""
-    return FakeClock()
+    return ManualClock()
 
 
 @pytest.fixture

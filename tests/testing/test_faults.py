@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from _support import WHEN
+from _support import WHEN, ManualClock
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply
 
-from ._helpers import FakeClock, auth
+from ._helpers import auth
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +46,7 @@ async def status_raw(
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(clock=FakeClock(), queue_delay=10.0) as server:
+    async with FakeGameball(clock=ManualClock(), queue_delay=10.0) as server:
         yield server
 
 
@@ -250,7 +250,7 @@ class TestInjectedReplies:
         self, http: aiohttp.ClientSession
     ) -> None:
         async with FakeGameball(
-            clock=FakeClock(), rate_per_second=1, faults=Faults(http_500=1.0)
+            clock=ManualClock(), rate_per_second=1, faults=Faults(http_500=1.0)
         ) as fake:
             fake.inject("create", InjectedReply(status=202, body={"ok": True}))
             assert (await create_raw(http, fake, body_of(1)))[0] == 202

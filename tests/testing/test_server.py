@@ -15,12 +15,12 @@ import aiohttp
 import anyio
 import pytest
 import trustme
-from _support import WHEN
+from _support import WHEN, ManualClock
 
 from gameball_async.testing import FakeGameball, Faults, InjectedReply, RecordedRequest
 from gameball_async.testing.__main__ import _fake_from_args, build_parser
 
-from ._helpers import FakeClock, auth
+from ._helpers import auth
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +92,7 @@ async def delete(
 
 
 @pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeGameball]:
+async def fake(clock: ManualClock) -> AsyncIterator[FakeGameball]:
     async with FakeGameball(clock=clock, processing_rate=10.0, queue_delay=1.0) as server:
         yield server
 
@@ -107,7 +107,7 @@ def assert_error_body(body: Any, code: int) -> None:
 class TestRoutes:
     @pytest.mark.parametrize("operation", sorted(VALID_ITEMS))
     async def test_creation_route_happy_path(
-        self, operation: str, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, operation: str, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         path, item = VALID_ITEMS[operation]
         job_id = await create(http, fake, path, [item])
@@ -264,7 +264,7 @@ class TestValidation:
 
 class TestLifecycle:
     async def test_driven_by_the_clock(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(20)])
         _, body = await get_status(http, fake, job_id)
@@ -307,7 +307,7 @@ class TestLifecycle:
 
     @pytest.mark.parametrize("offset", [-10.0, 10.0])
     async def test_wall_offset_skews_every_timestamp(
-        self, http: aiohttp.ClientSession, clock: FakeClock, offset: float
+        self, http: aiohttp.ClientSession, clock: ManualClock, offset: float
     ) -> None:
         async with FakeGameball(clock=clock, queue_delay=1.0, wall_offset=offset) as fake:
             job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(5)])
@@ -322,7 +322,7 @@ class TestLifecycle:
         assert started - created == pytest.approx(1.0, abs=0.002)
 
     async def test_started_at_can_be_left_out(
-        self, http: aiohttp.ClientSession, clock: FakeClock
+        self, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         async with FakeGameball(
             clock=clock, processing_rate=10.0, queue_delay=1.0, report_started_at=False
@@ -344,7 +344,7 @@ class TestLifecycle:
 
 class TestItemOutcomes:
     async def test_unknown_customer_fails_7000(
-        self, http: aiohttp.ClientSession, clock: FakeClock
+        self, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         async with FakeGameball(clock=clock, customers_must_exist=True) as fake:
             fake.add_customer("known", balance=50.0)
@@ -368,7 +368,7 @@ class TestItemOutcomes:
                 fake.balance("never")
 
     async def test_duplicate_ids_fail_9004(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         first = await create(http, fake, "/batch/cashback", [cashback(1), cashback(1)])
         second = await create(http, fake, "/batch/redeem", [{**cashback(1), "amount": 1}])
@@ -382,7 +382,7 @@ class TestItemOutcomes:
             assert {f["code"] for f in failed} == {9004}
 
     async def test_balances_and_9008(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         fake.add_customer("c1", balance=10.0)
         redeem = {"customerId": "c1", "transactionTime": WHEN}
@@ -418,7 +418,7 @@ class TestItemOutcomes:
 
 class TestStopAndFailure:
     async def test_stop_freezes_counts(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(50)])
         clock.advance(1.3)
@@ -432,7 +432,7 @@ class TestStopAndFailure:
         assert again["status"] == "Stopped"
 
     async def test_delete_terminal_job_is_unchanged(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         job_id = await create(http, fake, "/batch/cashback", [cashback(1)])
         clock.advance(10)
@@ -440,7 +440,7 @@ class TestStopAndFailure:
         assert (status, body["status"], body["finishedCount"]) == (200, "Completed", 1)
 
     async def test_server_side_stop_and_fail(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         stopped = await create(http, fake, "/batch/cashback", [cashback(1)])
         failed = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(2, 9)])
@@ -458,7 +458,7 @@ class TestStopAndFailure:
         with pytest.raises(KeyError):
             fake.stop_job(12345678)
 
-    async def test_failed_job_rate(self, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    async def test_failed_job_rate(self, http: aiohttp.ClientSession, clock: ManualClock) -> None:
         async with FakeGameball(clock=clock, failed_job_rate=1.0) as fake:
             job_id = await create(http, fake, "/batch/cashback", [cashback(n) for n in range(10)])
             clock.advance(100)
@@ -477,7 +477,7 @@ class TestStopAndFailure:
 
 
 class TestShapes:
-    async def test_openapi_shape(self, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    async def test_openapi_shape(self, http: aiohttp.ClientSession, clock: ManualClock) -> None:
         async with FakeGameball(
             clock=clock, status_shape="openapi", queue_delay=1.0, processing_rate=10.0
         ) as fake:
@@ -516,7 +516,7 @@ class TestShapes:
         assert [e["code"] for e in done["errors"]] == [9008, 9008]
 
     async def test_mixed_shape_uses_both(
-        self, http: aiohttp.ClientSession, clock: FakeClock
+        self, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         async with FakeGameball(clock=clock, status_shape="mixed") as fake:
             job_id = await create(http, fake, "/batch/cashback", [cashback(1)])
@@ -527,7 +527,7 @@ class TestShapes:
 
 class TestRateLimit:
     async def test_burst_with_fake_clock(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         replies: list[tuple[int, str | None, Any]] = []
 
@@ -550,7 +550,7 @@ class TestRateLimit:
         status, _ = await get_status(http, fake, 1)
         assert status == 404
 
-    async def test_long_window(self, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    async def test_long_window(self, http: aiohttp.ClientSession, clock: ManualClock) -> None:
         async with FakeGameball(clock=clock, rate_per_window=5, rate_window=10.0) as fake:
             for _ in range(5):
                 clock.advance(0.5)
@@ -575,7 +575,7 @@ class TestRateLimit:
             assert len(accepted) <= 30 or fake.max_requests_in(1.0) < 40
             assert all(r.headers["APIKey"] == fake.api_key for r in fake.requests)
 
-    async def test_disabled(self, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    async def test_disabled(self, http: aiohttp.ClientSession, clock: ManualClock) -> None:
         async with FakeGameball(clock=clock, enforce_rate_limit=False) as fake:
             for _ in range(40):
                 await get_status(http, fake, 1)
@@ -584,7 +584,7 @@ class TestRateLimit:
 
 class TestRecording:
     async def test_requests_and_counts(
-        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: FakeClock
+        self, fake: FakeGameball, http: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         body = json.dumps({"body": [cashback(1)]}).encode()
         status, reply = await post(http, fake, "/batch/cashback", body)
@@ -677,7 +677,7 @@ async def test_https_with_trustme(http: aiohttp.ClientSession) -> None:
     assert fake.counts["jobs_created"] == 2
 
 
-async def test_lifecycle_errors(clock: FakeClock) -> None:
+async def test_lifecycle_errors(clock: ManualClock) -> None:
     fake = FakeGameball(clock=clock, faults=Faults())
     with pytest.raises(RuntimeError):
         _ = fake.base_url
