@@ -1,0 +1,357 @@
+"""Shared polling: each awaited job is polled by one process for the whole fleet.
+
+A process that polls a job first takes the job's *lease* (a Redis key with an
+expiry whose value names the process and a fence number) and becomes its
+owner: its poller's reads go to Gameball, and each status read is stored under
+the job's status key with a fenced write, then hinted on the hints channel.
+Every other process awaiting the job *follows*: its poller reads the status key
+instead (no request to Gameball), and the hint listener brings those reads
+forward when the owner stores news. Pub/sub is only a hint (messages are lost
+on reconnects): the key is the truth, and a follower reads it on its poller's
+own schedule too, so its progress-aware timing sees what the owner saw.
+
+One heartbeat task per process renews all its leases in one script call,
+releases those of jobs its session no longer awaits, and watches the leases of
+the jobs it follows: when one is gone (its owner was killed, frozen, or
+closed) the follower polls at once and takes the lease over. A frozen owner
+that wakes up finds its lease held under a newer fence: its late write is
+refused and it becomes a follower.
+
+Redis slow or down (a timeout, the circuit breaker open): every fetch falls
+back to the session's own status read at once, so waits carry on as local
+polling; the breaker logs the fallback (WARNING) and the recovery (INFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from gameball_async._coordination import NoStatusYet, SessionLink
+from gameball_async._models import BatchStatus, Operation
+
+from ._breaker import Breaker, RedisUnavailable
+from ._hints import HintListener
+from ._keys import Keys
+from ._polls_scripts import Scripts, decode_status, encode_status
+
+__all__ = ["SharedPolls"]
+
+logger: Final = logging.getLogger("gameball_async")
+
+
+class SharedPolls:
+    """The poller's status-read strategy for a session in a fleet.
+
+    :param client: the fleet's Redis client (never closed here).
+    :param keys: the account's key names.
+    :param breaker: bounds every Redis call; open, it sends the fetches local.
+    :param link: what the session gave the fleet (its own status read, its
+        poll scheduler's ``poll_soon`` and ``awaited``).
+    :param process_id: this process's name in lease values: unique in the
+        fleet to this instance (two sessions of one process need two names, or
+        both would take the same lease for their own).
+    :param on_terminal: called with the id of each job seen terminal here.
+    :param lease_ttl: seconds a lease lives unless renewed: a dead owner's
+        jobs are taken over after about this long.
+    :param heartbeat: seconds between renewals (well under ``lease_ttl``).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        breaker: Breaker,
+        link: SessionLink,
+        *,
+        process_id: str,
+        on_terminal: Callable[[str], None],
+        lease_ttl: float = 3.0,
+        heartbeat: float = 1.0,
+    ) -> None:
+        if not (math.isfinite(lease_ttl) and math.isfinite(heartbeat)):
+            raise ValueError("lease_ttl and heartbeat must be finite")
+        if not 0 < heartbeat < lease_ttl:
+            raise ValueError(
+                f"heartbeat must be > 0 and shorter than lease_ttl, got {heartbeat}, {lease_ttl}"
+            )
+        if not process_id:
+            raise ValueError("process_id must not be empty")
+        self._keys = keys
+        self._breaker = breaker
+        self._link = link
+        self._process_id = process_id
+        self._on_terminal = on_terminal
+        self._lease_ttl = lease_ttl
+        self._heartbeat = heartbeat
+        self._scripts = Scripts(client, keys)
+        self._hints = HintListener(
+            client, keys.hints, breaker, on_hint=self._hinted, on_reconnect=self._resync,
+            quiet=heartbeat,
+        )  # fmt: skip
+        # job id -> our lease's value, for the jobs this process polls for the fleet
+        self._owned: dict[str, str] = {}
+        # jobs whose lease another process holds: we read what it stores
+        self._followed: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._closed = False
+        #: Status requests this process sent to Gameball through shared polling.
+        self.requests = 0
+        #: Polls answered from the shared status key (no request sent).
+        self.shared_reads = 0
+        #: Polls sent locally because Redis was unavailable.
+        self.local_fallbacks = 0
+        #: Leases taken (this process became a job's owner).
+        self.leases_taken = 0
+        #: Leases found lost at a renewal or a refused write.
+        self.leases_lost = 0
+        #: Fenced writes refused (our lease was gone or superseded).
+        self.writes_refused = 0
+        #: Times the followed jobs were read again after the hints reconnected.
+        self.resyncs = 0
+
+    # -- what the session uses ---------------------------------------------
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The jobs this process polls for the fleet now (holds the lease of)."""
+        return frozenset(self._owned)
+
+    @property
+    def followed(self) -> frozenset[str]:
+        """The jobs this process follows (another process holds their lease)."""
+        return frozenset(self._followed)
+
+    @property
+    def listening(self) -> bool:
+        """Whether the hint listener is subscribed now."""
+        return self._hints.listening
+
+    async def fetch(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        """The poller's fetch: poll as the job's owner, or read what its owner shared.
+
+        :raises NoStatusYet: a follower whose owner has stored nothing yet.
+        :raises GameballError: the owner's (or the local fallback's) status read failed.
+        """
+        lease = self._owned.get(job_id)
+        if lease is None:
+            if self._closed:
+                return await self._locally(job_id, operation)
+            try:
+                taken, value, data = await self._breaker.call(
+                    lambda: self._scripts.take(job_id, self._process_id, self._lease_ttl)
+                )
+            except RedisUnavailable:
+                return await self._locally(job_id, operation)
+            if not taken or value is None:
+                return self._follow(job_id, value, data)
+            self._followed.discard(job_id)
+            self._owned[job_id] = lease = value
+            self.leases_taken += 1
+            logger.debug("gameball_async: polling job %s for the fleet (%s)", job_id, value)
+        self.requests += 1
+        status, retry_after = await self._link.fetch(job_id, operation)
+        await self._share(job_id, lease, status)
+        return status, retry_after
+
+    def observed(self, status: BatchStatus) -> None:
+        """Share a status this process read outside its poller (refresh, stop).
+
+        The owner stores it (fenced); another process stores it only when it
+        is terminal (nothing newer can come). The write runs in the background.
+        """
+        job_id = status.job_id
+        lease = self._owned.get(job_id)
+        if lease is not None and not self._closed:
+            self._spawn(self._share(job_id, lease, status))  # tells on_terminal itself
+        elif status.is_terminal:
+            self._on_terminal(job_id)
+            if not self._closed:
+                self._spawn(self._share_final(job_id, status))
+
+    def start(self) -> None:
+        """Start the heartbeat and the hint listener on the running loop."""
+        if self._closed or self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._beat_forever(), name="gameball_async fleet heartbeat"),
+            loop.create_task(self._hints.run(), name="gameball_async fleet hints"),
+        ]
+
+    async def aclose(self) -> None:
+        """Give back every lease (followers take over at once) and stop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._writes:
+            # a terminal status being shared is worth a moment; never more
+            _, late = await asyncio.wait(self._writes, timeout=self._breaker.timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        owned = list(self._owned.items())
+        self._owned.clear()
+        self._followed.clear()
+        if owned:
+            # unreleased, they expire on their own within a lease TTL
+            with contextlib.suppress(RedisUnavailable):
+                await self._breaker.call(lambda: self._scripts.release(owned))
+        await self._hints.aclose()
+
+    # -- owner and follower --------------------------------------------------
+
+    async def _locally(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        self.local_fallbacks += 1
+        status, retry_after = await self._link.fetch(job_id, operation)
+        if status.is_terminal:
+            self._followed.discard(job_id)
+            self._on_terminal(job_id)
+        return status, retry_after
+
+    def _follow(
+        self, job_id: str, holder: str | None, data: str | None
+    ) -> tuple[BatchStatus, float | None]:
+        if data is None:
+            self._followed.add(job_id)
+            raise NoStatusYet(self._heartbeat)
+        try:
+            status = decode_status(data)
+        except ValueError as exc:
+            # not something this version wrote: wait for the owner's next write
+            logger.debug("gameball_async: unreadable shared status of job %s: %s", job_id, exc)
+            self._followed.add(job_id)
+            raise NoStatusYet(self._heartbeat) from None
+        self.shared_reads += 1
+        if status.is_terminal:
+            self._followed.discard(job_id)
+            self._on_terminal(job_id)
+        elif holder is not None:
+            self._followed.add(job_id)
+        return status, None
+
+    async def _share(self, job_id: str, lease: str, status: BatchStatus) -> None:
+        terminal = status.is_terminal
+        if terminal:
+            # stored or not, this process stops renewing it (the write releases it)
+            if self._owned.get(job_id) == lease:
+                del self._owned[job_id]
+            self._on_terminal(job_id)
+        try:
+            outcome = await self._breaker.call(
+                lambda: self._scripts.store(job_id, lease, encode_status(status), terminal=terminal)
+            )
+        except RedisUnavailable:
+            return  # the lease runs out unless a later write or beat gets through
+        if outcome == 0:
+            self.writes_refused += 1
+            logger.debug("gameball_async: shared status of job %s refused (lease lost)", job_id)
+            self._lost(job_id, lease)
+
+    async def _share_final(self, job_id: str, status: BatchStatus) -> None:
+        # unstored, the job's owner reads it itself on its next poll
+        with contextlib.suppress(RedisUnavailable):
+            await self._breaker.call(
+                lambda: self._scripts.store_final(job_id, encode_status(status))
+            )
+
+    def _lost(self, job_id: str, lease: str) -> None:
+        if self._owned.get(job_id) != lease:
+            return
+        del self._owned[job_id]
+        self.leases_lost += 1
+        if self._link.awaited(job_id):
+            self._followed.add(job_id)
+            self._link.poll_soon(job_id)  # read what the new owner shares
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work, name="gameball_async fleet write")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    # -- heartbeat -----------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._beat()
+            except Exception:  # a bug must not end the renewals of every lease
+                logger.exception("gameball_async: the fleet heartbeat failed")
+
+    async def _beat(self) -> None:
+        awaited = self._link.awaited
+        done = [(job_id, value) for job_id, value in self._owned.items() if not awaited(job_id)]
+        for job_id, _ in done:
+            del self._owned[job_id]
+        self._followed = {job_id for job_id in self._followed if awaited(job_id)}
+        if done:
+            # unreleased, they expire on their own within a lease TTL
+            with contextlib.suppress(RedisUnavailable):
+                await self._breaker.call(lambda: self._scripts.release(done))
+        owned = list(self._owned.items())
+        followed = [job_id for job_id in self._followed if job_id not in self._owned]
+        if not owned and not followed:
+            return
+        try:
+            kept, remaining = await self._breaker.call(
+                lambda: self._scripts.beat(owned, followed, self._lease_ttl)
+            )
+        except RedisUnavailable:
+            return
+        for (job_id, value), ours in zip(owned, kept, strict=True):
+            if not ours:
+                logger.debug("gameball_async: lease of job %s lost before its renewal", job_id)
+                self._lost(job_id, value)
+        soon = self._heartbeat * 1000
+        for job_id, ttl in zip(followed, remaining, strict=True):
+            if ttl == -2:  # no lease: its owner is gone, take over now
+                self._link.poll_soon(job_id)
+            elif 0 <= ttl < soon:  # runs out before the next beat: be there
+                self._check_at(job_id, ttl / 1000 + 0.01)
+
+    def _check_at(self, job_id: str, delay: float) -> None:
+        if job_id in self._timers:
+            return
+
+        def check() -> None:
+            self._timers.pop(job_id, None)
+            if job_id in self._followed and not self._closed:
+                self._link.poll_soon(job_id)
+
+        self._timers[job_id] = asyncio.get_running_loop().call_later(delay, check)
+
+    # -- hints -----------------------------------------------------------------
+
+    def _hinted(self, job_id: str) -> None:
+        # our own writes come back too: an owner's polls keep their own pace
+        if job_id not in self._owned and self._link.awaited(job_id):
+            self._link.poll_soon(job_id)
+
+    def _resync(self) -> None:
+        # hints sent while the listener was away are lost: read every followed job
+        self.resyncs += 1
+        for job_id in list(self._followed):
+            if self._link.awaited(job_id):
+                self._link.poll_soon(job_id)

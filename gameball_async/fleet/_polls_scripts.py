@@ -1,0 +1,238 @@
+"""The Lua scripts of shared polling, and how a status travels through Redis.
+
+Each script is one atomic step over one account's keys (all on one Cluster
+slot, see ``_keys.py``), so no read-modify-write race exists between the
+processes of a fleet:
+
+- ``take``: read a job's shared status and its lease; take the lease (a new
+  fence number from the fence counter) when nobody holds it. A status stored
+  terminal is returned without taking anything: nothing will change it.
+- ``store``: the fenced write. Only the process holding the lease with this
+  value stores, never over a status written under a newer fence nor over a
+  terminal one; a terminal status releases the lease. It publishes the job id
+  on the hints channel.
+- ``store_final``: a terminal status read by a process that holds no lease
+  (``refresh()``, ``stop()``): stored unless a terminal one is there already.
+- ``beat``: one heartbeat for all of a process's leases: renew those it still
+  holds, and report the remaining time of the leases of the jobs it follows.
+- ``release``: give leases back (each only if still held with our value) and
+  hint the followers, so one of them takes over at once.
+
+A lease's value is ``<process id>|<fence>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from gameball_async._models import BatchStatus
+
+from ._keys import Keys
+
+__all__ = ["Scripts", "decode_status", "encode_status", "fence_of", "text"]
+
+_TAKE: Final = """
+local stored = redis.call('HMGET', KEYS[2], 'data', 'terminal')
+if stored[2] == '1' then return {0, false, stored[1]} end
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  if string.match(holder, '^(.*)|%d+$') == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, holder, stored[1]}
+  end
+  return {0, holder, stored[1]}
+end
+local fence = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local value = ARGV[1] .. '|' .. fence
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return {1, value, stored[1]}
+"""
+
+_STORE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local stored = redis.call('HMGET', KEYS[2], 'fence', 'terminal')
+if stored[2] == '1' then return 2 end
+if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'data', ARGV[3], 'fence', ARGV[2], 'terminal', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+if ARGV[4] == '1' then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+"""
+
+_STORE_FINAL: Final = """
+if redis.call('HGET', KEYS[1], 'terminal') == '1' then return 2 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'terminal', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+_BEAT: Final = """
+local n = tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS do
+  if i <= n then
+    if redis.call('GET', KEYS[i]) == ARGV[2 + i] then
+      redis.call('PEXPIRE', KEYS[i], ARGV[1])
+      out[i] = 1
+    else
+      out[i] = 0
+    end
+  else
+    out[i] = redis.call('PTTL', KEYS[i])
+  end
+end
+return out
+"""
+
+_RELEASE: Final = """
+local released = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[2 * i] then
+    redis.call('DEL', KEYS[i])
+    redis.call('PUBLISH', ARGV[1], ARGV[2 * i + 1])
+    released = released + 1
+  end
+end
+return released
+"""
+
+#: Seconds a shared status is kept after its last write.
+STATUS_TTL: Final = 86_400.0
+#: Seconds the fence counter is kept after its last use: longer than any
+#: status, so a fence never restarts under a status written with a higher one.
+FENCE_TTL: Final = 7 * 86_400.0
+
+
+def text(value: Any) -> str | None:
+    """A Redis reply value as text (clients may or may not decode replies)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def fence_of(lease: str) -> int:
+    """The fence number of a lease value (``<process id>|<fence>``)."""
+    return int(lease.rsplit("|", 1)[1])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def encode_status(status: BatchStatus) -> str:
+    """A status as the JSON text stored in Redis (``to_dict(raw=True)``).
+
+    The raw reply travels too, so a follower gets what the owner's read gave
+    (a running status without per-item results, a terminal one with them).
+    """
+    return json.dumps(status.to_dict(raw=True), separators=(",", ":"), default=_plain)
+
+
+def decode_status(data: str) -> BatchStatus:
+    """A status stored by :func:`encode_status`.
+
+    :raises ValueError: when ``data`` is not such a status.
+    """
+    return BatchStatus.from_dict(json.loads(data))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class Scripts:
+    """The scripts of shared polling, registered on one client.
+
+    Each call is one ``EVALSHA`` (the client loads the script again when a
+    restarted Redis has forgotten it).
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._keys = keys
+        self._take: AsyncScript = client.register_script(_TAKE)
+        self._store: AsyncScript = client.register_script(_STORE)
+        self._store_final: AsyncScript = client.register_script(_STORE_FINAL)
+        self._beat: AsyncScript = client.register_script(_BEAT)
+        self._release: AsyncScript = client.register_script(_RELEASE)
+
+    async def take(
+        self, job_id: str, process_id: str, lease_ttl: float
+    ) -> tuple[bool, str | None, str | None]:
+        """Read a job's shared status, taking its lease when nobody holds it.
+
+        :return: whether this process holds the lease now, the lease's value
+            (``None`` when a terminal status is stored), the stored status JSON.
+        """
+        keys = self._keys
+        reply = await self._take(
+            keys=[keys.lease(job_id), keys.status(job_id), keys.fence],
+            args=[process_id, _ms(lease_ttl), _ms(FENCE_TTL)],
+        )
+        return int(reply[0]) == 1, text(reply[1]), text(reply[2])
+
+    async def store(self, job_id: str, lease: str, data: str, *, terminal: bool) -> int:
+        """The fenced write: 1 stored, 0 refused (lease lost or a newer fence
+        wrote), 2 a terminal status is stored already."""
+        keys = self._keys
+        reply = await self._store(
+            keys=[keys.lease(job_id), keys.status(job_id), keys.fence],
+            args=[
+                lease,
+                fence_of(lease),
+                data,
+                "1" if terminal else "0",
+                _ms(STATUS_TTL),
+                _ms(FENCE_TTL),
+                keys.hints,
+                job_id,
+            ],
+        )
+        return int(reply)
+
+    async def store_final(self, job_id: str, data: str) -> int:
+        """Store a terminal status read without a lease: 1 stored, 2 one was there."""
+        keys = self._keys
+        reply = await self._store_final(
+            keys=[keys.status(job_id)], args=[data, _ms(STATUS_TTL), keys.hints, job_id]
+        )
+        return int(reply)
+
+    async def beat(
+        self, owned: Sequence[tuple[str, str]], followed: Sequence[str], lease_ttl: float
+    ) -> tuple[list[bool], list[int]]:
+        """Renew ``owned`` leases (job id, value); read the others' remaining time.
+
+        :return: per owned lease whether it is still ours (and renewed), per
+            followed job its lease's remaining milliseconds (-2: none, -1: no expiry).
+        """
+        keys = self._keys
+        names = [keys.lease(job_id) for job_id, _ in owned]
+        names += [keys.lease(job_id) for job_id in followed]
+        values = [value for _, value in owned]
+        reply = await self._beat(keys=names, args=[_ms(lease_ttl), len(owned), *values])
+        kept = [int(flag) == 1 for flag in reply[: len(owned)]]
+        return kept, [int(ttl) for ttl in reply[len(owned) :]]
+
+    async def release(self, leases: Sequence[tuple[str, str]]) -> int:
+        """Give back leases (job id, value) still held with these values."""
+        keys = self._keys
+        args: list[str] = [keys.hints]
+        for job_id, value in leases:
+            args += [value, job_id]
+        reply = await self._release(keys=[keys.lease(job_id) for job_id, _ in leases], args=args)
+        return int(reply)

@@ -1,0 +1,315 @@
+"""Shared polling between sessions on one Redis, against the in-process fake.
+
+Two sessions with their own Redis clients and process ids stand for two
+processes of a fleet: one polls each job, the other reads what it shares.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from _polls_support import FAST_RETRY, PATIENCE, WHEN, PollsFleet, until
+from _redis_server import RedisServer
+
+from gameball_async import (
+    BatchJob,
+    BatchState,
+    BatchStatus,
+    GameballSession,
+    PollPolicy,
+    RateLimit,
+    SessionClosedError,
+)
+from gameball_async.testing import FakeGameball
+
+pytestmark = pytest.mark.anyio
+
+# the owner polls at its own pace; followers react to hints almost at once
+OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.1, max_delay=0.5)
+FOLLOWER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.005, max_delay=0.5)
+
+
+_SERIAL = itertools.count()
+
+
+def items(count: int) -> list[dict[str, Any]]:
+    # transaction ids unique across jobs: a repeated one fails with 9004
+    return [
+        {
+            "customerId": f"c{i}",
+            "transactionId": f"t{next(_SERIAL)}",
+            "transactionTime": WHEN,
+            "amount": 1,
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGameball]:
+    # 30 items at 15/s: each job runs about two seconds
+    async with FakeGameball(processing_rate=15, queue_delay=0.1, enforce_rate_limit=False) as f:
+        yield f
+
+
+@asynccontextmanager
+async def member(
+    fake: FakeGameball, url: str, process_id: str, *, poll: PollPolicy = OWNER_POLL
+) -> AsyncIterator[tuple[GameballSession, PollsFleet]]:
+    """One process of the fleet: its own Redis client, fleet and session."""
+    client = aioredis.Redis.from_url(url)
+    fleet = PollsFleet(client, process_id=process_id, heartbeat=0.3, lease_ttl=1.0)
+    try:
+        async with GameballSession(
+            fake.api_key,
+            fake.secret_key,
+            base_url=fake.base_url,
+            poll=poll,
+            retry=FAST_RETRY,
+            rate_limit=RateLimit.disabled(),
+            fleet=fleet,
+        ) as gb:
+            yield gb, fleet
+    finally:
+        await client.aclose()
+
+
+def progress(statuses: list[BatchStatus]) -> list[tuple[BatchState, int]]:
+    return [(status.state, status.processed_count) for status in statuses]
+
+
+async def watch_into(job: BatchJob, into: list[BatchStatus]) -> None:
+    async for status in job.watch():
+        into.append(status)
+
+
+async def create(gb: GameballSession, count: int) -> list[BatchJob]:
+    return [await gb.create_batch("cashback", items(30)) for _ in range(count)]
+
+
+async def test_one_session_polls_the_other_reads_every_change(
+    fake: FakeGameball, redis_server: RedisServer
+) -> None:
+    async with (
+        member(fake, redis_server.url, "a") as (ga, fa),
+        member(fake, redis_server.url, "b", poll=FOLLOWER_POLL) as (gb, fb),
+    ):
+        jobs = await create(ga, 3)
+        ids = {job.job_id for job in jobs}
+        seen_a: dict[str, list[BatchStatus]] = {job_id: [] for job_id in ids}
+        seen_b: dict[str, list[BatchStatus]] = {job_id: [] for job_id in ids}
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(watch_into, job, seen_a[job.job_id])
+            await until(lambda: fa.polls.owned == ids)
+            for job in jobs:
+                tg.start_soon(watch_into, gb.job(job.job_id, job.operation), seen_b[job.job_id])
+    assert fb.polls.requests == 0
+    assert fb.polls.local_fallbacks == 0
+    assert fb.polls.shared_reads > 0
+    assert fake.counts["status"] == fa.polls.requests
+    for job_id in ids:
+        a, b = progress(seen_a[job_id]), progress(seen_b[job_id])
+        assert a[-1] == (BatchState.COMPLETED, 30)
+        assert b[-1] == a[-1]
+        # the follower saw every change the owner saw from the time it started
+        assert b == a[a.index(b[0]) :]
+        assert len(b) >= 2
+        assert seen_b[job_id][-1] == seen_a[job_id][-1]  # per-item results too
+        assert len(seen_b[job_id][-1].succeeded) == 30
+    assert sorted(fa.terminal) == sorted(ids)
+    assert sorted(fb.terminal) == sorted(ids)
+
+
+async def test_the_owner_closing_mid_job_hands_its_jobs_over(
+    fake: FakeGameball, redis_server: RedisServer
+) -> None:
+    async def wait_until_closed(job: BatchJob) -> None:
+        with pytest.raises(SessionClosedError):
+            await job.wait()
+
+    results: list[BatchStatus] = []
+
+    async def wait(job: BatchJob) -> None:
+        results.append(await job.wait())
+
+    async with member(fake, redis_server.url, "b", poll=FOLLOWER_POLL) as (gb, fb):
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as followers:
+                async with (
+                    anyio.create_task_group() as owners,
+                    member(fake, redis_server.url, "a") as (ga, fa),
+                ):
+                    jobs = await create(ga, 3)
+                    ids = {job.job_id for job in jobs}
+                    for job in jobs:
+                        owners.start_soon(wait_until_closed, job)
+                    await until(lambda: fa.polls.owned == ids)
+                    for job in jobs:
+                        followers.start_soon(wait, gb.job(job.job_id, job.operation))
+                    await until(lambda: fb.polls.followed == ids)
+                    sent_before = fake.counts["status"]
+                # the owner closed: its leases are given back, the follower takes over
+                with anyio.fail_after(4.0):
+                    await until(lambda: fb.polls.leases_taken == len(ids) or len(results) == 3)
+    assert [status.state for status in results] == [BatchState.COMPLETED] * 3
+    assert fb.polls.leases_taken == len(ids)
+    assert fb.polls.requests > 0
+    assert fake.counts["status"] - sent_before == fb.polls.requests
+
+
+async def outage_run(
+    fake: FakeGameball,
+    server: RedisServer,
+    *,
+    fault: Any,
+    heal: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[PollsFleet, PollsFleet]:
+    """Two members await the same jobs; ``fault`` strikes mid-run, ``heal`` ends it.
+
+    Every wait must end with the right status meanwhile, and after healing a
+    new job must be polled by one member only again.
+    """
+    caplog.set_level(logging.INFO, logger="gameball_async")
+    async with AsyncExitStack() as stack:
+        ga, fa = await stack.enter_async_context(member(fake, server.url, "a"))
+        gb, fb = await stack.enter_async_context(member(fake, server.url, "b", poll=FOLLOWER_POLL))
+        jobs = await create(ga, 2)
+        ids = {job.job_id for job in jobs}
+        results: list[BatchStatus] = []
+
+        async def wait(job: BatchJob) -> None:
+            results.append(await job.wait())
+
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(wait, job)
+                await until(lambda: fa.polls.owned == ids)
+                for job in jobs:
+                    tg.start_soon(wait, gb.job(job.job_id, job.operation))
+                await until(lambda: fb.polls.followed == ids)
+                await fault()
+                # the waits carry on: local polling while Redis cannot coordinate
+                await until(lambda: fb.breaker.is_open or len(results) == 4)
+                await heal()
+        assert [status.state for status in results] == [BatchState.COMPLETED] * 4
+        assert all(status.processed_count == 30 for status in results)
+        assert fb.breaker.openings >= 1
+        assert fb.polls.local_fallbacks >= 1
+        # coordination resumes on its own
+        await until(lambda: not fa.breaker.is_open and not fb.breaker.is_open)
+        later = (await create(ga, 1))[0]
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(later.wait)
+                await until(lambda: later.job_id in fa.polls.owned)
+                requests_b = fb.polls.requests
+                fallbacks_b = fb.polls.local_fallbacks
+                final = await gb.job(later.job_id, later.operation).wait()
+        assert final.state is BatchState.COMPLETED
+        assert fb.polls.requests == requests_b
+        assert fb.polls.local_fallbacks == fallbacks_b
+    return fa, fb
+
+
+def fallback_logs(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:
+    warnings = sum(
+        1
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "local polling" in record.getMessage()
+    )
+    infos = sum(
+        1
+        for record in caplog.records
+        if record.levelno == logging.INFO and "coordination resumed" in record.getMessage()
+    )
+    return warnings, infos
+
+
+async def test_redis_killed_and_restarted_mid_run(
+    fake: FakeGameball, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fault() -> None:
+        redis_server.kill()
+
+    async def heal() -> None:
+        redis_server.start()
+
+    fa, fb = await outage_run(fake, redis_server, fault=fault, heal=heal, caplog=caplog)
+    assert fb.breaker.openings >= 1
+    warnings, infos = fallback_logs(caplog)
+    assert 1 <= warnings <= fa.breaker.openings + fb.breaker.openings
+    assert infos >= 1
+
+
+async def test_redis_frozen_mid_run(
+    fake: FakeGameball, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fault() -> None:
+        redis_server.freeze()
+
+    async def heal() -> None:
+        redis_server.thaw()
+
+    _, fb = await outage_run(fake, redis_server, fault=fault, heal=heal, caplog=caplog)
+    assert fb.breaker.openings >= 1
+    assert fallback_logs(caplog)[1] >= 1
+
+
+async def test_redis_client_pause_mid_run(
+    fake: FakeGameball, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+
+    async def fault() -> None:
+        await admin.client_pause(1500, all=True)
+
+    async def heal() -> None:
+        await admin.client_unpause()
+
+    try:
+        _, fb = await outage_run(fake, redis_server, fault=fault, heal=heal, caplog=caplog)
+    finally:
+        await admin.aclose()
+    assert fb.breaker.openings >= 1
+
+
+async def test_pubsub_connections_killed_mid_run(
+    fake: FakeGameball, redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    async with (
+        member(fake, redis_server.url, "a") as (ga, fa),
+        member(fake, redis_server.url, "b", poll=FOLLOWER_POLL) as (gb, fb),
+    ):
+        jobs = await create(ga, 2)
+        ids = {job.job_id for job in jobs}
+        results: list[BatchStatus] = []
+
+        async def wait(job: BatchJob) -> None:
+            results.append(await job.wait())
+
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(wait, job)
+                await until(lambda: fa.polls.owned == ids)
+                for job in jobs:
+                    tg.start_soon(wait, gb.job(job.job_id, job.operation))
+                await until(lambda: fb.polls.followed == ids)
+                killed = await redis_client.client_kill_filter(_type="pubsub")
+                assert int(killed) >= 2
+        assert [status.state for status in results] == [BatchState.COMPLETED] * 4
+        # the follower never sent a status request: it read what the owner shared
+        assert fb.polls.requests == 0
+        assert fb.polls.local_fallbacks == 0
+        # both listeners are back, and read their followed jobs again after it
+        await until(lambda: fa.polls.resyncs > 0 and fb.polls.resyncs > 0)

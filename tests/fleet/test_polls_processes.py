@@ -1,0 +1,318 @@
+"""Shared polling across real processes: the fake in its own process, one Redis.
+
+Each worker (``_worker.py``) is one process of the fleet awaiting jobs the
+test created; the fake enforces the account's rate limits and counts every
+status request it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import attrs
+import pytest
+import redis.asyncio as aioredis
+from _polls_support import WHEN
+from _redis_server import RedisServer
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from gameball_async import GameballSession, RateLimit
+from gameball_async._coordination import account_namespace
+from gameball_async.fleet._keys import Keys
+from gameball_async.fleet._polls_scripts import fence_of, text
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("_worker.py")
+#: Bound on one whole multi-process run.
+RUN_PATIENCE = 50.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # the worktree's package, whatever is installed in the interpreter
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+class Child:
+    """A child process speaking JSON lines."""
+
+    def __init__(self, process: Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        assert process.stdout is not None
+        self._out = BufferedByteReceiveStream(process.stdout)
+
+    async def line(self) -> dict[str, Any]:
+        raw = await self._out.receive_until(b"\n", 1 << 22)
+        data = json.loads(raw)
+        assert isinstance(data, dict)
+        return data
+
+    async def send(self, data: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send((json.dumps(data) + "\n").encode())
+
+
+@asynccontextmanager
+async def child(command: Sequence[str], name: str, logs: Path) -> AsyncIterator[Child]:
+    with (logs / f"{name}.err").open("wb") as errors:
+        process = await anyio.open_process(
+            list(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=ROOT,
+            env=_env(),
+        )
+        try:
+            yield Child(process, name)
+        finally:
+            if process.returncode is None:
+                os.kill(process.pid, signal.SIGCONT)  # a stopped child must die too
+                process.kill()
+            with anyio.move_on_after(15):
+                await process.wait()
+            await process.aclose()
+
+
+@attrs.frozen
+class Fake:
+    base_url: str
+    api_key: str
+    secret_key: str
+
+    @property
+    def origin(self) -> str:
+        return self.base_url.split("/api/", 1)[0]
+
+    async def stats(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.origin + "/_fake/stats") as r:
+            data = await r.json()
+            assert isinstance(data, dict)
+            return data
+
+    async def reset(self) -> None:
+        async with aiohttp.ClientSession() as http, http.post(self.origin + "/_fake/reset") as r:
+            assert r.status < 300
+
+    async def create(self, count: int, items: int) -> list[str]:
+        # the workers keep to 20/s (their local limiter): 8/s is left for creations
+        async with GameballSession(
+            self.api_key,
+            self.secret_key,
+            base_url=self.base_url,
+            rate_limit=RateLimit(per_second=8, per_window=80),
+        ) as gb:
+            jobs: list[str] = []
+            for n in range(count):
+                body = [
+                    {
+                        "customerId": f"c{i}",
+                        "transactionId": f"{os.getpid()}-{id(jobs)}-{n}-{i}",
+                        "transactionTime": WHEN,
+                        "amount": 1,
+                    }
+                    for i in range(items)
+                ]
+                jobs.append((await gb.create_batch("cashback", body)).job_id)
+            return jobs
+
+
+@asynccontextmanager
+async def fake_process(logs: Path, *options: str) -> AsyncIterator[Fake]:
+    command = [sys.executable, "-m", "gameball_async.testing", "serve", "--port", "0", *options]
+    async with child(command, "fake", logs) as fake:
+        with anyio.fail_after(30):
+            info = await fake.line()
+        yield Fake(info["base_url"], info["api_key"], info["secret_key"])
+        fake.process.terminate()
+
+
+@asynccontextmanager
+async def workers(
+    fake: Fake, redis_url: str, count: int, logs: Path, *extra: str
+) -> AsyncIterator[list[Child]]:
+    async with AsyncExitStack() as stack:
+        children = []
+        for n in range(count):
+            command = [
+                sys.executable,
+                str(WORKER),
+                "--redis", redis_url,
+                "--base-url", fake.base_url,
+                "--api-key", fake.api_key,
+                "--secret-key", fake.secret_key,
+                "--process-id", f"w{n}",
+                *extra,
+            ]  # fmt: skip
+            children.append(await stack.enter_async_context(child(command, f"w{n}", logs)))
+        with anyio.fail_after(60):
+            for worker in children:
+                assert await worker.line() == {"ready": True}
+        yield children
+
+
+async def holders(client: aioredis.Redis, keys: Keys, jobs: Sequence[str]) -> dict[str, str]:
+    """Job id -> the lease value of every job whose lease is held now."""
+    values = await client.mget([keys.lease(job_id) for job_id in jobs])
+    return {job_id: v for job_id, value in zip(jobs, values, strict=True) if (v := text(value))}
+
+
+def keys_of(fake: Fake) -> Keys:
+    return Keys(account_namespace(fake.api_key))
+
+
+async def test_four_processes_send_the_status_requests_of_one(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    async def round_of(fake: Fake, processes: int) -> tuple[int, list[dict[str, Any]]]:
+        async with workers(fake, redis_server.url, processes, tmp_path) as children:
+            await fake.reset()
+            jobs = await fake.create(16, 20)
+            for worker in children:
+                await worker.send({"jobs": jobs})
+            with anyio.fail_after(RUN_PATIENCE):
+                reports = [await worker.line() for worker in children]
+            stats = await fake.stats()
+        counts = stats["counts"]
+        assert counts.get("reply:429", 0) == 0
+        assert counts.get("rate_limited", 0) == 0
+        for report in reports:
+            assert {r["state"] for r in report["results"].values()} == {"Completed"}
+            assert all(r["succeeded"] == 20 for r in report["results"].values())
+            assert report["local_fallbacks"] == 0
+        assert sum(report["requests"] for report in reports) == counts["status"]
+        return counts["status"], reports
+
+    with anyio.fail_after(2 * RUN_PATIENCE + 60):
+        async with fake_process(
+            tmp_path, "--processing-rate", "10", "--queue-delay", "0.2"
+        ) as fake:
+            one, _ = await round_of(fake, 1)
+            four, reports = await round_of(fake, 4)
+    print(f"status requests for 16 jobs: 1 process {one}, 4 processes {four}")
+    assert four <= 1.15 * one
+    # every process got every status, most of them from Redis
+    assert sum(report["shared_reads"] for report in reports) > 0
+
+
+async def test_kill_9_of_the_owner_hands_its_jobs_over(
+    redis_server: RedisServer, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    with anyio.fail_after(RUN_PATIENCE + 60):
+        async with (
+            fake_process(tmp_path, "--processing-rate", "10", "--queue-delay", "0.1") as fake,
+            workers(fake, redis_server.url, 3, tmp_path) as children,
+        ):
+            keys = keys_of(fake)
+            jobs = await fake.create(4, 60)
+            for worker in children:
+                await worker.send({"jobs": jobs})
+            held: dict[str, str] = {}
+
+            async def leased() -> bool:
+                held.update(await holders(redis_client, keys, jobs))
+                stored = await redis_client.exists(*(keys.status(job) for job in jobs))
+                return len(held) == len(jobs) and stored == len(jobs)
+
+            with anyio.fail_after(20):
+                while not await leased():  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            victim_id = held[jobs[0]].rsplit("|", 1)[0]
+            victim = next(w for w in children if w.name == victim_id)
+            orphans = [job for job, value in held.items() if value.startswith(victim_id + "|")]
+            victim.process.kill()  # SIGKILL: no lease is given back
+            killed_at = anyio.current_time()
+            taken: dict[str, float] = {}
+            with anyio.fail_after(10):
+                while len(taken) < len(orphans):
+                    now = await holders(redis_client, keys, orphans)
+                    for job, value in now.items():
+                        if not value.startswith(victim_id + "|") and job not in taken:
+                            taken[job] = anyio.current_time() - killed_at
+                    await anyio.sleep(0.02)
+            survivors = [w for w in children if w is not victim]
+            with anyio.fail_after(RUN_PATIENCE):
+                reports = [await worker.line() for worker in survivors]
+    print(
+        f"takeover after kill -9 of {victim_id}: " + ", ".join(f"{t:.2f} s" for t in taken.values())
+    )
+    assert max(taken.values()) < 4.0
+    for report in reports:
+        assert {r["state"] for r in report["results"].values()} == {"Completed"}
+        assert {r["processed"] for r in report["results"].values()} == {60}
+    assert sum(report["leases_taken"] for report in reports) >= len(orphans)
+
+
+async def test_sigstop_of_the_owner_its_late_write_is_refused(
+    redis_server: RedisServer, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    with anyio.fail_after(RUN_PATIENCE + 60):
+        async with (
+            fake_process(
+                tmp_path,
+                "--processing-rate",
+                "8",
+                "--queue-delay",
+                "0.1",
+                "--latency",
+                "0.1",
+                "0.3",
+            ) as fake,
+            workers(fake, redis_server.url, 2, tmp_path) as children,
+        ):
+            keys = keys_of(fake)
+            jobs = await fake.create(2, 60)
+            for worker in children:
+                await worker.send({"jobs": jobs})
+            job = jobs[0]
+            with anyio.fail_after(20):
+                while not (await holders(redis_client, keys, [job])) or not (  # noqa: ASYNC110
+                    await redis_client.exists(keys.status(job))
+                ):
+                    await anyio.sleep(0.02)
+            stale = (await holders(redis_client, keys, [job]))[job]
+            victim_id = stale.rsplit("|", 1)[0]
+            victim = next(w for w in children if w.name == victim_id)
+            os.kill(victim.process.pid, signal.SIGSTOP)
+            try:
+                fresh: str | None = None
+                with anyio.fail_after(10):
+                    while True:
+                        fresh = (await holders(redis_client, keys, [job])).get(job)
+                        stored = text(await redis_client.hget(keys.status(job), "fence"))
+                        if fresh and fresh != stale and stored and int(stored) == fence_of(fresh):
+                            break  # the new owner took over and stored news
+                        await anyio.sleep(0.02)
+            finally:
+                os.kill(victim.process.pid, signal.SIGCONT)
+            with anyio.fail_after(RUN_PATIENCE):
+                reports = {worker.name: await worker.line() for worker in children}
+            final_fence = text(await redis_client.hget(keys.status(job), "fence"))
+    assert fresh is not None
+    assert final_fence is not None
+    assert int(final_fence) >= fence_of(fresh) > fence_of(stale)
+    woken = reports[victim_id]
+    # it woke up as an owner that no longer was: refused at its write or renewal
+    assert woken["writes_refused"] + woken["leases_lost"] >= 1
+    print(
+        f"SIGSTOP owner {victim_id}: writes refused {woken['writes_refused']}, "
+        f"leases lost {woken['leases_lost']}"
+    )
+    for report in reports.values():
+        assert {r["state"] for r in report["results"].values()} == {"Completed"}
+        assert {r["processed"] for r in report["results"].values()} == {60}

@@ -1,0 +1,337 @@
+"""SharedPolls against a real Redis with scripted status reads (no HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from _polls_support import fast_breaker
+from _redis_server import RedisServer
+
+from gameball_async import BatchState, BatchStatus, Operation, RateLimit
+from gameball_async._coordination import NoStatusYet, SessionLink
+from gameball_async._decode import decode_status
+from gameball_async.fleet._keys import Keys
+from gameball_async.fleet._polls import SharedPolls
+from gameball_async.fleet._polls_scripts import STATUS_TTL, encode_status, text
+
+pytestmark = pytest.mark.anyio
+
+KEYS = Keys("unit")
+WHEN = "2024-10-16T08:13:29.290Z"
+
+
+def running(job_id: str, finished: int) -> BatchStatus:
+    payload = {
+        "operation": "cashback",
+        "status": "Running",
+        "totalCount": 10,
+        "finishedCount": finished,
+        "errorCount": 0,
+        "createdAt": WHEN,
+        "startedAt": WHEN,
+    }
+    return decode_status(payload, job_id=job_id, operation=Operation.CASHBACK, results=False)
+
+
+def completed(job_id: str) -> BatchStatus:
+    payload = {
+        "operation": "cashback",
+        "status": "Completed",
+        "totalCount": 2,
+        "finishedCount": 1,
+        "errorCount": 1,
+        "createdAt": WHEN,
+        "startedAt": WHEN,
+        "response": {
+            "succeeded": [{"index": 0, "customerId": "c0"}],
+            "failed": [{"index": 1, "code": 7000, "message": "Customer not found"}],
+        },
+    }
+    return decode_status(payload, job_id=job_id, operation=Operation.CASHBACK)
+
+
+class Link:
+    """A session's side of the link: scripted reads, recorded poll_soon calls."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, BatchStatus] = {}
+        self.sent: list[str] = []
+        self.soon: list[str] = []
+        self.awaited: set[str] = set()
+
+    async def fetch(
+        self, job_id: str, operation: Operation | None
+    ) -> tuple[BatchStatus, float | None]:
+        self.sent.append(job_id)
+        return self.replies[job_id], None
+
+    def link(self) -> SessionLink:
+        return SessionLink(
+            account="unit",
+            rate_limit=RateLimit(),
+            fetch=self.fetch,
+            poll_soon=self.soon.append,
+            awaited=self.awaited.__contains__,
+            request_bound=10.0,
+        )
+
+
+@asynccontextmanager
+async def polls(
+    client: aioredis.Redis,
+    link: Link,
+    process_id: str,
+    *,
+    started: bool = False,
+    terminal: Callable[[str], None] | None = None,
+) -> AsyncIterator[SharedPolls]:
+    shared = SharedPolls(
+        client,
+        KEYS,
+        fast_breaker(),
+        link.link(),
+        process_id=process_id,
+        on_terminal=terminal or (lambda job_id: None),
+        lease_ttl=1.0,
+        heartbeat=0.2,
+    )
+    if started:
+        shared.start()
+    try:
+        yield shared
+    finally:
+        await shared.aclose()
+
+
+async def test_owner_polls_and_shares_follower_reads(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 3)
+    async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as follower:
+        assert await owner.fetch("1", None) == (a.replies["1"], None)
+        assert owner.owned == {"1"}
+        status, retry_after = await follower.fetch("1", None)
+        assert (status, retry_after) == (a.replies["1"], None)
+        assert status.to_dict(raw=True) == a.replies["1"].to_dict(raw=True)
+        assert b.sent == []
+        assert a.sent == ["1"]
+        assert follower.followed == {"1"}
+        assert follower.shared_reads == 1
+        lease = text(await redis_client.get(KEYS.lease("1")))
+        assert lease is not None
+        assert lease.startswith("a|")
+
+
+async def test_a_follower_before_any_status_is_told_to_ask_again(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b = Link(), Link()
+    async with polls(redis_client, a, "a"), polls(redis_client, b, "b") as follower:
+        await redis_client.set(KEYS.lease("7"), "a|99", px=5000)
+        with pytest.raises(NoStatusYet) as caught:
+            await follower.fetch("7", None)
+        assert caught.value.retry_in > 0
+        assert b.sent == []
+
+
+async def test_a_stale_owners_write_is_refused(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 2)
+    b.replies["1"] = running("1", 6)
+    async with polls(redis_client, a, "a") as stale, polls(redis_client, b, "b") as fresh:
+        await stale.fetch("1", None)
+        old_lease = await redis_client.get(KEYS.lease("1"))
+        # the stale owner froze: its lease ran out and another process took the job
+        await redis_client.delete(KEYS.lease("1"))
+        await fresh.fetch("1", None)
+        assert fresh.owned == {"1"}
+        assert b.sent == ["1"]
+        new_lease = await redis_client.get(KEYS.lease("1"))
+        assert new_lease != old_lease
+        # it wakes up and writes what it read before: refused, and it follows now
+        a.replies["1"] = running("1", 1)
+        status, _ = await stale.fetch("1", None)
+        assert status.finished_count == 1  # its own poller still gets its read
+        assert stale.writes_refused == 1
+        assert stale.owned == frozenset()
+        stored, _ = await stale.fetch("1", None)
+        assert stored.finished_count == 6
+        assert a.sent == ["1", "1"]
+        assert await redis_client.get(KEYS.lease("1")) == new_lease
+
+
+async def test_an_older_fence_never_overwrites_a_newer_one(redis_client: aioredis.Redis) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 2)
+    async with polls(redis_client, a, "a") as owner:
+        await owner.fetch("1", None)
+        lease = text(await redis_client.get(KEYS.lease("1")))
+        assert lease is not None
+        # a newer owner stored under a higher fence, then its lease went: a
+        # lease re-created with the old value still cannot overwrite that
+        await redis_client.hset(KEYS.status("1"), "fence", 10**6)
+        a.replies["1"] = running("1", 3)
+        await owner.fetch("1", None)
+        assert owner.writes_refused == 1
+        assert text(await redis_client.get(KEYS.lease("1"))) == lease
+
+
+async def test_terminal_is_stored_with_results_releases_and_stays(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b = Link(), Link()
+    seen: list[str] = []
+    a.replies["1"] = completed("1")
+    async with polls(redis_client, a, "a", terminal=seen.append) as owner:
+        status, _ = await owner.fetch("1", None)
+        assert seen == ["1"]
+        assert owner.owned == frozenset()
+        assert await redis_client.exists(KEYS.lease("1")) == 0
+        async with polls(redis_client, b, "b", terminal=seen.append) as other:
+            stored, _ = await other.fetch("1", None)
+            assert stored == status
+            assert stored.to_dict(raw=True) == status.to_dict(raw=True)
+            assert [r.code for r in stored.failed] == [7000]
+            assert seen == ["1", "1"]
+            assert b.sent == []
+            # no lease was taken for a job known terminal
+            assert await redis_client.exists(KEYS.lease("1")) == 0
+            # a late running status cannot replace a terminal one
+            b.replies["1"] = running("1", 1)
+            await redis_client.set(KEYS.lease("1"), "b|1")
+            assert (
+                await other._scripts.store(
+                    "1", "b|1", encode_status(b.replies["1"]), terminal=False
+                )
+                == 2
+            )
+
+
+async def test_every_key_expires(redis_client: aioredis.Redis) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    async with polls(redis_client, a, "a") as owner:
+        await owner.fetch("1", None)
+        assert 0 < await redis_client.pttl(KEYS.lease("1")) <= 1000
+        assert 0 < await redis_client.pttl(KEYS.status("1")) <= STATUS_TTL * 1000
+        assert await redis_client.pttl(KEYS.fence) > STATUS_TTL * 1000
+
+
+async def test_heartbeat_renews_releases_and_spots_a_gone_owner(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = a.replies["2"] = b.replies["2"] = running("1", 1)
+    a.awaited |= {"1", "2"}
+    b.awaited |= {"1", "2"}
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        await owner.fetch("1", None)
+        await owner.fetch("2", None)
+        await follower.fetch("1", None)
+        await follower.fetch("2", None)
+        # renewed past its 1 s TTL by the heartbeat
+        with anyio.fail_after(10):
+            await anyio.sleep(1.5)  # longer than a lease lives without renewals
+        assert await redis_client.exists(KEYS.lease("1"), KEYS.lease("2")) == 2
+        # job 2 is no longer awaited by the owner: released at the next beat,
+        # the follower hears of it and polls
+        b.soon.clear()
+        a.awaited.discard("2")
+        with anyio.fail_after(10):
+            while "2" not in b.soon:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert owner.owned == {"1"}
+        await follower.fetch("2", None)
+        assert follower.owned == {"2"}
+        assert b.sent == ["2"]
+
+
+async def test_observed_terminal_from_a_follower_is_shared(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    seen: list[str] = []
+    async with (
+        polls(redis_client, a, "a") as owner,
+        polls(redis_client, b, "b", terminal=seen.append) as follower,
+    ):
+        await owner.fetch("1", None)
+        stopped = completed("1")
+        follower.observed(stopped)
+        assert seen == ["1"]
+        with anyio.fail_after(10):
+            while await redis_client.hget(KEYS.status("1"), "terminal") != b"1":  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        status, _ = await owner.fetch("1", None)  # the owner still polls for itself
+        assert status.state is BatchState.RUNNING
+        assert (await redis_client.hget(KEYS.status("1"), "terminal")) == b"1"
+
+
+async def test_observed_by_the_owner_is_stored_and_told_once(
+    redis_client: aioredis.Redis,
+) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    seen: list[str] = []
+    async with polls(redis_client, a, "a", terminal=seen.append) as owner:
+        await owner.fetch("1", None)
+        owner.observed(running("1", 4))
+        with anyio.fail_after(10):
+            while b'"finished_count":4' not in (  # noqa: ASYNC110
+                await redis_client.hget(KEYS.status("1"), "data") or b""
+            ):
+                await anyio.sleep(0.01)
+        owner.observed(completed("1"))
+        with anyio.fail_after(10):
+            while await redis_client.exists(KEYS.lease("1")):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert seen == ["1"]
+        assert owner.owned == frozenset()
+        assert a.sent == ["1"]
+
+
+async def test_a_hint_brings_a_followers_read_forward(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        with anyio.fail_after(10):
+            while not (owner.listening and follower.listening):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await owner.fetch("1", None)
+        with anyio.fail_after(10):
+            while "1" not in b.soon:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert b.sent == []
+
+
+async def test_redis_down_falls_back_to_local_polling_at_once(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    async with polls(redis_client, a, "a", started=True) as shared:
+        redis_server.kill()
+        with anyio.fail_after(5):
+            for _ in range(5):
+                status, _ = await shared.fetch("1", None)
+                assert status == a.replies["1"]
+        assert a.sent == ["1"] * 5
+        assert shared.local_fallbacks == 5
+        assert shared._breaker.is_open
+        with anyio.fail_after(0.2):  # the breaker is open: no Redis call is even tried
+            await shared.fetch("1", None)
+        redis_server.start()
+        with anyio.fail_after(10):
+            while shared._breaker.is_open:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await shared.fetch("1", None)
+        assert shared.owned == {"1"}
