@@ -38,6 +38,12 @@ Things to know:
   killed mid-task loses that task (kick it again; the idempotency keys make
   that safe). ``taskiq_redis.RedisStreamBroker`` redelivers unacknowledged
   messages instead, with the same tasks.
+- A chunk whose creation may have reached Gameball unanswered (the
+  connection dropped mid-request) is never resent, by any attempt: ``submit``
+  keeps failing with its ``AmbiguousSubmissionError`` (inside the
+  ``SubmissionError``), while the other chunks are created and registered.
+  Look for that job in Gameball; if it is not there, send its items again
+  under a new run id.
 - A retry must see the same items in the same order (chunk ``n`` is the same
   items each time): pass a source that does not change, such as a snapshot
   file, not a query whose result moves.

@@ -174,6 +174,29 @@ async def test_retried_submit_creates_only_what_is_missing(
         assert fake.counts["create"] == 4  # the refused one, then the 3 creations
 
 
+async def test_retries_never_resend_a_creation_that_may_have_landed(
+    example: ModuleType, fake: FakeGameball
+) -> None:
+    # the first creation is handled (its job exists) but its reply is lost: the
+    # session cannot know, so every attempt of the task refuses to resend it
+    fake.inject("create", InjectedReply(action="drop_after"))
+    async with worker(example.broker) as opened:
+        items = [cashback(n) for n in range(2500)]
+        failed = await (await example.submit.kiq("run-a", "cashback", items=items)).wait_result(
+            check_interval=CHECK, timeout=PATIENCE
+        )
+        assert failed.is_err
+        assert int(failed.labels["_retries"]) == 2  # three attempts in all
+        assert fake.counts["create"] == 3  # one request per chunk, ever
+        assert fake.counts["jobs_created"] == 3
+        # the two answered chunks are registered; the lost reply's job is not known
+        await eventually(lambda: count_open(opened.fleet, 2))
+
+
+async def count_open(fleet: Any, count: int) -> bool:
+    return len(await fleet.open_jobs()) == count
+
+
 async def test_collect_reattaches_and_reports_every_job(
     example: ModuleType, fake: FakeGameball
 ) -> None:
@@ -298,3 +321,24 @@ async def test_worker_restarted_between_submit_and_collect(
         assert fake.counts["jobs_created"] == 3
     finally:
         await caller.broker.shutdown()
+
+
+async def test_main_against_a_worker_process(
+    redis_server: RedisServer,
+    fake: FakeGameball,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = settings(redis_server, fake)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    caller = load_fanout()
+    async with worker_process(env, tmp_path / "worker.log"):
+        await caller.main("run-m")
+    first, rest = capsys.readouterr().out.split("\n", 1)
+    assert first == "run run-m: 3 jobs"
+    summary = json.loads(rest)
+    assert summary["states"] == {"Completed": 3}
+    assert summary["items"] == 2500
+    assert fake.counts["create:balance-inquiry"] == 3
