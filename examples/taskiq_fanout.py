@@ -97,8 +97,8 @@ broker: Final = (
             prefix_str="gameball-result",
         )
     )
-    # a failed task is kicked again under the same task id (the caller's
-    # wait_result sees the last attempt); only tasks labelled retry_on_error
+    # a failed task labelled retry_on_error is kicked again under the same task
+    # id, max_retries attempts in all (the caller's wait_result sees the last)
     .with_middlewares(SimpleRetryMiddleware(default_retry_count=3))
 )
 
