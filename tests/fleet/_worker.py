@@ -2,9 +2,10 @@
 
 Run as ``python tests/fleet/_worker.py --redis URL --base-url URL ...`` with the
 repository root on ``PYTHONPATH``. It opens a session attached to a
-:class:`PollsFleet`, prints ``{"ready": true}``, reads one JSON line from stdin
-(``{"jobs": [job ids]}``), awaits every job and prints one JSON line with the
-outcome of each wait and its shared-polling counters, then exits 0.
+:class:`PollsFleet`, prints ``{"ready": true}``, reads JSON lines from stdin (``{"jobs": [job ids],
+"last": false}`` adds jobs to await as they are created; a line without
+``"last": false`` is the last), awaits every job and prints one JSON line with
+the outcome of each wait and its shared-polling counters, then exits 0.
 """
 
 from __future__ import annotations
@@ -52,14 +53,12 @@ async def run(args: argparse.Namespace) -> None:
             args.secret_key,
             base_url=args.base_url,
             poll=POLL,
-            # the test's own session creates the jobs at up to 8/s meanwhile
-            rate_limit=RateLimit(per_second=20, per_window=240),
+            rate_limit=RateLimit(per_second=args.per_second, per_window=args.per_window),
             fleet=fleet,
         ) as gb:
             gb._poller  # noqa: B018  (opens the session: the fleet attaches now)
             await until(lambda: fleet.polls.listening)
             _emit({"ready": True})
-            order = json.loads(await _read_line())
 
             async def wait(job: BatchJob) -> None:
                 status = await job.wait(raise_on_failure=False)
@@ -71,8 +70,12 @@ async def run(args: argparse.Namespace) -> None:
                 }
 
             async with anyio.create_task_group() as tg:
-                for job_id in order["jobs"]:
-                    tg.start_soon(wait, gb.job(job_id, "cashback"))
+                while True:
+                    order = json.loads(await _read_line())
+                    for job_id in order["jobs"]:
+                        tg.start_soon(wait, gb.job(job_id, "cashback"))
+                    if order.get("last", True):
+                        break
             polls = fleet.polls
             report = {
                 "results": results,
@@ -98,6 +101,9 @@ def main() -> int:
     parser.add_argument("--process-id", required=True)
     parser.add_argument("--lease-ttl", type=float, default=3.0)
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    # without the fleet's account-wide limiter, each process keeps to its share
+    parser.add_argument("--per-second", type=int, default=10)
+    parser.add_argument("--per-window", type=int, default=120)
     asyncio.run(run(parser.parse_args()))
     return 0
 
