@@ -88,7 +88,7 @@ class Calls:
         job = BatchJob(owner, job_id, op, input_range=input_range, submitted_at=time.monotonic())
         self._counters.jobs_created += 1
         if self._attachment is not None:
-            self._attachment.created(job.to_token(), op, job_id)
+            await self._attachment.created(job.to_token(), op, job_id)
         announce(job, on_job)
         return job
 

@@ -135,8 +135,9 @@ class Attachment(Protocol):
         the deadline passes first."""
         ...
 
-    def created(self, token: str, operation: Operation, job_id: str) -> None:
-        """Record a job created through the session (without waiting)."""
+    async def created(self, token: str, operation: Operation, job_id: str) -> None:
+        """Record a job created through the session before the creation returns
+        (bounded: a fleet whose store does not answer records it later)."""
         ...
 
     def observed(self, status: BatchStatus) -> None:

@@ -96,7 +96,7 @@ class MemoryAttachment:
             if scope.cancelled_caught:
                 raise CreationTimeoutError("the deadline passed waiting for the key's first caller")
 
-    def created(self, token: str, operation: Operation, job_id: str) -> None:
+    async def created(self, token: str, operation: Operation, job_id: str) -> None:
         self._fleet.registry[job_id] = token
         self._fleet.open_jobs.add(job_id)
 

@@ -8,7 +8,6 @@ import itertools
 import logging
 import math
 import uuid
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ from ._background import Background, end_tasks
 from ._breaker import Breaker, RedisUnavailable
 from ._keys import Keys, check_namespace
 from ._limiter import FleetRateLimiter
+from ._polls import SharedPolls
 from ._registry import DEFAULT_RETENTION, RedisClaim, Registry, redis_down
 
 __all__ = ["RedisFleet"]
@@ -37,33 +37,6 @@ DEFAULT_PROCESS_TTL: Final = 5.0
 CLOSE_PATIENCE: Final = 2.0
 
 _sessions: Final = itertools.count()
-
-
-class _LocalPolls:
-    """Stand-in for the shared polling (``fleet._polls.SharedPolls``) until it
-    lands: every process polls its own jobs through the session's fetch, and
-    terminal statuses still reach the registry. Same interface."""
-
-    def __init__(self, link: SessionLink, on_terminal: Callable[[str], None]) -> None:
-        self._link = link
-        self._on_terminal = on_terminal
-
-    async def fetch(
-        self, job_id: str, operation: Operation | None
-    ) -> tuple[BatchStatus, float | None]:
-        status, retry_after = await self._link.fetch(job_id, operation)
-        self.observed(status)
-        return status, retry_after
-
-    def observed(self, status: BatchStatus) -> None:
-        if status.is_terminal:
-            self._on_terminal(status.job_id)
-
-    def start(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 class RedisFleet:
@@ -308,11 +281,16 @@ class _Attachment:
             expected_processes=fleet.expected_processes,
             spawn=fleet._background.spawn,
         )
-        # MERGE: replace the next line with (one lease owner name per session)
-        # SharedPolls(fleet._client, fleet.keys, fleet._breaker, link,
-        #             process_id=f"{fleet.process_id}.{next(_sessions)}",
-        #             on_terminal=self._terminal)
-        self._polls = _LocalPolls(link, self._terminal)
+        # one lease owner name per session: two sessions of one process must
+        # not both take a lease as theirs
+        self._polls = SharedPolls(
+            fleet._client,
+            fleet.keys,
+            fleet._breaker,
+            link,
+            process_id=f"{fleet.process_id}.{next(_sessions)}",
+            on_terminal=self._terminal,
+        )
         self._polls.start()
         self._closed = False
 
@@ -337,9 +315,10 @@ class _Attachment:
             raise redis_down(f"claim idempotency_key {key!r} ({exc})") from exc
         return await self._registry.claim(key, operation, deadline=deadline)
 
-    def created(self, token: str, operation: Operation, job_id: str) -> None:
-        """Record a job created through the session (in the background)."""
-        self._registry.created(token, operation, job_id)
+    async def created(self, token: str, operation: Operation, job_id: str) -> None:
+        """Record a job created through the session (in the background when
+        Redis does not answer at once)."""
+        await self._registry.created(token, operation, job_id)
 
     def observed(self, status: BatchStatus) -> None:
         """A status the session read outside its poller."""

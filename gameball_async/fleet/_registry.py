@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import anyio
@@ -149,14 +150,20 @@ class Registry:
 
     # -- the registry ----------------------------------------------------------
 
-    def created(self, token: str, operation: Operation, job_id: str) -> None:
-        """Record a created job and add it to the open set (in the background)."""
+    async def created(self, token: str, operation: Operation, job_id: str) -> None:
+        """Record a created job and add it to the open set: at once when Redis
+        answers (so ``open_jobs()`` lists it as soon as the creation returns),
+        else in the background, retried until it lands."""
         keys = [self.keys.job(job_id), self.keys.open_jobs]
         args = [job_id, token, operation.value, self._retention_ms]
-        self._background.write(
-            f"created job {job_id}",
-            lambda: self._breaker.call(lambda: self._created(keys=keys, args=args)),
-        )
+
+        def write() -> Awaitable[object]:
+            return self._breaker.call(lambda: self._created(keys=keys, args=args))
+
+        try:
+            await write()
+        except RedisUnavailable:
+            self._background.write(f"created job {job_id}", write)
 
     def terminal(self, job_id: str, state: str = "terminal") -> None:
         """Drop a job seen terminal from the open set (in the background)."""

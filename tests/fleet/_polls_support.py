@@ -56,7 +56,7 @@ class _Attachment:
     async def claim(self, key: str, operation: Operation, *, deadline: float | None) -> Claim:
         raise NotImplementedError("the test-only PollsFleet has no idempotency claims")
 
-    def created(self, token: str, operation: Operation, job_id: str) -> None:
+    async def created(self, token: str, operation: Operation, job_id: str) -> None:
         pass
 
     def observed(self, status: BatchStatus) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _redis_server import RedisServer
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -21,7 +20,7 @@ from gameball_async import (
     TransportError,
 )
 from gameball_async.fleet import RedisFleet
-from gameball_async.testing import FakeGameball, InjectedReply
+from gameball_async.testing import FakeGameball, InjectedReply, RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -13,14 +13,14 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
-from _redis_server import RedisServer
 
 from gameball_async import RateLimit
 from gameball_async.fleet._background import Background
 from gameball_async.fleet._breaker import Breaker
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._limiter import FleetRateLimiter, local_share
-from gameball_async.testing._fake_ratelimit import max_in_window
+from gameball_async.testing import RedisServer
+from gameball_async.testing._sliding_window import max_in_window
 
 pytestmark = pytest.mark.anyio
 

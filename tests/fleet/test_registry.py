@@ -10,12 +10,11 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _redis_server import RedisServer
 
 from gameball_async import GameballError, GameballSession, PollPolicy, RateLimit
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
-from gameball_async.testing import FakeGameball
+from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -88,6 +87,16 @@ async def test_created_jobs_are_recorded_and_open_until_seen_terminal(
 
         await eventually(one_open)
         assert json.loads((await fleet.open_jobs())[0])["job_id"] == jobs[2].job_id
+
+
+async def test_a_job_is_open_as_soon_as_its_creation_returns(
+    fake: FakeGameball, redis_client: aioredis.Redis
+) -> None:
+    # another worker may reattach the instant create_batch returns here
+    async with RedisFleet(redis_client) as fleet, session(fake, fleet) as gb:
+        for n in range(5):
+            job = await gb.create_batch("cashback", [item(n)])
+            assert job.to_token() in await fleet.open_jobs()
 
 
 async def test_open_jobs_needs_a_namespace(redis_client: aioredis.Redis) -> None:
