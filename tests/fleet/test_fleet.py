@@ -248,7 +248,7 @@ async def test_processes_with_equal_demand_get_equal_shares(
 ) -> None:
     # the first 2 s worth of slots are free when asked for (first come, first
     # served, as in one process); the shares are measured while all queue
-    per_second, total, warmup = 20, 180, 40
+    per_second, total, warmup = 20, 300, 40
     config = {
         "redis_url": redis_server.url,
         "base_url": "http://127.0.0.1:9/api/v4.0/integrations",  # nothing is sent
