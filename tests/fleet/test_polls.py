@@ -54,8 +54,9 @@ def items(count: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
-    # 30 items at 15/s: each job runs about two seconds
-    async with FakeGameball(processing_rate=15, queue_delay=0.1, enforce_rate_limit=False) as f:
+    # 30 items at 8/s: each job runs about four seconds, so that on a loaded
+    # machine the outage tests' faults still strike while the jobs run
+    async with FakeGameball(processing_rate=8, queue_delay=0.1, enforce_rate_limit=False) as f:
         yield f
 
 
