@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-import anyio
 
 from ._calls import Calls
+from ._closing import start_close, wait_closed
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECTION_LIMIT,
@@ -100,6 +100,7 @@ class SessionLifecycle:
         self._fleet = fleet
         self._account = account_namespace(api_key) if fleet is not None else ""
         self._attachment: Attachment | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._transport: Transport | None = None
         self._calls_if_open: Calls | None = None
         self._poller_if_open: Poller | None = None
@@ -206,16 +207,24 @@ class SessionLifecycle:
 
     async def close(self) -> None:
         """Stop polling, wake every waiter with :class:`SessionClosedError`, and
-        close the owned aiohttp session. Remote jobs are not stopped. Idempotent."""
+        close the owned aiohttp session. Remote jobs are not stopped. Idempotent.
+
+        It returns within a bound: a creation in flight is given up to the
+        request timeout (``Timeout.total``) plus 1 s to be heard of, the
+        scheduler about 1 s to stop, and a fleet attachment its own bound
+        (about 3 s with the default ``redis_timeout``). A cancellation or
+        timeout of the caller takes effect at once, and the close goes on in
+        the background to its end (waiters are still woken, a job still being
+        created is still reported); calling ``close()`` again waits for it.
+        """
         if self._state == "closed":
+            if self._closing is not None:
+                await wait_closed(self._closing)
             return
         self._state = "closed"
         if self._poller_if_open is None and self._transport is None:
             return
-        # In a task of its own, waited for to the end: anyio's shield does not
-        # stop a plain task.cancel(), which would leave waiters hanging and the
-        # connection pool open. The caller's cancellation is re-raised after.
-        closing = asyncio.get_running_loop().create_task(
+        self._closing = start_close(
             _shut(
                 self._creations,
                 self._request_bound,
@@ -225,16 +234,7 @@ class SessionLifecycle:
             ),
             name="gameball_async close",
         )
-        cancelled: BaseException | None = None
-        with anyio.CancelScope(shield=True):
-            while not closing.done():
-                try:
-                    await asyncio.wait([closing])
-                except asyncio.CancelledError as exc:
-                    cancelled = exc
-        if cancelled is not None:
-            raise cancelled
-        closing.result()
+        await wait_closed(self._closing)
 
     def stats(self) -> SessionStats:
         """A frozen snapshot of this session's counters (requests, retries,

@@ -35,6 +35,7 @@ from typing import Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._closing import end_tasks
 from ._coordination import Fetch, NoStatusYet
 from ._entry import Entry, Subscriber, is_transient, status_changed
 from ._errors import GameballError, ProtocolError, SessionClosedError
@@ -48,6 +49,8 @@ logger: Final = logging.getLogger("gameball_async")
 
 #: Polls of one session in flight at once (they still queue at the rate limiter).
 DEFAULT_MAX_IN_FLIGHT: Final = 16
+#: Seconds ``aclose`` gives the scheduler task to end once cancelled.
+CLOSE_PATIENCE: Final = 1.0
 
 
 class Poller:
@@ -219,10 +222,10 @@ class Poller:
         self._closed = True
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
             # Wait for the task's own cleanup (its task group) without letting
-            # its CancelledError look like ours.
-            await asyncio.wait([task])
+            # its CancelledError look like ours; bounded, and repeated, should a
+            # fetch drop the cancellation.
+            await end_tasks([task], patience=CLOSE_PATIENCE, what="poll scheduler")
         error = SessionClosedError("the session was closed while this job was awaited")
         entries = list(self._entries.values())
         self._entries.clear()

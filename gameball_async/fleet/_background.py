@@ -17,7 +17,9 @@ from typing import Any, Final
 
 import anyio
 
-__all__ = ["Background", "end_tasks"]
+from ._bounded import end_tasks
+
+__all__ = ["Background"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -26,22 +28,6 @@ FIRST_RETRY: Final = 0.1
 MAX_RETRY: Final = 2.0
 
 Make = Callable[[], Awaitable[Any]]
-
-
-async def end_tasks(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until they have ended.
-
-    The cancellation is repeated while a task goes on: one delivered inside a
-    Redis call can be absorbed there (the task then carries on to its next
-    wait), and the fleet's close must not hang on that.
-    """
-    while True:
-        pending = [task for task in tasks if not task.done()]
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.1)
 
 
 class Background:
@@ -53,6 +39,7 @@ class Background:
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing = False
         #: Writes that failed at least once and were retried (for tests and logs).
         self.retried = 0
 
@@ -112,8 +99,14 @@ class Background:
                         exc,
                     )
                 self.retried += 1
-                await anyio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY)
+                if not self._closing:
+                    # a close cuts the wait short: its drain is the last chance
+                    self._wake.clear()
+                    with anyio.move_on_after(delay):
+                        await self._wake.wait()
+                    delay = min(delay * 2, MAX_RETRY)
+                else:
+                    await asyncio.sleep(FIRST_RETRY)
                 continue
             if delay != FIRST_RETRY:
                 logger.info("gameball_async: the fleet recorded %s in Redis after retries", what)
@@ -127,10 +120,25 @@ class Background:
                 await anyio.sleep(0.01)
         return not self._writes
 
+    def wake(self) -> None:
+        """Retry the pending writes now (Redis answers again)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def abort(self) -> None:
+        """Stop at once: cancel every task (pending writes are dropped)."""
+        self._closed = True
+        for task in [*self._tasks, *([self._writer] if self._writer is not None else [])]:
+            task.cancel()
+
     async def aclose(self, timeout: float) -> None:
-        """Flush writes (up to ``timeout`` seconds), then end every task. Idempotent."""
+        """Flush writes (up to ``timeout`` seconds), then end every task
+        (within about ``timeout`` more). Idempotent."""
         if self._closed:
             return
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
         await self.drain(timeout)
         self._closed = True
         for what, _make in self._writes:
@@ -141,4 +149,4 @@ class Background:
             # fire-and-forget calls are short (the breaker bounds them): let them end
             while any(not task.done() for task in self._tasks):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        await end_tasks(tasks)
+        await end_tasks(tasks, patience=timeout, what="background write")

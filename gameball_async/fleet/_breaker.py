@@ -5,6 +5,10 @@ timeout; after a few failures in a row the breaker opens and calls fail at
 once (the fleet falls back to local limiting and local polling) until a
 cool-down has passed, when one trial call may go. The fallback is logged once
 at WARNING and the recovery at INFO.
+
+Each call runs in a task of its own (:class:`~._bounded.Calls`): redis-py can
+drop a cancellation delivered inside a call, and a caller's cancellation or
+timeout must take effect whatever the call does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-import anyio
+from ._bounded import Calls
 
 __all__ = ["Breaker", "RedisUnavailable"]
 
@@ -51,6 +55,10 @@ class Breaker:
         self._failures = 0
         self._open_until: float | None = None
         self._trial = False
+        #: Called when Redis answers again after the breaker opened.
+        self.on_recovery: Callable[[], None] | None = None
+        #: The calls in flight (each in a task of its own).
+        self.calls = Calls()
         #: Times the breaker opened (for tests and stats).
         self.openings = 0
 
@@ -76,8 +84,7 @@ class Breaker:
         if trial:
             self._trial = True
         try:
-            with anyio.fail_after(self.timeout if timeout is None else timeout):
-                result = await make()
+            result = await self.calls.call(make, self.timeout if timeout is None else timeout)
         except RedisUnavailable:
             self.failed("a nested call failed")
             raise
@@ -89,6 +96,12 @@ class Breaker:
                 self._trial = False
         self.succeeded()
         return result
+
+    def hurry(self) -> None:
+        """Let a trial call go now rather than after the cool-down (a close's
+        last chance to store what it holds)."""
+        if self._open_until is not None:
+            self._open_until = min(self._open_until, self._clock())
 
     def failed(self, why: str) -> None:
         """Count a failure (also for calls made outside :meth:`call`)."""
@@ -111,3 +124,5 @@ class Breaker:
         if self._open_until is not None:
             self._open_until = None
             logger.info("gameball_async: the fleet's Redis answers again; coordination resumed")
+            if self.on_recovery is not None:
+                self.on_recovery()

@@ -14,11 +14,13 @@ from typing import Any, Final
 import anyio
 import redis.asyncio as aioredis
 
+from gameball_async._closing import end_tasks, start_close, wait_closed
 from gameball_async._coordination import Fetch, SessionLink
 from gameball_async._errors import GameballError
 from gameball_async._models import BatchStatus, Operation
 
-from ._background import Background, end_tasks
+from ._background import Background
+from ._bounded import abort_client
 from ._breaker import Breaker, RedisUnavailable
 from ._keys import Keys, check_namespace
 from ._limiter import FleetRateLimiter
@@ -109,12 +111,14 @@ class RedisFleet:
         self.process_id = uuid.uuid4().hex[:16]
         self._breaker = Breaker(timeout=redis_timeout)
         self._background = Background()
+        self._breaker.on_recovery = self._background.wake
         self._registry: Registry | None = None
         self._attachments: set[_Attachment] = set()
         self._beating: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
         self._alive = False
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisFleet:
@@ -241,28 +245,73 @@ class RedisFleet:
     def _detached(self, attachment: _Attachment) -> None:
         self._attachments.discard(attachment)
 
+    @property
+    def close_bound(self) -> float:
+        """Seconds :meth:`aclose` takes at most: ``2 + 6 * redis_timeout``
+        (5 s by default), whatever Redis or the client library does."""
+        return CLOSE_PATIENCE + 6 * self._breaker.timeout
+
     async def aclose(self) -> None:
         """Detach every session, flush the registry writes (briefly), stop the
-        heartbeat, and close the client if this fleet owns it. Idempotent."""
+        heartbeat, and close the client if this fleet owns it. Idempotent.
+
+        It returns within :attr:`close_bound`: what has not ended by then is
+        abandoned with its connections closed hard, and a WARNING says so. A
+        cancellation or timeout of the caller takes effect at once, and the
+        close goes on in the background to its end; calling ``aclose()``
+        again waits for it.
+        """
         if self._closed:
+            if self._closing is not None:
+                await wait_closed(self._closing)
             return
         self._closed = True
-        for attachment in list(self._attachments):
-            await attachment.aclose()
-        await self._background.aclose(CLOSE_PATIENCE)
-        beating, self._beating = self._beating, None
-        if beating is not None:
-            assert self._stop is not None
+        self._closing = start_close(self._shut(), name="gameball_async fleet close")
+        await wait_closed(self._closing)
+
+    async def _shut(self) -> None:
+        breaker = self._breaker
+        breaker.hurry()  # Redis may be back: let the writes below try at once
+        if self._stop is not None:
             self._stop.set()
-            await asyncio.wait([beating], timeout=self._breaker.timeout + 0.5)
-            await end_tasks([beating])
-        if self._alive and self._keys is not None:
-            # gone: a claim this process left open now counts as possibly sent
-            key = self._keys.process(self.process_id)
-            with contextlib.suppress(RedisUnavailable):
-                await self._breaker.call(lambda: self._client.delete(key))
+        patience = breaker.timeout + 0.5
+        with anyio.move_on_after(self.close_bound) as scope:
+            for attachment in list(self._attachments):
+                await attachment.aclose()
+            await self._background.aclose(CLOSE_PATIENCE)
+            beating, self._beating = self._beating, None
+            if beating is not None:
+                await asyncio.wait([beating], timeout=patience)
+                if await end_tasks([beating], patience=patience, what="fleet heartbeat"):
+                    self._abort_client()
+            if self._alive and self._keys is not None:
+                # gone: a claim this process left open now counts as possibly sent
+                key = self._keys.process(self.process_id)
+                with contextlib.suppress(RedisUnavailable):
+                    await breaker.call(lambda: self._client.delete(key))
+            await breaker.calls.settle(patience)
+            if self._owns_client:
+                try:
+                    await breaker.calls.call(self._client.aclose, breaker.timeout)
+                except Exception:  # frozen or gone: no goodbye
+                    abort_client(self._client)
+        if scope.cancelled_caught:
+            logger.warning(
+                "gameball_async: the fleet's close took longer than %.1f s; what was "
+                "still running is abandoned and its connections closed",
+                self.close_bound,
+            )
+            for attachment in list(self._attachments):
+                attachment.abort()
+            self._background.abort()
+            if self._beating is not None:
+                self._beating.cancel()
+            self._abort_client()
+
+    def _abort_client(self) -> None:
+        # a borrowed client's pool belongs to its owner: only our own is cut
         if self._owns_client:
-            await self._client.aclose()
+            abort_client(self._client)
 
 
 class _Attachment:
@@ -331,3 +380,9 @@ class _Attachment:
         self._closed = True
         self._fleet._detached(self)
         await self._polls.aclose()
+
+    def abort(self) -> None:
+        """Stop at once: cancel what still runs and close its connection."""
+        self._closed = True
+        self._fleet._detached(self)
+        self._polls.abort()

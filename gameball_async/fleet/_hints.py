@@ -8,7 +8,9 @@ the client's, ``on_reconnect`` runs and the followers read their jobs again.
 
 The connection is checked while quiet (a PING that must be answered), so a
 frozen or paused Redis does not hold a dead subscription forever; every step
-is bounded and a failure only means a new connection a moment later.
+is bounded and a failure only means a new connection a moment later. It stops
+when told (:meth:`HintListener.aclose`), not by cancellation, which redis-py
+can drop inside ``get_message`` (see ``_bounded.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Final
 import anyio
 import redis.asyncio as aioredis
 
+from ._bounded import abort_connection
 from ._breaker import Breaker
 from ._polls_scripts import text
 
@@ -59,6 +62,7 @@ class HintListener:
         self._quiet = quiet
         self._pubsub: Any = None
         self._closed = False
+        self._stopped = asyncio.Event()
         #: Whether the listener is subscribed now.
         self.listening = False
         #: Subscriptions made (the first one and every reconnect).
@@ -67,7 +71,7 @@ class HintListener:
         self.hints = 0
 
     async def run(self) -> None:
-        """Listen until cancelled or closed."""
+        """Listen until :meth:`aclose` (or a cancellation)."""
         broken = False
         while not self._closed:
             pubsub = self._pubsub = self._client.pubsub()
@@ -76,7 +80,7 @@ class HintListener:
                 self.subscriptions += 1
                 self.listening = True
                 if pubsub.connection is not None:
-                    pubsub.connection.register_connect_callback(self._reconnected)
+                    _connect_callbacks(pubsub.connection, "register")(self._reconnected)
                 if self.subscriptions > 1:
                     if broken:
                         logger.info("gameball_async: fleet hints listening again")
@@ -84,7 +88,7 @@ class HintListener:
                     self._on_reconnect()
                 await self._listen(pubsub)
             except Exception as exc:  # RedisUnavailable, a dropped connection, no pong
-                if not broken:
+                if not broken and not self._closed:
                     broken = True
                     logger.info(
                         "gameball_async: fleet hints interrupted (%s); reconnecting",
@@ -94,25 +98,35 @@ class HintListener:
                 self.listening = False
                 self._pubsub = None
                 await self._drop(pubsub)
-            await asyncio.sleep(self._quiet)
+            with anyio.move_on_after(self._quiet):
+                await self._stopped.wait()
 
     async def aclose(self) -> None:
-        """Stop for good (the task running :meth:`run` is cancelled by its owner)."""
+        """Stop for good: :meth:`run` returns within about one ``quiet`` period
+        plus the breaker's timeout (its owner cancels it after that)."""
         self._closed = True
-        pubsub, self._pubsub = self._pubsub, None
+        self._stopped.set()
+
+    def abort(self) -> None:
+        """Close the subscription's connection at once, without a word to the
+        server (for a listener that did not stop when told)."""
+        pubsub = self._pubsub
         if pubsub is not None:
-            await self._drop(pubsub)
+            abort_connection(pubsub.connection)
 
     async def _listen(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
         heard = loop.time()
         pinged: float | None = None
         patience = self._quiet + self._breaker.timeout
-        while True:
-            with anyio.fail_after(patience + 1.0):  # get_message has its own timeout
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=self._quiet
-                )
+        calls = self._breaker.calls
+        while not self._closed:
+            # in a task of its own: redis-py may drop a cancellation delivered
+            # inside get_message, and a close must not wait on that
+            message = await calls.call(
+                partial(pubsub.get_message, ignore_subscribe_messages=True, timeout=self._quiet),
+                patience + 1.0,  # get_message has its own timeout
+            )
             now = loop.time()
             if message is None:
                 if pinged is not None and now - pinged > patience:
@@ -133,11 +147,21 @@ class HintListener:
         self._on_reconnect()
 
     async def _drop(self, pubsub: Any) -> None:
-        if pubsub.connection is not None:
+        connection = pubsub.connection
+        if connection is not None:
             # the connection goes back to the client's pool: our callback must not
-            pubsub.connection.deregister_connect_callback(self._reconnected)
-        with anyio.move_on_after(self._breaker.timeout):
-            try:
-                await pubsub.aclose()
-            except Exception:  # a dead connection: nothing to close politely
-                logger.debug("gameball_async: closing the hints connection failed")
+            _connect_callbacks(connection, "deregister")(self._reconnected)
+        try:
+            await self._breaker.calls.call(pubsub.aclose, self._breaker.timeout)
+        except Exception:  # a dead or frozen connection: nothing to close politely
+            logger.debug("gameball_async: closing the hints connection failed")
+            abort_connection(connection)
+
+
+def _connect_callbacks(connection: Any, verb: str) -> Callable[[Any], None]:
+    # redis-py 5.0 names them _register_connect_callback and
+    # _deregister_connect_callback; later versions drop the underscore
+    method: Callable[[Any], None] | None = getattr(connection, f"{verb}_connect_callback", None)
+    if method is None:
+        method = getattr(connection, f"_{verb}_connect_callback")
+    return method

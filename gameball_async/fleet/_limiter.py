@@ -18,7 +18,9 @@ waiter per limiter, however many tasks wait in it.
 A 429 anywhere sets the fleet's pause key. When Redis is slow or down (the
 breaker is open) the limiter falls back to a :class:`LocalRateLimiter` with the
 limit divided by ``expected_processes``; it uses Redis again on its own once
-Redis answers.
+Redis answers, entering first the requests it sent on its own share (at their
+reply times, or their deadlines while in flight), so the account never goes
+over the limit after a recovery.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -144,6 +147,20 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS: log. ARGV: ttl ms, then pairs of (age ms, member): each request this
+# process sent on its local fallback while Redis was away, entered at server
+# time minus its age (a negative age: a request still in flight, entered at its
+# deadline). So the windows count what the account really sent.
+_BACKFILL: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[i]), ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return now
+"""
+
 _limiters: Final = itertools.count()
 
 #: Starts a coroutine in the background of the fleet (retried or not is its business).
@@ -194,6 +211,7 @@ class FleetRateLimiter:
         self._spawn = spawn
         self._fallback = LocalRateLimiter(local_share(limit, expected_processes))
         self._acquire = client.register_script(_ACQUIRE)
+        self._backfill = client.register_script(_BACKFILL)
         self._release = client.register_script(_RELEASE)
         self._pause = client.register_script(_PAUSE)
         self._leave = client.register_script(_LEAVE)
@@ -205,6 +223,14 @@ class FleetRateLimiter:
         self._lock = anyio.Lock()  # the local FIFO: one waiter per limiter in Redis
         self._paused_until = 0.0
         self._in_flight = 0
+        # the local fallback's requests not yet in the Redis log: reply times
+        # (monotonic) of those answered, and how many are in flight
+        self._unlogged: deque[float] = deque()
+        self._unlogged_in_flight = 0
+        # fallback requests in flight already entered (at their deadline)
+        self._logged_in_flight = 0
+        #: Requests of the local fallback entered into the Redis log afterwards.
+        self.backfilled = 0
         #: Redis round trips made (acquire, release, pause), for stats and tests.
         self.round_trips = 0
         #: Slots taken from the local fallback because Redis was unavailable.
@@ -263,6 +289,11 @@ class FleetRateLimiter:
                         continue
                     if not self._breaker.allows():
                         break
+                    if self._unlogged or self._unlogged_in_flight:
+                        try:
+                            await self._enter_fallback_requests()
+                        except RedisUnavailable:
+                            break
                     args = self._args(f"{self._waiter}:{next(self._members)}")
                     # a call cut short may still have queued this limiter: leave on the way out
                     queued = True
@@ -287,7 +318,30 @@ class FleetRateLimiter:
             await self._fallback._take()
             self.fallback_slots += 1
             self._in_flight += 1
+            self._unlogged_in_flight += 1
             return None
+
+    async def _enter_fallback_requests(self) -> None:
+        # Redis answers again: what this process sent on its own share goes
+        # into the log first, so the account's windows see it (one call)
+        now = time.monotonic()
+        horizon = now - self._long_ms / 1000
+        while self._unlogged and self._unlogged[0] < horizon:
+            self._unlogged.popleft()  # out of every window already
+        ages = [math.floor((now - replied) * 1000) for replied in self._unlogged]
+        ages += [-self._bound_ms] * self._unlogged_in_flight
+        if ages:
+            args: list[str | int] = [self._long_ms + self._bound_ms + 1000]
+            for age in ages:
+                args += [age, f"{self._waiter}:{next(self._members)}"]
+            self.round_trips += 1
+            await self._breaker.call(
+                lambda: self._backfill(keys=[self._keys.limiter_log], args=args)
+            )
+        self.backfilled += len(ages)
+        self._unlogged.clear()
+        self._logged_in_flight += self._unlogged_in_flight
+        self._unlogged_in_flight = 0
 
     @property
     def _acquire_keys(self) -> list[str]:
@@ -318,6 +372,11 @@ class FleetRateLimiter:
         self._in_flight -= 1
         if member is None:
             self._fallback._give_back()
+            if self._logged_in_flight:
+                self._logged_in_flight -= 1  # entered at its deadline already
+            else:
+                self._unlogged_in_flight -= 1
+                self._unlogged.append(time.monotonic())
             return
         ttl = self._long_ms + self._bound_ms + 1000
 

@@ -33,11 +33,13 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+import anyio
 import redis.asyncio as aioredis
 
 from gameball_async._coordination import NoStatusYet, SessionLink
 from gameball_async._models import BatchStatus, Operation
 
+from ._bounded import end_tasks
 from ._breaker import Breaker, RedisUnavailable
 from ._hints import HintListener
 from ._keys import Keys
@@ -110,6 +112,7 @@ class SharedPolls:
         # job id -> the owner's failed polls in a row
         self._failures: dict[str, int] = {}
         self._closed = False
+        self._stop = asyncio.Event()
         #: Status requests this process sent to Gameball through shared polling.
         self.requests = 0
         #: Polls answered from the shared status key (no request sent).
@@ -204,31 +207,41 @@ class SharedPolls:
         ]
 
     async def aclose(self) -> None:
-        """Give back every lease (followers take over at once) and stop. Idempotent."""
+        """Give back every lease (followers take over at once) and stop. Idempotent.
+
+        Returns within about three of the breaker's timeouts: a task that
+        does not end when told is abandoned with its connection closed.
+        """
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        await self._hints.aclose()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        patience = self._breaker.timeout + 0.5
+        if await end_tasks(tasks, patience=patience, what="shared polling"):
+            self._hints.abort()
         if self._writes:
             # a terminal status being shared is worth a moment; never more
             _, late = await asyncio.wait(self._writes, timeout=self._breaker.timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+            await end_tasks(late, patience=patience, what="shared status write")
         owned = list(self._owned.items())
         self._owned.clear()
         self._followed.clear()
         if owned:
             await self._release(owned)
-        await self._hints.aclose()
+
+    def abort(self) -> None:
+        """Stop at once (a close that ran out of time): cancel every task and
+        close the hints connection; leases run out on their own."""
+        self._closed = True
+        self._stop.set()
+        for task in [*self._tasks, *self._writes]:
+            task.cancel()
+        self._hints.abort()
 
     # -- owner and follower --------------------------------------------------
 
@@ -328,8 +341,12 @@ class SharedPolls:
     # -- heartbeat -----------------------------------------------------------
 
     async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat)
+        # ends when told (not by cancellation alone: see _bounded.py)
+        while not self._closed:
+            with anyio.move_on_after(self._heartbeat):
+                await self._stop.wait()
+            if self._closed:
+                return
             try:
                 await self._beat()
             except Exception:  # a bug must not end the renewals of every lease

@@ -258,3 +258,42 @@ async def test_overhead_per_acquire(redis_client: aioredis.Redis) -> None:
     # one script per acquire, one per release (in the background)
     assert limiter.round_trips <= 2 * n + 2
     assert per_acquire < 20.0
+
+
+async def test_requests_sent_on_the_fallback_count_once_redis_is_back(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # issue 15: what a process sent on its local share while Redis was down is
+    # entered into the log when Redis answers again, so a process that never
+    # saw the outage cannot take the account over its limit afterwards
+    limit = RateLimit(per_second=100, per_window=20, window=30.0)
+    async with limiters(redis_client) as make:
+        away, other = make(limit), make(limit)
+        redis_server.kill()
+        with anyio.fail_after(PATIENCE):
+            for _ in range(12):
+                async with away.slot():
+                    pass
+            held = away.slot()
+            await held.__aenter__()  # one in flight across the recovery
+        assert away.fallback_slots == 13
+        redis_server.start()  # empty: the log is gone
+        with anyio.fail_after(PATIENCE):
+            while True:  # until the away process uses Redis again
+                before = away.fallback_slots
+                async with away.slot():
+                    pass
+                if away.fallback_slots == before:
+                    break
+                await anyio.sleep(0.1)
+        assert away.backfilled >= 13
+        await held.__aexit__(None, None, None)
+        # 13 + the slots taken after: the window has room for what is left only
+        logged = await redis_client.zcard(KEYS.limiter_log)
+        assert logged >= 14
+        granted = 0
+        with anyio.move_on_after(2.0):  # far inside the 30 s window
+            while True:
+                async with other.slot():
+                    granted += 1
+        assert granted <= limit.per_window - 14

@@ -7,6 +7,7 @@ status request it receives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,8 +85,11 @@ async def child(command: Sequence[str], name: str, logs: Path) -> AsyncIterator[
             yield Child(process, name)
         finally:
             if process.returncode is None:
-                os.kill(process.pid, signal.SIGCONT)  # a stopped child must die too
-                process.kill()
+                # a stopped child must die too; one the test killed may be reaped
+                # already (its returncode is set only by a wait)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGCONT)
+                    process.kill()
             with anyio.move_on_after(15):
                 await process.wait()
             await process.aclose()

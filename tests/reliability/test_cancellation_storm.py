@@ -397,6 +397,10 @@ class TestCloseMidPoll:
                 await asyncio.wait(waiters)
             for waiter in waiters:
                 assert isinstance(waiter.exception(), SessionClosedError)
+            # the close goes on in the background (the caller's cancellation took
+            # effect at once); close() again waits for it to end
+            with anyio.fail_after(PATIENCE):
+                await gb.close()
             assert not sdk_tasks()
         await no_task_left(before)
         no_unclosed_resources()  # the owned aiohttp session was closed
