@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -40,10 +42,25 @@ logger: Final = logging.getLogger("gameball_async")
 
 T = TypeVar("T")
 
+_EAGER: Final = sys.version_info >= (3, 12)
+_NAME: Final = "gameball_async fleet redis call"
+
 
 async def _bounded(make: Callable[[], Awaitable[T]], timeout: float) -> T:
     with anyio.fail_after(timeout):
         return await make()
+
+
+def _start(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    # Python 3.12+ starts it at once (up to its first wait): no loop turn lost
+    if _EAGER:
+        return asyncio.Task(work, loop=loop, name=_NAME, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return loop.create_task(work, name=_NAME)
+
+
+def _wake(waiter: asyncio.Future[None], _task: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Calls:
@@ -63,11 +80,14 @@ class Calls:
         :raises TimeoutError: the call took longer than ``timeout``.
         :raises Exception: what the call raised.
         """
-        task = asyncio.get_running_loop().create_task(
-            _bounded(make, timeout), name="gameball_async fleet redis call"
-        )
+        loop = asyncio.get_running_loop()
+        task = _start(loop, _bounded(make, timeout))
+        # a plain future to wait on: the caller's cancellation reaches it at
+        # once, whatever the call does with the one it may get
+        waiter = loop.create_future()
+        task.add_done_callback(partial(_wake, waiter))
         try:
-            await asyncio.wait((task,))
+            await waiter
         except BaseException:
             # the caller goes now; the call ends by its own deadline, and what it
             # raises is read here (never "exception was never retrieved")

@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
+import anyio
+
 from ._bounded import Calls
 
 __all__ = ["Breaker", "RedisUnavailable"]
@@ -73,8 +75,18 @@ class Breaker:
             return True
         return not (self._trial or self._clock() < self._open_until)
 
-    async def call(self, make: Callable[[], Awaitable[T]], *, timeout: float | None = None) -> T:
+    async def call(
+        self,
+        make: Callable[[], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+        inline: bool = False,
+    ) -> T:
         """Run one Redis call, bounded by ``timeout`` (default :attr:`timeout`).
+
+        ``inline`` runs it in the caller's task (one task less) rather than in
+        a task of its own: for fire-and-forget calls only, whose task nobody
+        waits on and whose close re-cancels it until it ends.
 
         :raises RedisUnavailable: it failed, timed out, or the breaker is open.
         """
@@ -84,7 +96,12 @@ class Breaker:
         if trial:
             self._trial = True
         try:
-            result = await self.calls.call(make, self.timeout if timeout is None else timeout)
+            bound = self.timeout if timeout is None else timeout
+            if inline:
+                with anyio.fail_after(bound):
+                    result = await make()
+            else:
+                result = await self.calls.call(make, bound)
         except RedisUnavailable:
             self.failed("a nested call failed")
             raise

@@ -384,7 +384,8 @@ class FleetRateLimiter:
             # a late release only counts the request longer: never over the limit
             self.round_trips += 1
             await self._breaker.call(
-                lambda: self._release(keys=[self._keys.limiter_log], args=[member, ttl])
+                lambda: self._release(keys=[self._keys.limiter_log], args=[member, ttl]),
+                inline=True,  # fire and forget: nobody waits on it
             )
 
         self._spawn(release)
