@@ -211,6 +211,21 @@ class LocalRateLimiter:
         # and a slot is free: take it without a checkpoint.
         self._in_flight += 1
 
+    def _seed(self, when: float, short: int, long: int) -> None:
+        # requests sent elsewhere that this limiter must count as its own, as
+        # if sent at ``when`` (a fleet's local share, started from what the
+        # account's log last held): the oldest entries make room
+        limit = self._limit
+        self._short = deque(sorted([*self._short, *[when] * short]), maxlen=limit.per_second)
+        self._long = deque(sorted([*self._long, *[when] * long]), maxlen=limit.per_window)
+
+    def _untake(self) -> None:
+        # a slot taken and not used: nothing was sent
+        self._in_flight -= 1
+        event, self._settled = self._settled, None
+        if event is not None:
+            event.set()
+
     def _give_back(self) -> None:
         self._in_flight -= 1
         now = self._clock()

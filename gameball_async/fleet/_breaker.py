@@ -65,6 +65,11 @@ class Breaker:
         self.openings = 0
 
     @property
+    def cooldown(self) -> float:
+        """Seconds the breaker stays open before a trial call."""
+        return self._cooldown
+
+    @property
     def is_open(self) -> bool:
         """Whether calls are being skipped (the fleet runs on its fallbacks)."""
         return self._open_until is not None

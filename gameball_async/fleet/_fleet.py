@@ -378,11 +378,13 @@ class _Attachment:
         if self._closed:
             return
         self._closed = True
+        self._limiter.flush_releases()  # the last replies' releases, before the background ends
         self._fleet._detached(self)
         await self._polls.aclose()
 
     def abort(self) -> None:
         """Stop at once: cancel what still runs and close its connection."""
         self._closed = True
+        self._limiter.drop_releases()
         self._fleet._detached(self)
         self._polls.abort()

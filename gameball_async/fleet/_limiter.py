@@ -20,14 +20,31 @@ breaker is open) the limiter falls back to a :class:`LocalRateLimiter` with the
 limit divided by ``expected_processes``; it uses Redis again on its own once
 Redis answers, entering first the requests it sent on its own share (at their
 reply times, or their deadlines while in flight), so the account never goes
-over the limit after a recovery.
+over the limit after a recovery. Two more rules keep the limit across an outage:
+
+- the local share starts from the log's counts last seen (this process's part
+  of them, ``count / expected_processes``, as if sent when seen), so an outage
+  that strikes mid-window does not hand every process a fresh share of it;
+- for the breaker's cool-down and one 1 s window after Redis answers again,
+  each request also takes a slot of the local share: the other processes may
+  still run on theirs, unseen by the log, and their shares add up to the limit;
+- the log carries an epoch (a random name, made when the log's epoch key is
+  missing): a Redis restarted empty or flushed makes a new one, and a limiter
+  that knew the old one enters everything it sent in the window again before
+  it takes a slot.
+
+Releases are folded into the limiter's next acquire: a reply's release waits
+up to :data:`RELEASE_DELAY` for one, then goes on its own (a late release
+changes nothing within the 1 s window, where the request counts either way).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -52,19 +69,40 @@ STALE_WAITER_MS: Final = 3000
 IN_FLIGHT_RETRY_MS: Final = 25
 #: Longest pause a 429 may set for the fleet, in seconds (the transport clamps first).
 MAX_PAUSE: Final = 300.0
+#: Seconds a release waits to ride on the next acquire before it goes on its own.
+#: Shorter than the 1 s window: until then the request counts in it either way.
+RELEASE_DELAY: Final = 0.1
 
-# KEYS: log, pause, waiters, seen. ARGV: per_second, per_window, short_ms, long_ms,
-# bound_ms, member, waiter, stale_ms, retry_ms.
-# Returns {1, now_ms} when granted, {0, wait_ms} when not.
+# KEYS: log, pause, waiters, seen, epoch. ARGV: per_second, per_window, short_ms,
+# long_ms, bound_ms, member, waiter, stale_ms, retry_ms, known epoch ('' for none),
+# a new epoch (used if the key is missing), log ttl ms, then pairs of (age ms,
+# member): releases folded in (each request's reply came age ms ago).
+# Returns {1, now_ms, short, long, epoch} when granted, {0, wait_ms, short, long,
+# epoch} when not (short and long: the log's counts before this call's entry), and
+# {2, 0, 0, 0, epoch} when the epoch is not the known one (the log was lost:
+# enter what this limiter sent, then ask again).
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 13, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
+end
+local epoch = redis.call('GET', KEYS[5])
+if not epoch then
+  epoch = ARGV[11]
+  redis.call('SET', KEYS[5], epoch, 'PX', tonumber(ARGV[12]))
+else
+  redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[12]))
+end
+if ARGV[10] ~= '' and ARGV[10] ~= epoch then
+  return {2, 0, 0, 0, epoch}
+end
 local per_second, per_window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local short_ms, long_ms, bound_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local waiter, stale_ms, retry_ms = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then
-  return {0, paused - now}
+  return {0, paused - now, 0, 0, epoch}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - long_ms)
 local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - stale_ms)
@@ -85,12 +123,12 @@ local need_short = short_count - per_second + 1 + ahead
 local need_long = long_count - per_window + 1 + ahead
 if need_short <= 0 and need_long <= 0 then
   redis.call('ZADD', KEYS[1], now + bound_ms, ARGV[6])
-  redis.call('PEXPIRE', KEYS[1], long_ms + bound_ms + 1000)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[12]))
   if since then
     redis.call('ZREM', KEYS[3], waiter)
     redis.call('ZREM', KEYS[4], waiter)
   end
-  return {1, now}
+  return {1, now, short_count, long_count, epoch}
 end
 if not since then
   redis.call('ZADD', KEYS[3], now, waiter)
@@ -116,15 +154,18 @@ local function frees(need, low, window)
 end
 local wait = math.max(frees(need_short, '(' .. (now - short_ms), short_ms),
                       frees(need_long, '-inf', long_ms))
-return {0, math.max(wait, 1)}
+return {0, math.max(wait, 1), short_count, long_count, epoch}
 """
 
-# KEYS: log. ARGV: member, ttl_ms. The request's reply came: it counts from now.
+# KEYS: log. ARGV: ttl_ms, then pairs of (age ms, member): each request's reply
+# came age ms ago, so it counts from then (XX: a lost log is not made anew here).
 _RELEASE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return now
 """
 
@@ -148,14 +189,15 @@ return 1
 """
 
 # KEYS: log. ARGV: ttl ms, then pairs of (age ms, member): each request this
-# process sent on its local fallback while Redis was away, entered at server
-# time minus its age (a negative age: a request still in flight, entered at its
-# deadline). So the windows count what the account really sent.
+# process sent on its local fallback while Redis was away, or sent through a log
+# that was lost since, entered at server time minus its age (a negative age: a
+# request still in flight, entered at its deadline). NX: an entry the log still
+# holds keeps its score. So the windows count what the account really sent.
 _BACKFILL: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[i]), ARGV[i + 1])
+  redis.call('ZADD', KEYS[1], 'NX', now - tonumber(ARGV[i]), ARGV[i + 1])
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return now
@@ -209,6 +251,7 @@ class FleetRateLimiter:
         self._breaker = breaker
         self._limit = limit
         self._spawn = spawn
+        self._processes = expected_processes
         self._fallback = LocalRateLimiter(local_share(limit, expected_processes))
         self._acquire = client.register_script(_ACQUIRE)
         self._backfill = client.register_script(_BACKFILL)
@@ -229,6 +272,25 @@ class FleetRateLimiter:
         self._unlogged_in_flight = 0
         # fallback requests in flight already entered (at their deadline)
         self._logged_in_flight = 0
+        # requests sent through the log: in flight (members), and answered
+        # within the window (reply time, member), to enter again if it is lost
+        # (True: the request also holds a slot of the local share)
+        self._flying: dict[str, bool] = {}
+        self._sent: deque[tuple[float, str]] = deque()
+        # the log's epoch last seen ('' before the first answer), and the one
+        # this limiter makes if the log has none (new once it is taken)
+        self._epoch = ""
+        self._new_epoch = uuid.uuid4().hex
+        # the log's counts at the last answer: (monotonic time, 1 s count, window
+        # count), or None once the local share was started from them
+        self._seen: tuple[float, int, int] | None = None
+        # releases waiting to ride on the next acquire: (member, reply time)
+        self._releases: list[tuple[str, float]] = []
+        # after the local fallback: each slot also takes one of the local share
+        # until Redis has answered and this monotonic time has passed
+        self._recovering = False
+        self._capped_until = 0.0
+        self._flush: asyncio.TimerHandle | None = None
         #: Requests of the local fallback entered into the Redis log afterwards.
         self.backfilled = 0
         #: Redis round trips made (acquire, release, pause), for stats and tests.
@@ -281,6 +343,7 @@ class FleetRateLimiter:
         slot of the local fallback."""
         async with self._lock:
             queued = False
+            shared = False  # holds a slot of the local share too
             try:
                 while True:
                     hold = self._paused_until - time.monotonic()
@@ -289,69 +352,135 @@ class FleetRateLimiter:
                         continue
                     if not self._breaker.allows():
                         break
+                    if not shared and (self._recovering or time.monotonic() < self._capped_until):
+                        await self._fallback._take()
+                        shared = True
                     if self._unlogged or self._unlogged_in_flight:
                         try:
-                            await self._enter_fallback_requests()
+                            await self._enter_sent(lost=False)
                         except RedisUnavailable:
                             break
-                    args = self._args(f"{self._waiter}:{next(self._members)}")
+                    member = f"{self._waiter}:{next(self._members)}"
+                    args = self._args(member)
                     # a call cut short may still have queued this limiter: leave on the way out
                     queued = True
                     try:
                         self.round_trips += 1
-                        granted, value = await self._breaker.call(
+                        code, value, short, long, epoch = await self._breaker.call(
                             lambda: self._acquire(keys=self._acquire_keys, args=args)  # noqa: B023
                         )
                     except RedisUnavailable:
                         break
-                    if int(granted):
+                    now = time.monotonic()
+                    granted = int(code) == 1  # then the counts leave out its own entry
+                    self._seen = (now, int(short) + granted, int(long) + granted)
+                    if self._recovering:
+                        self._recovering = False
+                        self._capped_until = now + self._breaker.cooldown + self._short_ms / 1000
+                    epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+                    if epoch == self._new_epoch:
+                        self._new_epoch = uuid.uuid4().hex  # a later loss needs another
+                    if int(code) == 2:
+                        # the log was lost (a restart, a flush): what this
+                        # limiter sent in the window goes in again first
+                        queued = False  # the script stopped before the queue
+                        try:
+                            await self._enter_sent(lost=True)
+                        except RedisUnavailable:
+                            break
+                        self._epoch = epoch
+                        continue
+                    self._epoch = epoch
+                    if granted:
                         queued = False  # the script took it out of the queue
                         self._in_flight += 1
-                        return str(args[5])
+                        self._flying[member] = shared
+                        return member
                     await anyio.sleep(min(int(value) / 1000, MAX_WAIT))
             except BaseException:
                 if queued:
                     self._spawn(self._leave_queue)
+                if shared:
+                    self._fallback._untake()
                 raise
             if queued:
                 self._spawn(self._leave_queue)
-            await self._fallback._take()
+            self._start_share()
+            self._recovering = True
+            if not shared:
+                await self._fallback._take()
             self.fallback_slots += 1
             self._in_flight += 1
             self._unlogged_in_flight += 1
             return None
 
-    async def _enter_fallback_requests(self) -> None:
+    def _start_share(self) -> None:
+        # Redis stopped answering: the local share starts from this process's
+        # part of what the log last held, as if sent when it was seen, so the
+        # window the outage struck in is not handed out afresh
+        if self._seen is None:
+            return
+        seen, short, long = self._seen
+        self._seen = None
+        processes = self._processes
+        self._fallback._seed(seen, -(-short // processes), -(-long // processes))
+
+    async def _enter_sent(self, *, lost: bool) -> None:
         # Redis answers again: what this process sent on its own share goes
-        # into the log first, so the account's windows see it (one call)
+        # into the log first, so the account's windows see it, and when the
+        # log was lost, all it sent through the log in the window too (one call)
         now = time.monotonic()
         horizon = now - self._long_ms / 1000
         while self._unlogged and self._unlogged[0] < horizon:
             self._unlogged.popleft()  # out of every window already
-        ages = [math.floor((now - replied) * 1000) for replied in self._unlogged]
-        ages += [-self._bound_ms] * self._unlogged_in_flight
-        if ages:
-            args: list[str | int] = [self._long_ms + self._bound_ms + 1000]
-            for age in ages:
-                args += [age, f"{self._waiter}:{next(self._members)}"]
+        pairs: list[str | int] = []
+        for replied in self._unlogged:
+            pairs += [math.floor((now - replied) * 1000), f"{self._waiter}:{next(self._members)}"]
+        for _ in range(self._unlogged_in_flight):
+            pairs += [-self._bound_ms, f"{self._waiter}:{next(self._members)}"]
+        if lost:
+            self._forget_old(now)
+            for replied, member in self._sent:
+                pairs += [math.floor((now - replied) * 1000), member]
+            for member in self._flying:
+                pairs += [-self._bound_ms, member]
+        if pairs:
+            args: list[str | int] = [self._ttl_ms, *pairs]
             self.round_trips += 1
             await self._breaker.call(
                 lambda: self._backfill(keys=[self._keys.limiter_log], args=args)
             )
-        self.backfilled += len(ages)
+        self.backfilled += len(pairs) // 2
         self._unlogged.clear()
         self._logged_in_flight += self._unlogged_in_flight
         self._unlogged_in_flight = 0
+
+    def _forget_old(self, now: float) -> None:
+        horizon = now - self._long_ms / 1000
+        sent = self._sent
+        while sent and sent[0][0] < horizon:
+            sent.popleft()
 
     @property
     def _acquire_keys(self) -> list[str]:
         keys = self._keys
         prefix = keys.prefix
-        return [keys.limiter_log, keys.limiter_pause, prefix + "limit:wait", prefix + "limit:seen"]
+        return [
+            keys.limiter_log,
+            keys.limiter_pause,
+            prefix + "limit:wait",
+            prefix + "limit:seen",
+            prefix + "limit:epoch",
+        ]
+
+    @property
+    def _ttl_ms(self) -> int:
+        # how long the log outlives its newest entry
+        return self._long_ms + self._bound_ms + 1000
 
     def _args(self, member: str) -> list[str | int]:
         limit = self._limit
-        return [
+        args: list[str | int] = [
             limit.per_second,
             limit.per_window,
             self._short_ms,
@@ -361,7 +490,22 @@ class FleetRateLimiter:
             self._waiter,
             STALE_WAITER_MS,
             IN_FLIGHT_RETRY_MS,
+            self._epoch,
+            self._new_epoch,
+            self._ttl_ms,
         ]
+        if self._releases:
+            args += self._release_pairs()
+        return args
+
+    def _release_pairs(self) -> list[str | int]:
+        # the releases waiting, as (age ms, member) pairs; they leave the queue
+        now = time.monotonic()
+        pairs: list[str | int] = []
+        for member, replied in self._releases:
+            pairs += [math.floor((now - replied) * 1000), member]
+        self._releases.clear()
+        return pairs
 
     async def _leave_queue(self) -> None:
         keys = self._acquire_keys
@@ -370,21 +514,52 @@ class FleetRateLimiter:
 
     def _give_back(self, member: str | None) -> None:
         self._in_flight -= 1
+        now = time.monotonic()
         if member is None:
             self._fallback._give_back()
             if self._logged_in_flight:
                 self._logged_in_flight -= 1  # entered at its deadline already
             else:
                 self._unlogged_in_flight -= 1
-                self._unlogged.append(time.monotonic())
+                self._unlogged.append(now)
             return
-        ttl = self._long_ms + self._bound_ms + 1000
+        if self._flying.pop(member, False):
+            self._fallback._give_back()
+        sent = self._sent
+        sent.append((now, member))
+        if sent[0][0] < now - self._long_ms / 1000:
+            self._forget_old(now)
+        self._releases.append((member, now))
+        if self._flush is None:
+            # a late release only counts the request longer: never over the limit
+            self._flush = asyncio.get_running_loop().call_later(RELEASE_DELAY, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush = None
+        if self._releases:
+            self.flush_releases()
+
+    def drop_releases(self) -> None:
+        """Forget the releases still waiting (an abort: their requests count
+        until their deadline, never over the limit)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._releases.clear()
+
+    def flush_releases(self) -> None:
+        """Send the releases still waiting for an acquire now (in the background)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if not self._releases:
+            return
+        args: list[str | int] = [self._ttl_ms, *self._release_pairs()]
 
         async def release() -> None:
-            # a late release only counts the request longer: never over the limit
             self.round_trips += 1
             await self._breaker.call(
-                lambda: self._release(keys=[self._keys.limiter_log], args=[member, ttl]),
+                lambda: self._release(keys=[self._keys.limiter_log], args=args),
                 inline=True,  # fire and forget: nobody waits on it
             )
 
