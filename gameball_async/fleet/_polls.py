@@ -64,7 +64,9 @@ class SharedPolls:
     :param process_id: this process's name in lease values: unique in the
         fleet to this instance (two sessions of one process need two names, or
         both would take the same lease for their own).
-    :param on_terminal: called with the id of each job seen terminal here.
+    :param on_terminal: called with the id of each job seen terminal here
+        whose end no shared write recorded (Redis down, a write refused, a
+        local read): a stored terminal status has settled the registry itself.
     :param lease_ttl: seconds a lease lives unless renewed: a dead owner's
         jobs are taken over after about this long.
     :param heartbeat: seconds between renewals (well under ``lease_ttl``).
@@ -192,8 +194,9 @@ class SharedPolls:
         if lease is not None and not self._closed:
             self._spawn(self._share(job_id, lease, status))  # tells on_terminal itself
         elif status.is_terminal:
-            self._on_terminal(job_id)
-            if not self._closed:
+            if self._closed:
+                self._on_terminal(job_id)
+            else:
                 self._spawn(self._share_final(job_id, status))
 
     def start(self) -> None:
@@ -270,25 +273,27 @@ class SharedPolls:
             raise NoStatusYet(self._heartbeat) from None
         self.shared_reads += 1
         if status.is_terminal:
+            # the write that stored it took the job out of the open set
             self._followed.discard(job_id)
-            self._on_terminal(job_id)
         elif holder is not None:
             self._followed.add(job_id)
         return status, None
 
     async def _share(self, job_id: str, lease: str, status: BatchStatus) -> None:
         terminal = status.is_terminal
-        if terminal:
+        if terminal and self._owned.get(job_id) == lease:
             # stored or not, this process stops renewing it (the write releases it)
-            if self._owned.get(job_id) == lease:
-                del self._owned[job_id]
-            self._on_terminal(job_id)
+            del self._owned[job_id]
         try:
             outcome = await self._breaker.call(
                 lambda: self._scripts.store(job_id, lease, encode_status(status), terminal=terminal)
             )
         except RedisUnavailable:
+            if terminal:
+                self._on_terminal(job_id)  # the registry's own write, retried
             return  # the lease runs out unless a later write or beat gets through
+        if outcome == 0 and terminal:
+            self._on_terminal(job_id)  # not stored here, so not settled either
         if outcome == 0:
             self.writes_refused += 1
             logger.debug("gameball_async: shared status of job %s refused (lease lost)", job_id)
@@ -296,10 +301,12 @@ class SharedPolls:
 
     async def _share_final(self, job_id: str, status: BatchStatus) -> None:
         # unstored, the job's owner reads it itself on its next poll
-        with contextlib.suppress(RedisUnavailable):
+        try:
             await self._breaker.call(
                 lambda: self._scripts.store_final(job_id, encode_status(status))
             )
+        except RedisUnavailable:
+            self._on_terminal(job_id)  # the registry's own write, retried
 
     def _lost(self, job_id: str, lease: str) -> None:
         if self._owned.get(job_id) != lease:

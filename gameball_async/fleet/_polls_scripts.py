@@ -9,10 +9,12 @@ processes of a fleet:
   terminal is returned without taking anything: nothing will change it.
 - ``store``: the fenced write. Only the process holding the lease with this
   value stores, never over a status written under a newer fence nor over a
-  terminal one; a terminal status releases the lease. It publishes the job id
-  on the hints channel.
+  terminal one; a terminal status releases the lease and takes the job out of
+  the registry's open set (the fleet's one registry write for a job's end).
+  It publishes the job id on the hints channel.
 - ``store_final``: a terminal status read by a process that holds no lease
-  (``refresh()``, ``stop()``): stored unless a terminal one is there already.
+  (``refresh()``, ``stop()``): stored unless a terminal one is there already,
+  and out of the open set the same way.
 - ``beat``: one heartbeat for all of a process's leases: renew those it still
   holds, and report the remaining time of the leases of the jobs it follows.
 - ``release``: give leases back (each only if still held with our value) and
@@ -54,7 +56,23 @@ redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return {1, value, stored[1]}
 """
 
-_STORE: Final = """
+
+def _settled(record: int, open_set: int, job_id: int) -> str:
+    # A terminal status also settles the job in the registry: the one write
+    # that stores it is the fleet's only registry write for that job,
+    # whichever processes see it end (KEYS[record], KEYS[open_set], ARGV[job_id]).
+    return f"""
+redis.call('ZREM', KEYS[{open_set}], ARGV[{job_id}])
+if redis.call('EXISTS', KEYS[{record}]) == 1 then
+  redis.call('HSET', KEYS[{record}], 'terminal', 'terminal')
+end
+"""
+
+
+# KEYS: lease, status hash, fence, job record, open set. ARGV: lease value,
+# fence, data, terminal flag, status ttl ms, fence ttl ms, channel, job id.
+_STORE: Final = (
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local stored = redis.call('HMGET', KEYS[2], 'fence', 'terminal')
 if stored[2] == '1' then return 2 end
@@ -62,18 +80,26 @@ if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], 'data', ARGV[3], 'fence', ARGV[2], 'terminal', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-if ARGV[4] == '1' then redis.call('DEL', KEYS[1]) end
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[1])"""
+    + _settled(record=4, open_set=5, job_id=8)
+    + """end
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
 """
+)
 
-_STORE_FINAL: Final = """
+# KEYS: status hash, job record, open set. ARGV: data, status ttl ms, channel, job id.
+_STORE_FINAL: Final = (
+    """
 if redis.call('HGET', KEYS[1], 'terminal') == '1' then return 2 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'terminal', '1')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])"""
+    + _settled(record=2, open_set=3, job_id=4)
+    + """redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
+)
 
 _BEAT: Final = """
 local n = tonumber(ARGV[2])
@@ -187,10 +213,17 @@ class Scripts:
 
     async def store(self, job_id: str, lease: str, data: str, *, terminal: bool) -> int:
         """The fenced write: 1 stored, 0 refused (lease lost or a newer fence
-        wrote), 2 a terminal status is stored already."""
+        wrote), 2 a terminal status is stored already. A terminal status
+        stored (1, or 2: stored by another) has left the registry's open set."""
         keys = self._keys
         reply = await self._store(
-            keys=[keys.lease(job_id), keys.status(job_id), keys.fence],
+            keys=[
+                keys.lease(job_id),
+                keys.status(job_id),
+                keys.fence,
+                keys.job(job_id),
+                keys.open_jobs,
+            ],
             args=[
                 lease,
                 fence_of(lease),
@@ -205,10 +238,14 @@ class Scripts:
         return int(reply)
 
     async def store_final(self, job_id: str, data: str) -> int:
-        """Store a terminal status read without a lease: 1 stored, 2 one was there."""
+        """Store a terminal status read without a lease: 1 stored, 2 one was there.
+
+        Either way the job has left the registry's open set.
+        """
         keys = self._keys
         reply = await self._store_final(
-            keys=[keys.status(job_id)], args=[data, _ms(STATUS_TTL), keys.hints, job_id]
+            keys=[keys.status(job_id), keys.job(job_id), keys.open_jobs],
+            args=[data, _ms(STATUS_TTL), keys.hints, job_id],
         )
         return int(reply)
 

@@ -2,8 +2,10 @@
 
 Registry: a hash per created job (its token, operation and creation time, on
 Redis time) kept for ``retention`` seconds, and a sorted set of the jobs not
-yet seen terminal. Both are written in the background, retried while Redis is
-down, so a creation never waits on the registry.
+yet seen terminal. A record is written inline when Redis answers, else in the
+background, retried while Redis is down, so a creation never waits on a dead
+Redis. A job leaves the open set with the shared write of its terminal status
+(``_polls_scripts``), or here when no such write was made.
 
 Claims: ``idempotency_key`` is claimed with one atomic script *before* the
 creation is sent (state ``sending``, owner = this process). What came of the
@@ -42,7 +44,10 @@ DEFAULT_RETENTION: Final = 7 * 24 * 3600.0
 FIRST_LOOK: Final = 0.02
 MAX_LOOK: Final = 0.25
 
-# KEYS: job hash, open set. ARGV: job id, token, operation, retention ms.
+# KEYS: job hash, open set, shared status hash. ARGV: job id, token,
+# operation, retention ms. A record written late (Redis was down at the
+# creation) after the job's terminal status was shared stays out of the open
+# set: the status's write has settled the job already.
 _CREATED: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,8 +55,12 @@ local retention = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'operation', ARGV[3], 'created_ms', now)
 redis.call('PEXPIRE', KEYS[1], retention)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], retention)
+if redis.call('HGET', KEYS[3], 'terminal') == '1' then
+  redis.call('HSET', KEYS[1], 'terminal', 'terminal')
+else
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], retention)
+end
 return now
 """
 
@@ -154,7 +163,7 @@ class Registry:
         """Record a created job and add it to the open set: at once when Redis
         answers (so ``open_jobs()`` lists it as soon as the creation returns),
         else in the background, retried until it lands."""
-        keys = [self.keys.job(job_id), self.keys.open_jobs]
+        keys = [self.keys.job(job_id), self.keys.open_jobs, self.keys.status(job_id)]
         args = [job_id, token, operation.value, self._retention_ms]
 
         def write() -> Awaitable[object]:

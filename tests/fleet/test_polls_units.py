@@ -185,9 +185,12 @@ async def test_terminal_is_stored_with_results_releases_and_stays(
     a, b = Link(), Link()
     seen: list[str] = []
     a.replies["1"] = completed("1")
+    await redis_client.zadd(KEYS.open_jobs, {"1": 1})
     async with polls(redis_client, a, "a", terminal=seen.append) as owner:
         status, _ = await owner.fetch("1", None)
-        assert seen == ["1"]
+        # the stored terminal status settled the registry: nothing to tell
+        assert seen == []
+        assert await redis_client.zscore(KEYS.open_jobs, "1") is None
         assert owner.owned == frozenset()
         assert await redis_client.exists(KEYS.lease("1")) == 0
         async with polls(redis_client, b, "b", terminal=seen.append) as other:
@@ -195,7 +198,7 @@ async def test_terminal_is_stored_with_results_releases_and_stays(
             assert stored == status
             assert stored.to_dict(raw=True) == status.to_dict(raw=True)
             assert [r.code for r in stored.failed] == [7000]
-            assert seen == ["1", "1"]
+            assert seen == []
             assert b.sent == []
             # no lease was taken for a job known terminal
             assert await redis_client.exists(KEYS.lease("1")) == 0
@@ -261,12 +264,15 @@ async def test_observed_terminal_from_a_follower_is_shared(redis_client: aioredi
         polls(redis_client, b, "b", terminal=seen.append) as follower,
     ):
         await owner.fetch("1", None)
+        await redis_client.zadd(KEYS.open_jobs, {"1": 1})
         stopped = completed("1")
         follower.observed(stopped)
-        assert seen == ["1"]
         with anyio.fail_after(10):
             while await redis_client.hget(KEYS.status("1"), "terminal") != b"1":  # noqa: ASYNC110
                 await anyio.sleep(0.01)
+        # the shared write took it out of the open set: no registry write of its own
+        assert await redis_client.zscore(KEYS.open_jobs, "1") is None
+        assert seen == []
         status, _ = await owner.fetch("1", None)  # the owner still polls for itself
         assert status.state is BatchState.RUNNING
         assert (await redis_client.hget(KEYS.status("1"), "terminal")) == b"1"
@@ -290,7 +296,7 @@ async def test_observed_by_the_owner_is_stored_and_told_once(
         with anyio.fail_after(10):
             while await redis_client.exists(KEYS.lease("1")):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        assert seen == ["1"]
+        assert seen == []  # stored, so settled in the registry by that write
         assert owner.owned == frozenset()
         assert a.sent == ["1"]
 
@@ -367,3 +373,26 @@ async def test_an_owner_whose_polls_keep_failing_gives_the_job_back(
         stored, _ = await owner.fetch("1", None)
         assert stored.finished_count == 5
         assert a.sent == ["1"] * FAILURES_BEFORE_RELEASE
+
+
+async def test_a_job_ending_while_redis_is_down_is_told_for_the_registrys_own_write(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # no shared write can settle it, so the registry must retry its own
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    seen: list[str] = []
+    async with (
+        polls(redis_client, a, "a", terminal=seen.append) as owner,
+        polls(redis_client, b, "b", terminal=seen.append) as other,
+    ):
+        await owner.fetch("1", None)
+        assert owner.owned == {"1"}
+        redis_server.kill()
+        a.replies["1"] = completed("1")
+        with anyio.fail_after(5):
+            await owner.fetch("1", None)  # the owner's terminal write fails
+            other.observed(completed("2"))  # and a terminal seen without a lease
+            while sorted(seen) != ["1", "2"]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        redis_server.start()

@@ -11,9 +11,10 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from gameball_async import GameballError, GameballSession, PollPolicy, RateLimit
+from gameball_async import GameballError, GameballSession, Operation, PollPolicy, RateLimit
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
+from gameball_async.fleet._registry import Registry
 from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +153,61 @@ async def test_an_expired_record_leaves_the_open_set(
             return await redis_client.zcard(fleet.keys.open_jobs) == 0
 
         await eventually(dropped)
+
+
+async def test_a_job_seen_ending_by_every_process_costs_no_registry_write_of_its_own(
+    fake: FakeGameball, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the write that shares a terminal status takes the job out of the open
+    # set, so neither the owner nor its followers send a registry write for it
+    writes: list[str] = []
+    real_terminal = Registry.terminal
+
+    def counted(self: Registry, job_id: str, state: str = "terminal") -> None:
+        writes.append(job_id)
+        real_terminal(self, job_id, state)
+
+    monkeypatch.setattr(Registry, "terminal", counted)
+    async with (
+        RedisFleet(redis_client) as one,
+        session(fake, one) as gb_one,
+        RedisFleet(redis_client) as other,
+        session(fake, other) as gb_other,
+    ):
+        jobs = [await gb_one.create_batch("cashback", [item(n)]) for n in range(3)]
+        attached = [gb_other.job(job.job_id, "cashback") for job in jobs]
+        for job in jobs:
+            fake.fail_job(int(job.job_id))
+        with anyio.fail_after(15):
+            for job in [*jobs, *attached]:
+                await job.wait(raise_on_failure=False)
+
+        async def none_open() -> bool:
+            return await one.open_jobs() == []
+
+        await eventually(none_open)
+        for job in jobs:
+            record = await redis_client.hget(one.keys.job(job.job_id), "terminal")
+            assert record == b"terminal"
+    assert writes == []
+
+
+async def test_a_record_written_after_the_job_was_seen_ending_is_not_open(
+    fake: FakeGameball, redis_client: aioredis.Redis
+) -> None:
+    # Redis down at the creation: its record is written late, maybe after
+    # another process shared the job's terminal status
+    async with RedisFleet(redis_client) as fleet, session(fake, fleet) as gb:
+        job = await gb.create_batch("cashback", [item(0)])
+        await redis_client.delete(fleet.keys.job(job.job_id), fleet.keys.open_jobs)
+        fake.fail_job(int(job.job_id))
+        await job.refresh()  # a terminal status read outside the poller is shared
+
+        async def shared() -> bool:
+            stored = await redis_client.hget(fleet.keys.status(job.job_id), "terminal")
+            return stored == b"1"
+
+        await eventually(shared)
+        await fleet._registry_now.created(job.to_token(), Operation.CASHBACK, job.job_id)
+        assert await fleet.open_jobs() == []
+        assert await redis_client.hget(fleet.keys.job(job.job_id), "token") is not None
