@@ -292,9 +292,9 @@ class SharedPolls:
             if terminal:
                 self._on_terminal(job_id)  # the registry's own write, retried
             return  # the lease runs out unless a later write or beat gets through
-        if outcome == 0 and terminal:
-            self._on_terminal(job_id)  # not stored here, so not settled either
         if outcome == 0:
+            if terminal:
+                self._on_terminal(job_id)  # not stored here, so not settled either
             self.writes_refused += 1
             logger.debug("gameball_async: shared status of job %s refused (lease lost)", job_id)
             self._lost(job_id, lease)

@@ -35,6 +35,7 @@ from redis.commands.core import AsyncScript
 from gameball_async._models import BatchStatus
 
 from ._keys import Keys
+from ._registry import settled_lua
 
 __all__ = ["Scripts", "decode_status", "encode_status", "fence_of", "text"]
 
@@ -57,18 +58,6 @@ return {1, value, stored[1]}
 """
 
 
-def _settled(record: int, open_set: int, job_id: int) -> str:
-    # A terminal status also settles the job in the registry: the one write
-    # that stores it is the fleet's only registry write for that job,
-    # whichever processes see it end (KEYS[record], KEYS[open_set], ARGV[job_id]).
-    return f"""
-redis.call('ZREM', KEYS[{open_set}], ARGV[{job_id}])
-if redis.call('EXISTS', KEYS[{record}]) == 1 then
-  redis.call('HSET', KEYS[{record}], 'terminal', 'terminal')
-end
-"""
-
-
 # KEYS: lease, status hash, fence, job record, open set. ARGV: lease value,
 # fence, data, terminal flag, status ttl ms, fence ttl ms, channel, job id.
 _STORE: Final = (
@@ -82,7 +71,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if ARGV[4] == '1' then
   redis.call('DEL', KEYS[1])"""
-    + _settled(record=4, open_set=5, job_id=8)
+    + settled_lua("KEYS[4]", "KEYS[5]", "ARGV[8]")
     + """end
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
@@ -95,7 +84,7 @@ _STORE_FINAL: Final = (
 if redis.call('HGET', KEYS[1], 'terminal') == '1' then return 2 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'terminal', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])"""
-    + _settled(record=2, open_set=3, job_id=4)
+    + settled_lua("KEYS[2]", "KEYS[3]", "ARGV[4]")
     + """redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """

@@ -64,14 +64,21 @@ end
 return now
 """
 
-# KEYS: job hash, open set. ARGV: job id, state word.
-_TERMINAL: Final = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'terminal', ARGV[2])
+
+def settled_lua(record: str, open_set: str, job_id: str, state: str = "'terminal'") -> str:
+    """Lua that settles a job in the registry: out of the open set, its record
+    marked with ``state``. Arguments are Lua expressions (``KEYS[1]`` ...), so
+    the shared status writes of ``_polls_scripts`` settle it the same way."""
+    return f"""
+redis.call('ZREM', {open_set}, {job_id})
+if redis.call('EXISTS', {record}) == 1 then
+  redis.call('HSET', {record}, 'terminal', {state})
 end
-return 1
 """
+
+
+# KEYS: job hash, open set. ARGV: job id, state word.
+_TERMINAL: Final = settled_lua("KEYS[1]", "KEYS[2]", "ARGV[1]", "ARGV[2]") + "return 1\n"
 
 # KEYS: claim hash. ARGV: owner, operation, retention ms, process key prefix.
 # Returns {'claimed'}, {'existing', token}, {'maybe'} or {'wait'}.
