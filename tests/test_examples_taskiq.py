@@ -216,7 +216,10 @@ async def test_collect_reattaches_and_reports_every_job(
         jobs = {line["job_id"]: line for line in summary["jobs"]}
         assert sorted(jobs) == sorted(ids)
         assert [jobs[i]["total"] for i in ids] == [1000, 1000, 500]
-        assert [jobs[i]["errors"] for i in ids] == [0, 0, 1]
+        # the fake fails whichever of item 7 (job 1) and item 2100 (job 3) it
+        # processes second: on a loaded machine the third job can get there first
+        errors = [jobs[i]["errors"] for i in ids]
+        assert errors in ([0, 0, 1], [1, 0, 0]), errors
         assert {line["operation"] for line in summary["jobs"]} == {"cashback"}
 
         # seen ended: they leave the registry, and a second collect has nothing
