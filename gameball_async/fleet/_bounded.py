@@ -124,8 +124,13 @@ def abort_connection(connection: Any) -> None:
 
 
 def abort_client(client: Any) -> None:
-    """:func:`abort_connection` for every connection of a client's pool."""
+    """:func:`abort_connection` for every connection of a client's pool, or of
+    every node's pool for a ``RedisCluster``."""
     pool = getattr(client, "connection_pool", None)
     for name in ("_available_connections", "_in_use_connections"):
         for connection in list(getattr(pool, name, None) or ()):
+            abort_connection(connection)
+    nodes = getattr(client, "get_nodes", None)
+    for node in nodes() if callable(nodes) else ():
+        for connection in list(getattr(node, "_connections", None) or ()):
             abort_connection(connection)

@@ -19,14 +19,46 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import anyio
+import redis.exceptions
 
 from ._bounded import Calls
 
-__all__ = ["Breaker", "RedisUnavailable"]
+__all__ = ["Breaker", "RedisUnavailable", "describe"]
 
 logger: Final = logging.getLogger("gameball_async")
 
 T = TypeVar("T")
+
+
+#: What redis-py raises for a cluster's redirections (one class per version).
+_MOVED: Final = tuple(
+    getattr(redis.exceptions, name)
+    for name in ("MovedError", "AskError", "ClusterCrossSlotError")
+    if hasattr(redis.exceptions, name)
+)
+
+
+def describe(exc: BaseException) -> str:
+    """Name a failed Redis call's cause, saying what to fix when it is the
+    fleet's configuration rather than an outage (never the server's words: a
+    reply may echo what was sent)."""
+    name = type(exc).__name__
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return f"{name}: Redis refused the URL's user name or password"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return (
+            f"{name}: the Redis user may not run the fleet's commands; its ACL must "
+            "allow the keys ~gameball:*, the channels &gameball:* and +@all -@dangerous"
+        )
+    if isinstance(exc, _MOVED) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and str(exc).startswith(("MOVED", "ASK", "CROSSSLOT"))
+    ):
+        return (
+            f"{name}: this Redis is a cluster node; give the fleet a cluster client "
+            "(RedisFleet.from_url(url, cluster=True) or RedisFleet(RedisCluster(...)))"
+        )
+    return name
 
 
 class RedisUnavailable(Exception):
@@ -111,8 +143,9 @@ class Breaker:
             self.failed("a nested call failed")
             raise
         except Exception as exc:  # TimeoutError included
-            self.failed(type(exc).__name__)
-            raise RedisUnavailable(f"Redis call failed: {type(exc).__name__}") from exc
+            why = describe(exc)
+            self.failed(why)
+            raise RedisUnavailable(f"Redis call failed: {why}") from exc
         finally:
             if trial:
                 self._trial = False

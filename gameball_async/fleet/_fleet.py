@@ -9,10 +9,12 @@ import logging
 import math
 import uuid
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import anyio
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from gameball_async._closing import end_tasks, start_close, wait_closed
 from gameball_async._coordination import Fetch, SessionLink
@@ -62,7 +64,8 @@ class RedisFleet:
     creation raises :class:`~gameball_async.TransportError` naming Redis,
     with nothing sent.
 
-    :param client: a ``redis.asyncio.Redis`` to borrow (never closed here).
+    :param client: a ``redis.asyncio.Redis``, or a
+        ``redis.asyncio.cluster.RedisCluster``, to borrow (never closed here).
     :param namespace: the account's name in Redis (1-64 characters of
         ``[A-Za-z0-9_.:-]``); by default learnt from the first session that
         attaches (a one-way hash of its API key).
@@ -77,7 +80,7 @@ class RedisFleet:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         namespace: str | None = None,
         expected_processes: int = 1,
@@ -99,7 +102,14 @@ class RedisFleet:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if not process_ttl > heartbeat:
             raise ValueError(f"process_ttl must exceed heartbeat, got {process_ttl!r}")
-        self._client = client
+        if isinstance(client, RedisCluster) and not hasattr(client, "pubsub"):
+            raise ValueError(
+                f"a fleet on Redis Cluster needs redis-py's cluster pub/sub (redis-py 6 or "
+                f"later); redis-py {redis.__version__} is installed"
+            )
+        # a RedisCluster answers every command the fleet sends as a Redis does: its
+        # keys share one slot, so scripts and pipelines go to one node
+        self._client = cast(aioredis.Redis, client)
         self._owns_client = False
         self._keys = Keys(namespace) if namespace is not None else None
         self._account: str | None = None
@@ -121,13 +131,17 @@ class RedisFleet:
         self._closing: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisFleet:
+    def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> RedisFleet:
         """A fleet on its own client of ``url`` (closed by :meth:`aclose`).
 
         Synchronous, like ``redis.asyncio.from_url``: nothing connects until
-        first use. ``options`` are those of :class:`RedisFleet`.
+        first use. ``rediss://user:password@host:port/0`` for TLS and an ACL
+        user (``?ssl_ca_certs=PATH`` for a private CA). ``cluster=True`` for a
+        Redis Cluster (any node's URL): a ``redis.asyncio.cluster.RedisCluster``.
+        ``options`` are those of :class:`RedisFleet`.
         """
-        fleet = cls(aioredis.from_url(url), **options)
+        client: Any = RedisCluster.from_url(url) if cluster else aioredis.from_url(url)
+        fleet = cls(client, **options)
         fleet._owns_client = True
         return fleet
 

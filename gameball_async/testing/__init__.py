@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from ._faults import Faults, InjectedReply, RecordedRequest
     from ._jobs import FakeJob
-    from ._redis_server import RedisServer
+    from ._redis_server import RedisServer, RedisTLS
     from ._server import FakeGameball
     from ._settings import FakeSettings
 
@@ -35,6 +35,7 @@ __all__ = [
     "InjectedReply",
     "RecordedRequest",
     "RedisServer",
+    "RedisTLS",
 ]
 
 _HOMES: Final = {
@@ -45,6 +46,7 @@ _HOMES: Final = {
     "InjectedReply": "._faults",
     "RecordedRequest": "._faults",
     "RedisServer": "._redis_server",
+    "RedisTLS": "._redis_server",
 }
 
 

