@@ -1,0 +1,568 @@
+"""A read-only, versioned view of one account's fleet: :class:`FleetSnapshot`.
+
+What ``await fleet.snapshot()`` returns, and what ``gameball-batch fleet`` and
+any dashboard read, so no second copy of the key layout exists outside the
+fleet. Everything is read from Redis; nothing is written (no script that
+writes, no key touched): a snapshot can be taken by a process that has no
+session and no API key, while the fleet runs.
+
+What it reads, all under the account's hash tag (see ``_keys.py``):
+
+- the server's ``TIME`` (every age and remaining time is on Redis's clock);
+- the registry's open set (job id, created time), each job's record
+  (operation), its shared status (state, counts), and its lease (the session
+  polling it for the fleet);
+- the limiter's log (requests in the short and long window, as the acquire
+  script counts them, and those still in flight), its pause key, and its
+  waiters queue (waiters that asked within the stale bound);
+- the heartbeat keys of the live processes;
+- the records of jobs that ended (the registry keeps them for its
+  retention; a shared status for a day), with their outcome.
+
+Reads are bounded like every other fleet call (``_bounded.Calls``): a
+snapshot that Redis cannot give in time raises
+:class:`~gameball_async.TransportError`, it never hangs. Snapshot reads do
+not count against the fleet's circuit breaker: a slow dashboard must not send
+the working sessions to their fallbacks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gameball_async._errors import TransportError
+from gameball_async._models import BatchState
+from gameball_async._ratelimit import RateLimit
+
+from ._bounded import Calls
+from ._keys import Keys
+from ._limiter import STALE_WAITER_MS
+from ._polls_scripts import STATUS_TTL, decode_status, holder_of, text
+
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "EndedJob",
+    "FleetSnapshot",
+    "JobProgress",
+    "LimiterView",
+    "LiveProcess",
+    "OpenJob",
+    "find_namespaces",
+    "read_snapshot",
+]
+
+#: The version of :class:`FleetSnapshot`'s shape (and of its ``to_dict()``):
+#: raised when a field changes meaning or goes; new fields keep it.
+SNAPSHOT_VERSION: Final = 1
+#: Seconds back :meth:`RedisFleet.snapshot` looks for ended jobs by default.
+DEFAULT_ENDED_WITHIN: Final = 900.0
+#: Ended jobs a snapshot lists at most by default (the most recent first).
+DEFAULT_MAX_ENDED: Final = 50
+#: Keys one SCAN step asks for, and keys a snapshot examines at most per scan
+#: (a registry holds a week of records): past that, the list says it is partial.
+SCAN_COUNT: Final = 1000
+MAX_SCANNED: Final = 20_000
+
+_EPOCH: Final = datetime.timezone.utc
+
+
+def _when(ms: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=_EPOCH)
+
+
+def _iso(value: datetime.datetime) -> str:
+    return value.astimezone(_EPOCH).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    # to_dict(): JSON-ready values (datetimes as UTC ISO 8601 with Z)
+    if isinstance(value, datetime.datetime):
+        return _iso(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _to_dict(instance: Any) -> dict[str, Any]:
+    result: dict[str, Any] = _plain(attrs.asdict(instance, recurse=True))
+    return result
+
+
+def process_of(owner: str) -> str:
+    """The process id in a lease owner's name (``<process id>.<session number>``,
+    see ``_fleet._Attachment``); a name without a session number is the process."""
+    process, dot, number = owner.rpartition(".")
+    return process if dot and number.isdigit() else owner
+
+
+@attrs.frozen(kw_only=True)
+class JobProgress:
+    """A job's shared status as its lease holder last stored it.
+
+    :ivar state: the :class:`~gameball_async.BatchState` value (``"Running"``,
+        ``"Completed"``...), or the
+        server's own word when it is not one this version knows.
+    :ivar finished: items processed successfully so far.
+    :ivar failed: items that failed so far.
+    :ivar total: items in the job, when the server said.
+    :ivar terminal: whether this status is the job's last.
+    """
+
+    state: str
+    finished: int
+    failed: int
+    total: int | None
+    terminal: bool
+
+    @property
+    def done(self) -> int:
+        """Items processed so far, succeeded or failed."""
+        return self.finished + self.failed
+
+    @property
+    def progress(self) -> float | None:
+        """``done / total`` (0.0-1.0), or ``None`` when the total is unknown."""
+        if not self.total:
+            return None
+        return min(1.0, self.done / self.total)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``done`` and ``progress`` included)."""
+        return {**_to_dict(self), "done": self.done, "progress": self.progress}
+
+
+@attrs.frozen(kw_only=True)
+class OpenJob:
+    """A job created through the fleet and not yet seen terminal (the registry's open set).
+
+    :ivar job_id: the job's id.
+    :ivar operation: its operation's value (``"cashback"``...), or ``None`` when
+        its record is gone (older than the registry's retention).
+    :ivar created_at: when it was registered (Redis time).
+    :ivar age: seconds since then, at the snapshot's time.
+    :ivar status: its shared status, or ``None`` before anyone stored one (no
+        process awaits it, or its first poll has not answered).
+    :ivar lease_holder: the session polling it for the fleet
+        (``<process id>.<session number>``), or ``None``.
+    :ivar process_id: the process of :attr:`lease_holder` (a heartbeat's id).
+    :ivar lease_expires_in: seconds until the lease runs out unless renewed.
+    """
+
+    job_id: str
+    operation: str | None
+    created_at: datetime.datetime
+    age: float
+    status: JobProgress | None
+    lease_holder: str | None
+    process_id: str | None
+    lease_expires_in: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = _to_dict(self)
+        data["status"] = None if self.status is None else self.status.to_dict()
+        return data
+
+
+@attrs.frozen(kw_only=True)
+class LimiterView:
+    """The account's limiter, as its log in Redis counts it.
+
+    The windows are those the acquire script checks: 1 s plus the limit's
+    margin, and the limit's window plus its margin. A request counts from its
+    reply (while in flight, until its deadline), so :attr:`last_second` can
+    include requests still in flight.
+
+    :ivar per_second: the limit per second this snapshot compares against.
+    :ivar per_window: the limit per window.
+    :ivar window: the window's length in seconds.
+    :ivar last_second: requests counting in the 1 s window now.
+    :ivar last_window: requests counting in the long window now.
+    :ivar in_flight: requests whose reply has not come (entered at their deadline).
+    :ivar paused_for: seconds the fleet still holds after a 429 (0.0: no pause).
+    :ivar waiting: limiters waiting for a slot (one per waiting session, however
+        many tasks queue in it locally).
+    """
+
+    per_second: int
+    per_window: int
+    window: float
+    last_second: int
+    last_window: int
+    in_flight: int
+    paused_for: float
+    waiting: int
+
+    @property
+    def full(self) -> bool:
+        """Whether a request asking now would wait for a window."""
+        return self.last_second >= self.per_second or self.last_window >= self.per_window
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``full`` included)."""
+        return {**_to_dict(self), "full": self.full}
+
+
+@attrs.frozen(kw_only=True)
+class LiveProcess:
+    """A process of the fleet whose heartbeat key is alive.
+
+    :ivar process_id: its id (``RedisFleet.process_id``).
+    :ivar expires_in: seconds until its heartbeat key runs out unless renewed
+        (it is renewed about once a second; a process silent for its
+        ``process_ttl`` counts as dead).
+    """
+
+    process_id: str
+    expires_in: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return _to_dict(self)
+
+
+@attrs.frozen(kw_only=True)
+class EndedJob:
+    """A job of the registry that was seen terminal.
+
+    :ivar job_id: the job's id.
+    :ivar operation: its operation's value.
+    :ivar created_at: when it was registered (Redis time).
+    :ivar ended_at: when its terminal status was stored (Redis time), or
+        ``None`` when no shared status says (it was settled without one).
+    :ivar outcome: the terminal state's value (``"Completed"``, ``"Failed"``,
+        ``"Stopped"``), or the registry's own word when no shared status is
+        kept (``"terminal"``, ``"expired"``).
+    :ivar finished: items that succeeded, when known.
+    :ivar failed: items that failed, when known.
+    :ivar total: items in the job, when known.
+    """
+
+    job_id: str
+    operation: str | None
+    created_at: datetime.datetime | None
+    ended_at: datetime.datetime | None
+    outcome: str
+    finished: int | None
+    failed: int | None
+    total: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return _to_dict(self)
+
+
+@attrs.frozen(kw_only=True)
+class FleetSnapshot:
+    """What one account's fleet looks like in Redis at one moment (read-only).
+
+    From :meth:`RedisFleet.snapshot() <gameball_async.fleet.RedisFleet.snapshot>`.
+    Reading it costs a few Redis round trips and writes nothing.
+
+    :ivar version: :data:`SNAPSHOT_VERSION` of the code that took it.
+    :ivar namespace: the account's name in Redis.
+    :ivar taken_at: Redis's ``TIME`` when it was taken.
+    :ivar open_jobs: the registry's open jobs, oldest first.
+    :ivar limiter: the account's limiter.
+    :ivar processes: the processes alive, by id.
+    :ivar ended_jobs: jobs that ended within the snapshot's look-back, the most
+        recent first (those without an end time last).
+    :ivar ended_partial: whether the registry held more records than one
+        snapshot examines, so :attr:`ended_jobs` may miss some.
+    """
+
+    version: int
+    namespace: str
+    taken_at: datetime.datetime
+    open_jobs: tuple[OpenJob, ...]
+    limiter: LimiterView
+    processes: tuple[LiveProcess, ...]
+    ended_jobs: tuple[EndedJob, ...]
+    ended_partial: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``json.dumps`` takes it as it is); datetimes as
+        UTC ISO 8601 strings with ``Z``."""
+        return {
+            "version": self.version,
+            "namespace": self.namespace,
+            "taken_at": _iso(self.taken_at),
+            "open_jobs": [job.to_dict() for job in self.open_jobs],
+            "limiter": self.limiter.to_dict(),
+            "processes": [process.to_dict() for process in self.processes],
+            "ended_jobs": [job.to_dict() for job in self.ended_jobs],
+            "ended_partial": self.ended_partial,
+        }
+
+
+# -- reading -----------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    word = text(value)
+    if word is None:
+        return None
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+def _ttl(value: Any) -> float | None:
+    # PTTL: -2 no key, -1 no expiry
+    ms = int(value)
+    return ms / 1000 if ms >= 0 else None
+
+
+def _progress(data: Any, terminal: Any) -> JobProgress | None:
+    stored = text(data)
+    if stored is None:
+        return None
+    try:
+        status = decode_status(stored)
+    except ValueError:  # not something this version wrote
+        return None
+    state = status.state.value if status.state is not BatchState.UNKNOWN else status.state_word
+    return JobProgress(
+        state=state or BatchState.UNKNOWN.value,
+        finished=status.finished_count,
+        failed=status.error_count,
+        total=status.total_count,
+        terminal=text(terminal) == "1" or status.is_terminal,
+    )
+
+
+async def _scan(client: aioredis.Redis, pattern: str) -> tuple[list[str], bool]:
+    # SCAN (never KEYS): at most MAX_SCANNED keys; whether it stopped early
+    found: list[str] = []
+    cursor: Any = 0
+    while True:
+        cursor, batch = await client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+        found.extend(name for name in (text(key) for key in batch) if name is not None)
+        if int(cursor) == 0:
+            return found, False
+        if len(found) >= MAX_SCANNED:
+            return found, True
+
+
+def _glob(text_: str) -> str:
+    # a key prefix as a SCAN pattern: its glob characters taken literally
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text_)
+
+
+async def _read(
+    client: aioredis.Redis,
+    keys: Keys,
+    limit: RateLimit,
+    ended_within: float,
+    max_ended: int,
+) -> FleetSnapshot:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.zrange(keys.open_jobs, 0, -1, withscores=True)
+        pipe.zrange(keys.limiter_log, 0, -1, withscores=True)
+        pipe.get(keys.limiter_pause)
+        pipe.zrange(keys.limiter_seen, 0, -1, withscores=True)
+        clock, open_ids, log, pause, seen = await pipe.execute()
+    now = int(clock[0]) * 1000 + int(clock[1]) // 1000
+
+    # the limiter, counted as the acquire script counts (see _limiter._ACQUIRE)
+    short_ms = math.ceil((1.0 + limit.margin) * 1000)
+    long_ms = math.ceil((limit.window + limit.margin) * 1000)
+    scores = [float(score) for _member, score in log]
+    paused_until = _number(pause) or 0.0
+    limiter = LimiterView(
+        per_second=limit.per_second,
+        per_window=limit.per_window,
+        window=limit.window,
+        last_second=sum(1 for score in scores if score > now - short_ms),
+        last_window=sum(1 for score in scores if score > now - long_ms),
+        in_flight=sum(1 for score in scores if score > now),
+        paused_for=max(0.0, (paused_until - now) / 1000),
+        waiting=sum(1 for _member, score in seen if float(score) > now - STALE_WAITER_MS),
+    )
+
+    # the open jobs: record, shared status, lease
+    ids = [(text(raw) or "", float(score)) for raw, score in open_ids]
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id, _ in ids:
+            pipe.hget(keys.job(job_id), "operation")
+            pipe.hmget(keys.status(job_id), "data", "terminal")
+            pipe.get(keys.lease(job_id))
+            pipe.pttl(keys.lease(job_id))
+        replies = await pipe.execute() if ids else []
+    open_jobs = []
+    for index, (job_id, created_ms) in enumerate(ids):
+        operation, (data, terminal), lease, lease_ttl = replies[4 * index : 4 * index + 4]
+        lease_value = text(lease)
+        holder = holder_of(lease_value) if lease_value is not None else None
+        open_jobs.append(
+            OpenJob(
+                job_id=job_id,
+                operation=text(operation),
+                created_at=_when(created_ms),
+                age=max(0.0, (now - created_ms) / 1000),
+                status=_progress(data, terminal),
+                lease_holder=holder,
+                process_id=process_of(holder) if holder is not None else None,
+                lease_expires_in=_ttl(lease_ttl) if holder is not None else None,
+            )
+        )
+
+    # the live processes (heartbeat keys)
+    prefix = keys.process("")
+    names, _ = await _scan(client, _glob(prefix) + "*")
+    names.sort()
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.pttl(name)
+        ttls = await pipe.execute() if names else []
+    processes = tuple(
+        LiveProcess(process_id=name[len(prefix) :], expires_in=_ttl(ttl))
+        for name, ttl in zip(names, ttls, strict=True)
+        if int(ttl) != -2  # gone between the scan and the read
+    )
+
+    ended, partial = await _ended(client, keys, now, {job_id for job_id, _ in ids}, ended_within)
+    return FleetSnapshot(
+        version=SNAPSHOT_VERSION,
+        namespace=keys.namespace,
+        taken_at=_when(now),
+        open_jobs=tuple(open_jobs),
+        limiter=limiter,
+        processes=processes,
+        ended_jobs=tuple(ended[:max_ended]),
+        ended_partial=partial,
+    )
+
+
+async def _ended(
+    client: aioredis.Redis, keys: Keys, now: int, still_open: set[str], within: float
+) -> tuple[list[EndedJob], bool]:
+    # the registry's records marked terminal; the end time is when the shared
+    # status was last stored: it lives STATUS_TTL from its last write
+    prefix = keys.job("")
+    names, partial = await _scan(client, _glob(prefix) + "*")
+    job_ids = [name[len(prefix) :] for name in names if name[len(prefix) :] not in still_open]
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), "operation", "created_ms", "terminal")
+        records = await pipe.execute() if job_ids else []
+    settled = [
+        (job_id, record)
+        for job_id, record in zip(job_ids, records, strict=True)
+        if text(record[2]) is not None
+    ]
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id, _ in settled:
+            pipe.hmget(keys.status(job_id), "data", "terminal")
+            pipe.pttl(keys.status(job_id))
+        statuses = await pipe.execute() if settled else []
+    horizon = now - within * 1000
+    status_ms = STATUS_TTL * 1000
+    found: list[tuple[float, EndedJob]] = []
+    for index, (job_id, (operation, created, word)) in enumerate(settled):
+        (data, terminal), status_ttl = statuses[2 * index : 2 * index + 2]
+        created_ms = _number(created)
+        progress = _progress(data, terminal)
+        ended_ms = now - (status_ms - int(status_ttl)) if int(status_ttl) >= 0 else None
+        if progress is not None and not progress.terminal:
+            progress = None  # settled without its last status shared
+            ended_ms = None
+        # without an end time, a job counts as recent when it was created recently
+        recent = ended_ms if ended_ms is not None else created_ms
+        if recent is None or recent < horizon:
+            continue
+        found.append(
+            (
+                recent if ended_ms is not None else -math.inf,
+                EndedJob(
+                    job_id=job_id,
+                    operation=text(operation),
+                    created_at=_when(created_ms) if created_ms is not None else None,
+                    ended_at=_when(ended_ms) if ended_ms is not None else None,
+                    outcome=progress.state if progress is not None else text(word) or "terminal",
+                    finished=progress.finished if progress is not None else None,
+                    failed=progress.failed if progress is not None else None,
+                    total=progress.total if progress is not None else None,
+                ),
+            )
+        )
+    # most recent end first; those without an end time after, newest created first
+    found.sort(
+        key=lambda pair: (
+            pair[0],
+            pair[1].created_at.timestamp() if pair[1].created_at is not None else 0.0,
+        ),
+        reverse=True,
+    )
+    return [job for _, job in found], partial
+
+
+async def read_snapshot(
+    client: aioredis.Redis,
+    keys: Keys,
+    calls: Calls,
+    *,
+    limit: RateLimit,
+    timeout: float,
+    ended_within: float = DEFAULT_ENDED_WITHIN,
+    max_ended: int = DEFAULT_MAX_ENDED,
+) -> FleetSnapshot:
+    """Read one account's :class:`FleetSnapshot` (read-only), bounded by ``timeout``.
+
+    :raises TransportError: Redis did not answer in ``timeout`` seconds, or failed.
+    """
+    try:
+        return await calls.call(
+            lambda: _read(client, keys, limit, ended_within, max_ended), timeout
+        )
+    except TimeoutError as exc:
+        raise TransportError(
+            f"the fleet's Redis did not give a snapshot of {keys.namespace!r} within {timeout:g} s"
+        ) from exc
+    except RedisError as exc:
+        raise TransportError(
+            f"the fleet's Redis could not be read for a snapshot of {keys.namespace!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise TransportError(
+            f"the fleet's Redis could not be reached for a snapshot: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def find_namespaces(client: aioredis.Redis, calls: Calls, *, timeout: float) -> list[str]:
+    """The namespaces that have fleet keys in Redis (SCAN, never KEYS), sorted.
+
+    :raises TransportError: Redis did not answer in ``timeout`` seconds, or failed.
+    """
+    template = Keys("x").prefix  # gameball:{x}: -> the part around the namespace
+    head, tail = template.split("x", 1)
+
+    async def read() -> list[str]:
+        names, _ = await _scan(client, _glob(head) + "*" + _glob(tail) + "*")
+        found = set()
+        for name in names:
+            inner = name[len(head) :].split(tail, 1)
+            if len(inner) == 2 and inner[0]:
+                found.add(inner[0])
+        return sorted(found)
+
+    try:
+        return await calls.call(read, timeout)
+    except TimeoutError as exc:
+        raise TransportError(f"the fleet's Redis did not answer within {timeout:g} s") from exc
+    except (RedisError, OSError) as exc:
+        raise TransportError(
+            f"the fleet's Redis could not be read: {type(exc).__name__}: {exc}"
+        ) from exc
