@@ -278,6 +278,12 @@ class FleetSnapshot:
         recent first (those without an end time last).
     :ivar ended_partial: whether the registry held more records than one
         snapshot examines, so :attr:`ended_jobs` may miss some.
+
+    It is read in a few round trips, not atomically: a job that ends between
+    them may show as open with a terminal status; it is never listed twice.
+    Listing the ended jobs scans the registry's records (``SCAN``, up to
+    :data:`MAX_SCANNED` keys), the one read whose cost grows with the
+    registry; ``max_ended=0`` skips it.
     """
 
     version: int
@@ -432,7 +438,12 @@ async def _read(
         if int(ttl) != -2  # gone between the scan and the read
     )
 
-    ended, partial = await _ended(client, keys, now, {job_id for job_id, _ in ids}, ended_within)
+    ended: list[EndedJob] = []
+    partial = False
+    if max_ended > 0 and ended_within > 0:  # the one read that grows with the registry
+        ended, partial = await _ended(
+            client, keys, now, {job_id for job_id, _ in ids}, ended_within
+        )
     return FleetSnapshot(
         version=SNAPSHOT_VERSION,
         namespace=keys.namespace,
