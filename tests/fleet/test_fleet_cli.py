@@ -7,19 +7,32 @@ read with ``capture-pane``).
 
 from __future__ import annotations
 
+import datetime
+import io
 import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import anyio
+import attrs
 import pytest
 from _fleet_view import PATIENCE, Running, running_fleet
+from rich.console import Console
 
 from gameball_async.cli import build_parser, run
-from gameball_async.cli._fleetview import FleetScreen, render_fleet
+from gameball_async.cli._fleetview import FleetScreen, _age, render_fleet, render_namespaces
+from gameball_async.fleet import (
+    EndedJob,
+    FleetSnapshot,
+    JobProgress,
+    LimiterView,
+    LiveProcess,
+    OpenJob,
+)
 from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -167,17 +180,164 @@ async def test_the_view_keeps_going_through_a_failed_read(
     assert codes == [0]
 
 
+async def test_live_json_is_one_line_per_refresh(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    interrupt = anyio.Event()
+    lines: list[str] = []
+    async with running_fleet(redis_server.url, pause=False) as running:
+        namespace = running.fleet.namespace
+        assert namespace is not None
+        args = ["--redis", redis_server.url, "--namespace", namespace, "--json", "--refresh", "0.1"]
+        async with anyio.create_task_group() as tg:
+            codes: list[int] = []
+
+            async def view() -> None:
+                codes.append(await fleet_cli(*args, interrupt=interrupt))
+
+            tg.start_soon(view)
+            with anyio.fail_after(PATIENCE):
+                while len(lines) < 3:
+                    await anyio.sleep(0.05)
+                    lines += capsys.readouterr().out.splitlines()
+            interrupt.set()
+    assert codes == [0]
+    for line in lines:
+        assert json.loads(line)["open_jobs"][0]["job_id"] == running.open_jobs[0].job_id
+
+
+async def test_the_interrupt_ends_the_view_at_once_on_a_frozen_redis(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    interrupt = anyio.Event()
+    codes: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def view() -> None:
+            codes.append(await fleet_cli("--redis", redis_server.url, "--namespace", "acct",
+                                         "--refresh", "0.1", interrupt=interrupt))  # fmt: skip
+
+        tg.start_soon(view)
+        with anyio.fail_after(PATIENCE):
+            while "limiter" not in capsys.readouterr().out:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        redis_server.freeze()
+        try:
+            await anyio.sleep(0.3)  # a read is in progress, held by the frozen server
+            started = anyio.current_time()
+            interrupt.set()
+            with anyio.fail_after(3):
+                while not codes:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert anyio.current_time() - started < 2
+        finally:
+            redis_server.thaw()
+    assert codes == [0]
+
+
+def _snapshot(open_jobs: int, *, last_second: int, paused_for: float = 0.0) -> FleetSnapshot:
+    taken = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.timezone.utc)
+    return FleetSnapshot(
+        version=1,
+        namespace="acct",
+        taken_at=taken,
+        open_jobs=tuple(
+            OpenJob(
+                job_id=str(n),
+                operation="cashback",
+                created_at=taken,
+                age=75.0,
+                status=JobProgress(
+                    state="Running", finished=40, failed=2, total=100, terminal=False
+                )
+                if n % 2
+                else None,
+                lease_holder="p1.0" if n % 2 else None,
+                process_id="p1" if n % 2 else None,
+                lease_expires_in=2.5 if n % 2 else None,
+            )
+            for n in range(open_jobs)
+        ),
+        limiter=LimiterView(
+            per_second=30,
+            per_window=360,
+            window=30.0,
+            last_second=last_second,
+            last_window=200,
+            in_flight=3,
+            paused_for=paused_for,
+            waiting=2,
+        ),
+        processes=(LiveProcess(process_id="p1", expires_in=4.2),),
+        ended_jobs=(
+            EndedJob(
+                job_id="e1",
+                operation="orders",
+                created_at=taken,
+                ended_at=taken - datetime.timedelta(seconds=130),
+                outcome="Failed",
+                finished=5,
+                failed=7,
+                total=12,
+            ),
+        ),
+        ended_partial=True,
+    )
+
+
+def _text(renderable: Any) -> str:
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_render_a_busy_fleet() -> None:
+    text = _text(render_fleet(_snapshot(25, last_second=30, paused_for=12.34), namespace="acct"))
+    assert "30 / 30" in text
+    assert "200 / 360" in text
+    assert "12.3 s left (a 429 paused the fleet)" in text
+    assert "2 sessions waiting for a slot" in text
+    assert "3 requests" in text
+    assert "5 more open jobs" in text  # 20 rows shown
+    assert "no status yet" in text
+    assert "nobody" in text
+    assert "42 / 100" in text
+    assert "1m15s" in text
+    assert "2m10s ago" in text
+    assert "Failed" in text
+    assert "registry too large" in text
+    assert "p1.0" in text
+
+
+def test_render_an_idle_fleet() -> None:
+    snapshot = attrs.evolve(_snapshot(0, last_second=0), processes=(), ended_jobs=())
+    text = _text(render_fleet(snapshot, namespace="acct"))
+    assert "no open jobs" in text
+    assert "no process alive" in text
+    assert "pause      none" in text
+
+
+def test_render_namespaces() -> None:
+    assert "no fleet keys" in _text(render_namespaces([]))
+    text = _text(render_namespaces(["a", "b"]))
+    assert "  a" in text
+    assert "  b" in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, ""), (0.25, "0.2s"), (9.96, "10.0s"), (42.0, "42s"), (61, "1m01s"), (7322, "2h02m")],
+)
+def test_ages(seconds: float | None, shown: str) -> None:
+    assert _age(seconds) == shown
+
+
 def test_render_without_a_snapshot_says_nothing_was_read() -> None:
     screen = FleetScreen("acct")
     screen.failed("Redis is down")
     assert screen.failures == 1
     assert screen.snapshot is None
-    from rich.console import Console  # noqa: PLC0415
-
-    console = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(render_fleet(None, namespace="acct", error="Redis is down"))
-    text = console.export_text()
-    console.file.close()
+    text = _text(render_fleet(None, namespace="acct", error="Redis is down"))
     assert "read failed: Redis is down (nothing read yet)" in text
 
 
@@ -222,6 +382,21 @@ async def test_the_live_view_in_tmux(redis_server: RedisServer) -> None:
                 assert "Completed" in screen
                 assert running.fleet.process_id in screen
                 assert "Traceback" not in screen
+                # Redis freezes: the screen says the read failed, the view goes on
+                redis_server.freeze()
+                try:
+                    with anyio.fail_after(PATIENCE):
+                        while "read failed" not in screen:
+                            await anyio.sleep(0.2)
+                            screen = await pane()
+                    assert running.open_jobs[0].job_id in screen  # the last snapshot stays
+                finally:
+                    redis_server.thaw()
+                with anyio.fail_after(PATIENCE):
+                    while "read failed" in screen:
+                        await anyio.sleep(0.2)
+                        screen = await pane()
+                assert running.open_jobs[0].job_id in screen
                 # Ctrl-C: it exits at once, with 0
                 await anyio.run_process([tmux, "-S", socket, "send-keys", "-t", "view", "C-c"])
                 with anyio.fail_after(3):
