@@ -31,6 +31,7 @@ from ._snapshot import (
     DEFAULT_ENDED_WITHIN,
     DEFAULT_MAX_ENDED,
     FleetSnapshot,
+    TerminalStatuses,
     find_namespaces,
     read_snapshot,
 )
@@ -121,6 +122,7 @@ class RedisFleet:
         self._background = Background()
         self._breaker.on_recovery = self._background.wake
         self._registry: Registry | None = None
+        self._terminal_statuses = TerminalStatuses()  # what snapshots read once
         self._attachments: set[_Attachment] = set()
         self._beating: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
@@ -234,6 +236,7 @@ class RedisFleet:
             self._breaker.calls,
             limit=limit,
             timeout=max(self._breaker.timeout, 2.0) if timeout is None else timeout,
+            kept=self._terminal_statuses,
             ended_within=ended_within,
             max_ended=max_ended,
         )

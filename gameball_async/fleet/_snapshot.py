@@ -54,6 +54,7 @@ __all__ = [
     "LimiterView",
     "LiveProcess",
     "OpenJob",
+    "TerminalStatuses",
     "find_namespaces",
     "read_snapshot",
 ]
@@ -368,9 +369,11 @@ def _glob(text_: str) -> str:
 async def _read(
     client: aioredis.Redis,
     keys: Keys,
+    *,
     limit: RateLimit,
     ended_within: float,
     max_ended: int,
+    kept: TerminalStatuses,
 ) -> FleetSnapshot:
     async with client.pipeline(transaction=False) as pipe:
         pipe.time()
@@ -441,8 +444,15 @@ async def _read(
     ended: list[EndedJob] = []
     partial = False
     if max_ended > 0 and ended_within > 0:  # the one read that grows with the registry
+        still_open = {job_id for job_id, _ in ids}
         ended, partial = await _ended(
-            client, keys, now, {job_id for job_id, _ in ids}, ended_within
+            client,
+            keys,
+            now=now,
+            still_open=still_open,
+            within=ended_within,
+            most=max_ended,
+            kept=kept,
         )
     return FleetSnapshot(
         version=SNAPSHOT_VERSION,
@@ -451,16 +461,52 @@ async def _read(
         open_jobs=tuple(open_jobs),
         limiter=limiter,
         processes=processes,
-        ended_jobs=tuple(ended[:max_ended]),
+        ended_jobs=tuple(ended),
         ended_partial=partial,
     )
 
 
+class TerminalStatuses:
+    """The terminal shared statuses a fleet's snapshots have read, by job.
+
+    A terminal status never changes (no write goes over one), and one holds
+    every item's result (megabytes for a large job): each is read once, then
+    kept here (the latest :data:`MAX_KEPT`).
+    """
+
+    MAX_KEPT: Final = 4096
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str], JobProgress | None] = {}
+
+    def get(self, namespace: str, job_id: str) -> tuple[bool, JobProgress | None]:
+        """Whether ``job_id``'s status is kept, and the status."""
+        key = (namespace, job_id)
+        return key in self._kept, self._kept.get(key)
+
+    def keep(self, namespace: str, job_id: str, progress: JobProgress | None) -> None:
+        """Keep one job's terminal status (``None``: none could be read)."""
+        self._kept[(namespace, job_id)] = progress
+        while len(self._kept) > self.MAX_KEPT:
+            del self._kept[next(iter(self._kept))]
+
+
+#: Terminal statuses read per round trip (each may be megabytes).
+_DATA_BATCH: Final = 8
+
+
 async def _ended(
-    client: aioredis.Redis, keys: Keys, now: int, still_open: set[str], within: float
+    client: aioredis.Redis,
+    keys: Keys,
+    *,
+    now: int,
+    still_open: set[str],
+    within: float,
+    most: int,
+    kept: TerminalStatuses,
 ) -> tuple[list[EndedJob], bool]:
     # the registry's records marked terminal; the end time is when the shared
-    # status was last stored: it lives STATUS_TTL from its last write
+    # terminal status was stored: it lives STATUS_TTL from that write
     prefix = keys.job("")
     names, partial = await _scan(client, _glob(prefix) + "*")
     job_ids = [name[len(prefix) :] for name in names if name[len(prefix) :] not in still_open]
@@ -473,50 +519,62 @@ async def _ended(
         for job_id, record in zip(job_ids, records, strict=True)
         if text(record[2]) is not None
     ]
+    # cheap first: whether a terminal status is shared, and since when
     async with client.pipeline(transaction=False) as pipe:
         for job_id, _ in settled:
-            pipe.hmget(keys.status(job_id), "data", "terminal")
+            pipe.hget(keys.status(job_id), "terminal")
             pipe.pttl(keys.status(job_id))
-        statuses = await pipe.execute() if settled else []
+        marks = await pipe.execute() if settled else []
     horizon = now - within * 1000
     status_ms = STATUS_TTL * 1000
-    found: list[tuple[float, EndedJob]] = []
-    for index, (job_id, (operation, created, word)) in enumerate(settled):
-        (data, terminal), status_ttl = statuses[2 * index : 2 * index + 2]
-        created_ms = _number(created)
-        progress = _progress(data, terminal)
-        ended_ms = now - (status_ms - int(status_ttl)) if int(status_ttl) >= 0 else None
-        if progress is not None and not progress.terminal:
-            progress = None  # settled without its last status shared
-            ended_ms = None
+    recent: list[tuple[float, float, str, list[Any], float | None]] = []
+    for index, (job_id, record) in enumerate(settled):
+        terminal, status_ttl = marks[2 * index : 2 * index + 2]
+        created_ms = _number(record[1])
+        ended_ms = None
+        if text(terminal) == "1" and int(status_ttl) >= 0:
+            ended_ms = now - (status_ms - int(status_ttl))
         # without an end time, a job counts as recent when it was created recently
-        recent = ended_ms if ended_ms is not None else created_ms
-        if recent is None or recent < horizon:
+        when = ended_ms if ended_ms is not None else created_ms
+        if when is None or when < horizon:
             continue
+        # the latest end first; those without an end time after, newest created first
+        order = ended_ms if ended_ms is not None else -math.inf
+        recent.append((order, created_ms or 0.0, job_id, record, ended_ms))
+    recent.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+    del recent[most:]
+    # then the statuses shown, each read once (kept), a few per round trip
+    namespace = keys.namespace
+    missing = [
+        entry[2]
+        for entry in recent
+        if entry[4] is not None and not kept.get(namespace, entry[2])[0]
+    ]
+    for start in range(0, len(missing), _DATA_BATCH):
+        chunk = missing[start : start + _DATA_BATCH]
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in chunk:
+                pipe.hget(keys.status(job_id), "data")
+            blobs = await pipe.execute()
+        for job_id, data in zip(chunk, blobs, strict=True):
+            kept.keep(namespace, job_id, _progress(data, "1"))
+    found: list[EndedJob] = []
+    for _order, _created, job_id, (operation, created, word), ended_ms in recent:
+        created_ms = _number(created)
+        progress = kept.get(namespace, job_id)[1] if ended_ms is not None else None
         found.append(
-            (
-                recent if ended_ms is not None else -math.inf,
-                EndedJob(
-                    job_id=job_id,
-                    operation=text(operation),
-                    created_at=_when(created_ms) if created_ms is not None else None,
-                    ended_at=_when(ended_ms) if ended_ms is not None else None,
-                    outcome=progress.state if progress is not None else text(word) or "terminal",
-                    finished=progress.finished if progress is not None else None,
-                    failed=progress.failed if progress is not None else None,
-                    total=progress.total if progress is not None else None,
-                ),
+            EndedJob(
+                job_id=job_id,
+                operation=text(operation),
+                created_at=_when(created_ms) if created_ms is not None else None,
+                ended_at=_when(ended_ms) if ended_ms is not None else None,
+                outcome=progress.state if progress is not None else text(word) or "terminal",
+                finished=progress.finished if progress is not None else None,
+                failed=progress.failed if progress is not None else None,
+                total=progress.total if progress is not None else None,
             )
         )
-    # most recent end first; those without an end time after, newest created first
-    found.sort(
-        key=lambda pair: (
-            pair[0],
-            pair[1].created_at.timestamp() if pair[1].created_at is not None else 0.0,
-        ),
-        reverse=True,
-    )
-    return [job for _, job in found], partial
+    return found, partial
 
 
 async def read_snapshot(
@@ -526,16 +584,26 @@ async def read_snapshot(
     *,
     limit: RateLimit,
     timeout: float,
+    kept: TerminalStatuses,
     ended_within: float = DEFAULT_ENDED_WITHIN,
     max_ended: int = DEFAULT_MAX_ENDED,
 ) -> FleetSnapshot:
     """Read one account's :class:`FleetSnapshot` (read-only), bounded by ``timeout``.
 
+    :param kept: the terminal statuses read by earlier snapshots (each is read once).
     :raises TransportError: Redis did not answer in ``timeout`` seconds, or failed.
     """
     try:
         return await calls.call(
-            lambda: _read(client, keys, limit, ended_within, max_ended), timeout
+            lambda: _read(
+                client,
+                keys,
+                limit=limit,
+                ended_within=ended_within,
+                max_ended=max_ended,
+                kept=kept,
+            ),
+            timeout,
         )
     except TimeoutError as exc:
         raise TransportError(

@@ -206,6 +206,35 @@ async def test_a_snapshot_writes_nothing(
     assert snapshot.processes == ()  # its heartbeat went with it
 
 
+async def test_a_terminal_status_is_read_once(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # a terminal status holds every item's result: a view refreshed each second
+    # must not fetch it again and again (it never changes)
+    async with running_fleet(redis_server.url, pause=False) as running:
+        fleet = running.fleet
+        first = await fleet.snapshot()
+        assert [job.outcome for job in first.ended_jobs] == ["Completed"]
+        status_key = fleet.keys.status(running.ended.job_id)
+        data = await redis_client.hget(status_key, "data")
+        await redis_client.hset(status_key, "data", "not what was stored")
+        try:
+            again = await fleet.snapshot()
+        finally:
+            await redis_client.hset(status_key, "data", data)
+        assert again.ended_jobs[0].outcome == "Completed"
+        assert again.ended_jobs[0].finished == 1
+        # another fleet object has read nothing yet: it reads what is there
+        namespace = fleet.namespace
+        assert namespace is not None
+        await redis_client.hset(status_key, "data", "not what was stored")
+        async with RedisFleet.from_url(redis_server.url, namespace=namespace) as viewer:
+            fresh = await viewer.snapshot()
+        assert fresh.ended_jobs[0].job_id == running.ended.job_id
+        assert fresh.ended_jobs[0].outcome == "terminal"  # no readable status: the registry's word
+        assert fresh.ended_jobs[0].finished is None
+
+
 async def test_waiters_that_asked_lately_count(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
