@@ -629,13 +629,19 @@ async def find_namespaces(client: aioredis.Redis, calls: Calls, *, timeout: floa
     head, tail = template.split("x", 1)
 
     async def read() -> list[str]:
-        names, _ = await _scan(client, _glob(head) + "*" + _glob(tail) + "*")
-        found = set()
-        for name in names:
-            inner = name[len(head) :].split(tail, 1)
-            if len(inner) == 2 and inner[0]:
-                found.add(inner[0])
-        return sorted(found)
+        # every fleet key of every account matches: only the namespaces are
+        # kept, and the whole scan is bounded by the timeout, not by a count
+        found: set[str] = set()
+        pattern = _glob(head) + "*" + _glob(tail) + "*"
+        cursor: Any = 0
+        while True:
+            cursor, batch = await client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+            for key in batch:
+                inner = (text(key) or "")[len(head) :].split(tail, 1)
+                if len(inner) == 2 and inner[0]:
+                    found.add(inner[0])
+            if int(cursor) == 0:
+                return sorted(found)
 
     try:
         return await calls.call(read, timeout)

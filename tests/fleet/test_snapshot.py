@@ -253,6 +253,19 @@ async def test_waiters_that_asked_lately_count(
     assert 3 < limiter.paused_for <= 4
 
 
+async def test_namespaces_are_found_by_their_keys(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    for name in ("acct-b", "acct.a:1"):
+        keys = Keys(name)
+        await redis_client.set(keys.fence, 1)
+        await redis_client.set(keys.job("1"), "x")
+    await redis_client.set("gameball:not-a-fleet-key", 1)
+    await redis_client.set("other:{acct-c}:fence", 1)
+    async with RedisFleet.from_url(redis_server.url) as viewer:
+        assert await viewer.namespaces() == ["acct-b", "acct.a:1"]
+
+
 async def test_without_a_namespace_it_says_so(redis_client: aioredis.Redis) -> None:
     async with RedisFleet(redis_client) as fleet:
         with pytest.raises(GameballError, match="namespace"):
