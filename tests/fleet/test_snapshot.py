@@ -41,11 +41,13 @@ def test_the_snapshot_classes_are_public_and_documented() -> None:
     assert SNAPSHOT_VERSION == 1
 
 
-def test_the_limiter_keys_are_those_the_limiter_uses() -> None:
+async def test_the_limiter_keys_are_those_the_limiter_uses(
+    redis_client: aioredis.Redis,
+) -> None:
     # the snapshot reads the waiters queue through Keys: the same names as the script's
     keys = Keys("acct")
     limiter = FleetRateLimiter(
-        aioredis.Redis(),
+        redis_client,
         keys,
         Breaker(),
         RateLimit(),
