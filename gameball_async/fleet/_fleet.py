@@ -221,9 +221,11 @@ class RedisFleet:
         :param max_ended: ended jobs listed at most (the most recent).
         :param timeout: seconds the whole read may take (default: the larger
             of ``redis_timeout`` and 2 s).
-        :raises GameballError: no namespace is known yet.
+        :raises ValueError: ``ended_within`` or ``max_ended`` is negative.
+        :raises GameballError: no namespace is known yet, or the fleet is closed.
         :raises TransportError: Redis did not answer in time, or failed.
         """
+        self._check_open()
         if not ended_within >= 0 or not isinstance(max_ended, int) or max_ended < 0:
             raise ValueError("ended_within and max_ended must be >= 0")
         if limit is None:
@@ -247,10 +249,17 @@ class RedisFleet:
         Read-only (``SCAN``, never ``KEYS``) and bounded by ``timeout``
         (default: the larger of ``redis_timeout`` and 2 s).
 
+        :raises GameballError: the fleet is closed.
         :raises TransportError: Redis did not answer in time, or failed.
         """
+        self._check_open()
         bound = max(self._breaker.timeout, 2.0) if timeout is None else timeout
         return await find_namespaces(self._client, self._breaker.calls, timeout=bound)
+
+    def _check_open(self) -> None:
+        # a closed fleet's own client is closed: a read would open a connection nobody closes
+        if self._closed:
+            raise GameballError("this RedisFleet is closed")
 
     # -- attaching sessions --------------------------------------------------
 

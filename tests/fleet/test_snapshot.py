@@ -273,6 +273,12 @@ async def test_without_a_namespace_it_says_so(redis_client: aioredis.Redis) -> N
         with pytest.raises(GameballError, match="namespace"):
             await fleet.snapshot()
         assert await fleet.namespaces() == []
+        with pytest.raises(ValueError, match="max_ended"):
+            await RedisFleet(redis_client, namespace="acct").snapshot(max_ended=-1)
+    with pytest.raises(GameballError, match="closed"):
+        await fleet.snapshot()
+    with pytest.raises(GameballError, match="closed"):
+        await fleet.namespaces()
 
 
 async def test_a_frozen_redis_raises_in_time(redis_server: RedisServer) -> None:
