@@ -245,7 +245,7 @@ class FleetScreen:
         """A read failed: the last snapshot stays, marked."""
         self.reads += 1
         self.failures += 1
-        self.error = f"{time.strftime('%H:%M:%S')} {error}"
+        self.error = f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC, {error}"
 
     def render(self) -> RenderableType:
         """The current frame."""
