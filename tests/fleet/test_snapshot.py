@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _fleet_view import LIMIT, PAUSE, ids, running_fleet
+from _fleet_view import LIMIT, PATIENCE, PAUSE, ids, running_fleet, until
 
 import gameball_async.fleet
 from gameball_async import GameballError, RateLimit, TransportError
@@ -29,6 +33,9 @@ from gameball_async.fleet._limiter import FleetRateLimiter
 from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def test_the_snapshot_classes_are_public_and_documented() -> None:
@@ -130,6 +137,46 @@ async def test_another_process_sees_the_same_without_a_session(
         assert [job.job_id for job in snapshot.ended_jobs] == [running.ended.job_id]
         narrow = await running.fleet.snapshot(max_ended=0)
         assert narrow.ended_jobs == ()
+
+
+async def test_two_processes_and_one_killed(redis_server: RedisServer) -> None:
+    # a second process of the fleet: its job, its lease, its heartbeat; then kill -9
+    async with running_fleet(redis_server.url, pause=False) as running:
+        fake = running.fake
+        command = [sys.executable, str(HERE / "_view_worker.py"), redis_server.url]
+        command += [fake.base_url, fake.api_key, fake.secret_key]
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+        async with await anyio.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment
+        ) as worker:
+            assert worker.stdout is not None
+            try:
+                with anyio.fail_after(PATIENCE):
+                    line = b""
+                    while not line.endswith(b"\n"):
+                        line += await worker.stdout.receive()
+                theirs = json.loads(line)
+                snapshot = await running.fleet.snapshot()
+                assert {p.process_id for p in snapshot.processes} == {
+                    running.fleet.process_id,
+                    theirs["process_id"],
+                }
+                holders = {job.job_id: job.process_id for job in snapshot.open_jobs}
+                assert holders[theirs["job_id"]] == theirs["process_id"]
+                for job in running.open_jobs:
+                    assert holders[job.job_id] == running.fleet.process_id
+            finally:
+                worker.kill()
+                await worker.wait()
+
+            # its heartbeat and its lease run out; its job stays open, polled by nobody
+            async def gone() -> bool:
+                snapshot = await running.fleet.snapshot()
+                job = next(job for job in snapshot.open_jobs if job.job_id == theirs["job_id"])
+                alive = {p.process_id for p in snapshot.processes}
+                return job.lease_holder is None and theirs["process_id"] not in alive
+
+            await until(gone)
 
 
 async def test_to_dict_is_json_ready(redis_server: RedisServer) -> None:
