@@ -229,7 +229,7 @@ async def test_the_interrupt_ends_the_view_at_once_on_a_frozen_redis(
             with anyio.fail_after(3):
                 while not codes:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
-            assert anyio.current_time() - started < 2
+            assert anyio.current_time() - started < 2.5  # about a second: no read waited on
         finally:
             redis_server.thaw()
     assert codes == [0]
