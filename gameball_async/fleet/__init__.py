@@ -17,7 +17,7 @@ the only part of the package that imports ``redis``::
 from __future__ import annotations
 
 from ._fleet import RedisFleet
-from ._snapshot import (
+from ._snapshot_types import (
     SNAPSHOT_VERSION,
     EndedJob,
     FleetSnapshot,

@@ -30,11 +30,11 @@ from ._registry import DEFAULT_RETENTION, RedisClaim, Registry, redis_down
 from ._snapshot import (
     DEFAULT_ENDED_WITHIN,
     DEFAULT_MAX_ENDED,
-    FleetSnapshot,
     TerminalStatuses,
     find_namespaces,
     read_snapshot,
 )
+from ._snapshot_types import FleetSnapshot
 
 __all__ = ["RedisFleet"]
 
