@@ -178,6 +178,19 @@ async def _dispatch(
             ui=ui,
             interrupt=interrupt,
         )
+    if args.command == "fleet":
+        from ._fleetview import FleetOptions, fleet_view  # noqa: PLC0415 - the redis extra
+
+        view = FleetOptions(
+            redis_url=args.redis,
+            namespace=args.namespace,
+            once=args.once,
+            as_json=args.json,
+            refresh=args.refresh,
+            timeout=args.timeout,
+            ended_within=args.ended_minutes * 60,
+        )
+        return await fleet_view(view, ui, interrupt)
     try:
         job_ids = [job_id(text) for text in args.job_ids]
     except InvalidJobIdError as exc:

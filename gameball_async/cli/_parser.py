@@ -31,7 +31,8 @@ exit codes (submit and resume):
   130  interrupted (Ctrl-C; a second one aborts at once); `gameball-batch resume
        MANIFEST` finishes the run
 status, stop and watch exit 0 when every job was read (watch: and completed with
-no failed item), else 1.
+no failed item), else 1. fleet exits 0, or 1 when a --once read failed or no
+namespace was found.
 """
 
 
@@ -208,6 +209,47 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
         if name == "status":
             p.add_argument("--json", action="store_true", help="one JSON object per job")
+
+    p = command(
+        "fleet",
+        "a live, read-only view of a fleet's jobs, limiter and processes in Redis "
+        "(no API key needed; needs the redis extra)",
+    )
+    p.add_argument(
+        "--redis", required=True, metavar="URL", help="the fleet's Redis (redis:// or rediss://)"
+    )
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the account's namespace in Redis (default: list the namespaces found)",
+    )
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the snapshot as JSON (with --once one document, else one line per refresh)",
+    )
+    p.add_argument(
+        "--refresh",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between reads (default 1)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds one read may take before it counts as failed (default 2)",
+    )
+    p.add_argument(
+        "--ended-minutes",
+        type=_positive_float,
+        default=15.0,
+        metavar="M",
+        help="show the jobs that ended in the last M minutes (default 15)",
+    )
 
     p = command("demo", "run a realistic fan-out against an embedded fake server")
     p.add_argument(

@@ -11,12 +11,34 @@ the only part of the package that imports ``redis``::
             job = await gb.create_batch("cashback", items, idempotency_key="nightly/17")
             status = await job
         tokens = await fleet.open_jobs()
+        view = await fleet.snapshot()        # a read-only FleetSnapshot (gameball-batch fleet)
 """
 
 from __future__ import annotations
 
 from ._fleet import RedisFleet
+from ._snapshot_types import (
+    SNAPSHOT_VERSION,
+    EndedJob,
+    FleetSnapshot,
+    JobProgress,
+    LimiterView,
+    LiveProcess,
+    OpenJob,
+)
 
-__all__ = ["RedisFleet"]
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "EndedJob",
+    "FleetSnapshot",
+    "JobProgress",
+    "LimiterView",
+    "LiveProcess",
+    "OpenJob",
+    "RedisFleet",
+]
 
 RedisFleet.__module__ = __name__
+for _public in (EndedJob, FleetSnapshot, JobProgress, LimiterView, LiveProcess, OpenJob):
+    _public.__module__ = __name__
+del _public

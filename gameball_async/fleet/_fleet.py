@@ -20,6 +20,7 @@ from gameball_async._closing import end_tasks, start_close, wait_closed
 from gameball_async._coordination import Fetch, SessionLink
 from gameball_async._errors import GameballError
 from gameball_async._models import BatchStatus, Operation
+from gameball_async._ratelimit import RateLimit
 
 from ._background import Background
 from ._bounded import abort_client
@@ -28,6 +29,14 @@ from ._keys import Keys, check_namespace
 from ._limiter import FleetRateLimiter
 from ._polls import SharedPolls
 from ._registry import DEFAULT_RETENTION, RedisClaim, Registry, redis_down
+from ._snapshot import (
+    DEFAULT_ENDED_WITHIN,
+    DEFAULT_MAX_ENDED,
+    TerminalStatuses,
+    find_namespaces,
+    read_snapshot,
+)
+from ._snapshot_types import FleetSnapshot
 
 __all__ = ["RedisFleet"]
 
@@ -123,6 +132,7 @@ class RedisFleet:
         self._background = Background()
         self._breaker.on_recovery = self._background.wake
         self._registry: Registry | None = None
+        self._terminal_statuses = TerminalStatuses()  # what snapshots read once
         self._attachments: set[_Attachment] = set()
         self._beating: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
@@ -201,6 +211,69 @@ class RedisFleet:
         :raises TransportError: Redis could not be reached.
         """
         return await self._registry_now.open_jobs()
+
+    async def snapshot(
+        self,
+        *,
+        limit: RateLimit | None = None,
+        ended_within: float = DEFAULT_ENDED_WITHIN,
+        max_ended: int = DEFAULT_MAX_ENDED,
+        timeout: float | None = None,
+    ) -> FleetSnapshot:
+        """What the account's fleet looks like in Redis now: open jobs with
+        their shared status and lease holder, the limiter's windows, pause and
+        waiters, the processes alive, the jobs that ended lately.
+
+        Read-only (nothing is written, no session or API key is needed) and
+        bounded: it returns or raises within ``timeout``. A snapshot's reads do
+        not count against the fleet's circuit breaker.
+
+        :param limit: the limits the limiter's counts are compared against
+            (default: those of a session attached to this fleet, else the
+            documented ``RateLimit()``).
+        :param ended_within: seconds back to look for ended jobs.
+        :param max_ended: ended jobs listed at most (the most recent).
+        :param timeout: seconds the whole read may take (default: the larger
+            of ``redis_timeout`` and 2 s).
+        :raises ValueError: ``ended_within`` or ``max_ended`` is negative.
+        :raises GameballError: no namespace is known yet, or the fleet is closed.
+        :raises TransportError: Redis did not answer in time, or failed.
+        """
+        self._check_open()
+        if not ended_within >= 0 or not isinstance(max_ended, int) or max_ended < 0:
+            raise ValueError("ended_within and max_ended must be >= 0")
+        if limit is None:
+            limit = next(
+                (attachment.limiter.limit for attachment in self._attachments), RateLimit()
+            )
+        return await read_snapshot(
+            self._client,
+            self.keys,
+            self._breaker.calls,
+            limit=limit,
+            timeout=max(self._breaker.timeout, 2.0) if timeout is None else timeout,
+            kept=self._terminal_statuses,
+            ended_within=ended_within,
+            max_ended=max_ended,
+        )
+
+    async def namespaces(self, *, timeout: float | None = None) -> list[str]:
+        """The namespaces (accounts) that have fleet keys in this Redis, sorted.
+
+        Read-only (``SCAN``, never ``KEYS``) and bounded by ``timeout``
+        (default: the larger of ``redis_timeout`` and 2 s).
+
+        :raises GameballError: the fleet is closed.
+        :raises TransportError: Redis did not answer in time, or failed.
+        """
+        self._check_open()
+        bound = max(self._breaker.timeout, 2.0) if timeout is None else timeout
+        return await find_namespaces(self._client, self._breaker.calls, timeout=bound)
+
+    def _check_open(self) -> None:
+        # a closed fleet's own client is closed: a read would open a connection nobody closes
+        if self._closed:
+            raise GameballError("this RedisFleet is closed")
 
     # -- attaching sessions --------------------------------------------------
 

@@ -55,6 +55,21 @@ class Keys:
         """String: server time (ms) until which the whole fleet holds (a 429)."""
         return self.prefix + "limit:pause"
 
+    @property
+    def limiter_waiters(self) -> str:
+        """Sorted set: the limiters waiting for a slot, scored by when they first waited."""
+        return self.prefix + "limit:wait"
+
+    @property
+    def limiter_seen(self) -> str:
+        """Sorted set: each waiting limiter, scored by when it last asked (stale ones leave)."""
+        return self.prefix + "limit:seen"
+
+    @property
+    def limiter_epoch(self) -> str:
+        """String: the limiter log's epoch (a new one when the log was lost)."""
+        return self.prefix + "limit:epoch"
+
     # -- processes -------------------------------------------------------------
 
     def process(self, process_id: str) -> str:

@@ -37,7 +37,7 @@ from gameball_async._models import BatchStatus
 from ._keys import Keys
 from ._registry import settled_lua
 
-__all__ = ["Scripts", "decode_status", "encode_status", "fence_of", "text"]
+__all__ = ["Scripts", "decode_status", "encode_status", "fence_of", "holder_of", "text"]
 
 _TAKE: Final = """
 local stored = redis.call('HMGET', KEYS[2], 'data', 'terminal')
@@ -139,6 +139,11 @@ def text(value: Any) -> str | None:
 def fence_of(lease: str) -> int:
     """The fence number of a lease value (``<process id>|<fence>``)."""
     return int(lease.rsplit("|", 1)[1])
+
+
+def holder_of(lease: str) -> str:
+    """The owner named in a lease value (``<process id>|<fence>``)."""
+    return lease.rsplit("|", 1)[0]
 
 
 def _plain(value: Any) -> Any:

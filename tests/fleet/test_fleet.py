@@ -56,7 +56,22 @@ def test_importing_the_package_does_not_import_redis() -> None:
 
 
 def test_public_names() -> None:
-    assert gameball_async.fleet.__all__ == ["RedisFleet"]
+    assert gameball_async.fleet.__all__ == [
+        "SNAPSHOT_VERSION",
+        "EndedJob",
+        "FleetSnapshot",
+        "JobProgress",
+        "LimiterView",
+        "LiveProcess",
+        "OpenJob",
+        "RedisFleet",
+    ]
+    public = {
+        name
+        for name, value in vars(gameball_async.fleet).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == "gameball_async.fleet"
+    }
+    assert public <= set(gameball_async.fleet.__all__)
     assert RedisFleet.__module__ == "gameball_async.fleet"
     assert RedisFleet.__doc__
     assert RedisFleet.from_url.__doc__
