@@ -42,7 +42,7 @@ from gameball_async._ratelimit import RateLimit
 
 from ._bounded import Calls
 from ._keys import Keys
-from ._limiter import STALE_WAITER_MS
+from ._limiter_scripts import STALE_WAITER_MS
 from ._polls_scripts import STATUS_TTL, decode_status, holder_of, text
 from ._snapshot_types import (
     SNAPSHOT_VERSION,
@@ -154,7 +154,7 @@ async def _read(
         clock, open_ids, log, pause, seen = await pipe.execute()
     now = int(clock[0]) * 1000 + int(clock[1]) // 1000
 
-    # the limiter, counted as the acquire script counts (see _limiter._ACQUIRE)
+    # the limiter, counted as the acquire script counts (see _limiter_scripts.ACQUIRE)
     short_ms = math.ceil((1.0 + limit.margin) * 1000)
     long_ms = math.ceil((limit.window + limit.margin) * 1000)
     scores = [float(score) for _member, score in log]
