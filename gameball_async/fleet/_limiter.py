@@ -68,6 +68,7 @@ from ._limiter_scripts import (
     RELEASE,
     RELEASE_DELAY,
     STALE_WAITER_MS,
+    window_ms,
 )
 
 __all__ = ["FleetRateLimiter", "local_share"]
@@ -130,8 +131,7 @@ class FleetRateLimiter:
         self._waiter = f"{process_id}.{next(_limiters)}"
         self._members = itertools.count()
         self._bound_ms = math.ceil(request_bound * 1000)
-        self._short_ms = math.ceil((1.0 + limit.margin) * 1000)
-        self._long_ms = math.ceil((limit.window + limit.margin) * 1000)
+        self._short_ms, self._long_ms = window_ms(limit)
         self._lock = anyio.Lock()  # the local FIFO: one waiter per limiter in Redis
         self._paused_until = 0.0
         self._in_flight = 0

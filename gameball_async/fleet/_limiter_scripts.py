@@ -11,9 +11,13 @@ away. :mod:`._limiter` says why the log works as it does.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
+from gameball_async._ratelimit import RateLimit
+
 __all__ = [
+    "window_ms",
     "ACQUIRE",
     "BACKFILL",
     "IN_FLIGHT_RETRY_MS",
@@ -168,3 +172,12 @@ end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return now
 """
+
+
+def window_ms(limit: RateLimit) -> tuple[int, int]:
+    """The log's two windows in ms, as ``ACQUIRE`` counts them: 1 s and
+    ``limit.window``, each plus the limit's margin."""
+    return (
+        math.ceil((1.0 + limit.margin) * 1000),
+        math.ceil((limit.window + limit.margin) * 1000),
+    )

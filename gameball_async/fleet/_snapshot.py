@@ -42,7 +42,7 @@ from gameball_async._ratelimit import RateLimit
 
 from ._bounded import Calls
 from ._keys import Keys
-from ._limiter_scripts import STALE_WAITER_MS
+from ._limiter_scripts import STALE_WAITER_MS, window_ms
 from ._polls_scripts import STATUS_TTL, decode_status, holder_of, text
 from ._snapshot_types import (
     SNAPSHOT_VERSION,
@@ -155,8 +155,7 @@ async def _read(
     now = int(clock[0]) * 1000 + int(clock[1]) // 1000
 
     # the limiter, counted as the acquire script counts (see _limiter_scripts.ACQUIRE)
-    short_ms = math.ceil((1.0 + limit.margin) * 1000)
-    long_ms = math.ceil((limit.window + limit.margin) * 1000)
+    short_ms, long_ms = window_ms(limit)
     scores = [float(score) for _member, score in log]
     paused_until = _number(pause) or 0.0
     limiter = LimiterView(

@@ -9,20 +9,37 @@ the shared-polling tests attach sessions to this minimal
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import attrs
 import redis.asyncio as aioredis
 
-from gameball_async import BatchStatus, Operation, RetryPolicy
-from gameball_async._coordination import Attachment, Claim, Fetch, SessionLink
+from gameball_async import (
+    BatchStatus,
+    GameballSession,
+    Operation,
+    PollPolicy,
+    RateLimit,
+    RetryPolicy,
+)
+from gameball_async._coordination import Attachment, Claim, Coordinator, Fetch, SessionLink
 from gameball_async._ratelimit import LocalRateLimiter, RateLimiter
 from gameball_async.fleet._breaker import Breaker
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls import SharedPolls
+from gameball_async.testing import FakeGameball
 
-__all__ = ["FAST_RETRY", "PATIENCE", "WHEN", "PollsFleet", "fast_breaker", "until"]
+__all__ = [
+    "FAST_RETRY",
+    "PATIENCE",
+    "WHEN",
+    "PollsFleet",
+    "fast_breaker",
+    "fleet_session",
+    "item",
+    "until",
+]
 
 # The same as tests/_support.py's (that module is out of reach of a mypy run
 # over tests/fleet alone).
@@ -30,6 +47,26 @@ WHEN: Final = "2024-10-16T08:13:29.290Z"
 FAST_RETRY: Final = RetryPolicy(backoff=0.01, max_backoff=0.05)
 #: Bound on any single wait: generous, it only turns a hang into a failure.
 PATIENCE: Final = 20.0
+
+
+def item(n: int) -> dict[str, Any]:
+    """Cashback item ``n`` as a plain dict (customer ``c<n>``, transaction ``t<n>``)."""
+    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
+
+
+def fleet_session(
+    fake: FakeGameball, fleet: Coordinator, *, max_delay: float = 0.2, **options: Any
+) -> GameballSession:
+    """A session of ``fake`` on ``fleet``: a limit that never binds, quick polls."""
+    return GameballSession(
+        fake.api_key,
+        fake.secret_key,
+        base_url=fake.base_url,
+        fleet=fleet,
+        rate_limit=RateLimit(per_second=100, per_window=1000),
+        poll=PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=max_delay),
+        **options,
+    )
 
 
 async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:

@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,15 +23,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import trustme
+from _polls_support import fleet_session as session
+from _polls_support import item
 from redis.asyncio.cluster import RedisCluster
 
 from gameball_async import (
     BatchState,
-    BatchStatus,
-    GameballSession,
-    PollPolicy,
-    RateLimit,
     TransportError,
+    wait_all,
 )
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
@@ -41,25 +40,7 @@ from gameball_async.testing._redis_server import redis_server_binary
 
 pytestmark = pytest.mark.anyio
 
-WHEN: Final = "2024-10-16T08:13:29.290Z"
 PASSWORD: Final = "s3cret-fleet-password-do-not-log"
-
-
-def item(n: int) -> dict[str, Any]:
-    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
-
-
-async def anyio_gather(*waits: Awaitable[BatchStatus]) -> list[BatchStatus]:
-    """Await each in a task of its own, at once; their results in order."""
-    results: list[BatchStatus | None] = [None] * len(waits)
-
-    async def one(n: int, wait: Awaitable[BatchStatus]) -> None:
-        results[n] = await wait
-
-    async with anyio.create_task_group() as group:
-        for n, wait in enumerate(waits):
-            group.start_soon(one, n, wait)
-    return [result for result in results if result is not None]
 
 
 def _has_tls(binary: str) -> bool:
@@ -126,17 +107,6 @@ def tls_server(tmp_path: Path) -> Iterator[RedisServer]:
 def fleet_url(server: RedisServer, password: str = PASSWORD, user: str = "fleet") -> str:
     assert server.tls is not None
     return f"rediss://{user}:{password}@127.0.0.1:{server.port}/0?ssl_ca_certs={server.tls.ca_file}"
-
-
-def session(fake: FakeGameball, fleet: RedisFleet) -> GameballSession:
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        fleet=fleet,
-        rate_limit=RateLimit(per_second=100, per_window=1000),
-        poll=PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.2),
-    )
 
 
 @pytest.mark.tls
@@ -313,7 +283,7 @@ async def test_a_fleet_of_two_processes_runs_on_a_cluster(cluster: Cluster) -> N
                 )
                 assert again.job_id == created.job_id
                 assert created.to_token() in await two.open_jobs()
-                statuses = await anyio_gather(created.wait(), second.job(created.job_id).wait())
+                statuses = await wait_all([created, second.job(created.job_id)])
                 assert [s.state for s in statuses] == [BatchState.COMPLETED] * 2
                 assert one._breaker.openings == two._breaker.openings == 0
                 # the lease holder's news reached the other process as hints

@@ -10,8 +10,10 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from _polls_support import fleet_session as session
+from _polls_support import item
 
-from gameball_async import GameballError, GameballSession, Operation, PollPolicy, RateLimit
+from gameball_async import GameballError, Operation
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet import RedisFleet
 from gameball_async.fleet._registry import Registry
@@ -19,29 +21,12 @@ from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
-WHEN = "2024-10-16T08:13:29.290Z"
-
-
-def item(n: int) -> dict[str, Any]:
-    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
-
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
     # slow jobs: they stay open until the test lets them finish
     async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0, processing_rate=0.5) as f:
         yield f
-
-
-def session(fake: FakeGameball, fleet: RedisFleet) -> GameballSession:
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        fleet=fleet,
-        rate_limit=RateLimit(per_second=100, per_window=1000),
-        poll=PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.2),
-    )
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
