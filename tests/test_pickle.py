@@ -108,11 +108,17 @@ SAMPLES: dict[Any, Callable[[], Any]] = {
 
 
 def _namespace() -> dict[str, Any]:
-    # every module of the package, so hints naming types from any of them resolve
+    # every module of the package, so hints naming types from any of them resolve;
+    # module objects are left out: one module's ``import datetime`` must not shadow
+    # another's ``from datetime import datetime`` (a hint is never a module)
     namespace: dict[str, Any] = {}
     for name, module in sorted(sys.modules.items()):
         if name.startswith("gameball_async.") and module is not None:
-            namespace.update(vars(module))
+            namespace.update(
+                (key, value)
+                for key, value in vars(module).items()
+                if not isinstance(value, types.ModuleType)
+            )
     namespace.update(vars(gameball_async))
     namespace.update(vars(collections.abc))
     namespace.update(vars(typing))
