@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
-from _polls_support import PollsFleet, until
+from _fleet_support import PollsFleet, until
 
 from gameball_async import BatchJob, GameballSession, PollPolicy, RateLimit
 from gameball_async.fleet._breaker import Breaker

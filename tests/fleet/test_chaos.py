@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
 import pytest
 import redis
+from _fleet_support import FAST_POLL, item, sdk_tasks, until
 
 from gameball_async import (
     AmbiguousSubmissionError,
@@ -29,7 +29,6 @@ from gameball_async import (
     BatchState,
     BatchStatus,
     GameballSession,
-    PollPolicy,
     RateLimit,
     Timeout,
     TransportError,
@@ -39,8 +38,6 @@ from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
-WHEN: Final = "2024-10-16T08:13:29.290Z"
-FAST_POLL: Final = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3)
 REDIS_TIMEOUT: Final = 0.25
 REQUEST_TIMEOUT: Final = 5.0
 #: Bound on a wait or on coordination resuming: turns a hang into a failure.
@@ -136,29 +133,6 @@ class Fault:
                     admin.execute_command("REPLICAOF", "NO", "ONE")
 
 
-def item(tag: str, n: int) -> dict[str, Any]:
-    return {
-        "customerId": f"c{n}",
-        "transactionId": f"{tag}-{n}",
-        "transactionTime": WHEN,
-        "amount": 1,
-    }
-
-
-async def until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 (other tasks make it true)
-            await anyio.sleep(0.01)
-
-
-def sdk_tasks() -> list[asyncio.Task[Any]]:
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if task.get_name().startswith("gameball_async") and not task.done()
-    ]
-
-
 class Cell:
     """One fleet process's life through a fault, and what the checks need."""
 
@@ -190,7 +164,7 @@ class Cell:
 
     async def create(self, gb: GameballSession, **options: Any) -> BatchJob:
         self.count += 1
-        return await gb.create_batch("cashback", [item("t", self.count)], **options)
+        return await gb.create_batch("cashback", [item(self.count, tag="t-")], **options)
 
     async def wait(self, jobs: list[BatchJob]) -> None:
         with anyio.fail_after(PATIENCE):
@@ -210,7 +184,7 @@ class Cell:
         await self.wait([job])
         breaker = fleet._breaker
         attachment = next(iter(fleet._attachments))
-        await until(lambda: not breaker.is_open and attachment._polls.listening)
+        await until(lambda: not breaker.is_open and attachment._polls.listening, timeout=PATIENCE)
 
     async def idempotent(self, fleet: RedisFleet, gb: GameballSession) -> None:
         key = "chaos/1"
@@ -236,7 +210,7 @@ class Cell:
             while True:
                 try:
                     again = await gb.create_batch(
-                        "cashback", [item("t", self.count)], idempotency_key=key
+                        "cashback", [item(self.count, tag="t-")], idempotency_key=key
                     )
                 except TransportError:
                     await anyio.sleep(0.1)  # Redis not answering yet: nothing was sent
@@ -264,7 +238,7 @@ async def run(cell: Cell, phase: str) -> None:
         elif phase == "mid-wait":
             jobs = [await cell.create(gb) for _ in range(3)]
             waiting = asyncio.ensure_future(cell.wait(jobs))
-            await until(lambda: cell.fake.counts["status"] >= 1)
+            await until(lambda: cell.fake.counts["status"] >= 1, timeout=PATIENCE)
             fault.strike()
             await fault.lift()
             with anyio.fail_after(PATIENCE):
@@ -276,7 +250,7 @@ async def run(cell: Cell, phase: str) -> None:
         elif phase == "close":
             job = await cell.create(gb)
             waiter = asyncio.ensure_future(job.wait(raise_on_failure=False))
-            await until(lambda: cell.fake.counts["status"] >= 1)
+            await until(lambda: cell.fake.counts["status"] >= 1, timeout=PATIENCE)
             fault.strike()
             await cell.close(fleet, gb)
             await fault.lift()

@@ -20,33 +20,23 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
+from _fleet_support import fleet_session, item, sdk_tasks, until
 from redis.asyncio.client import PubSub
 
-from gameball_async import BatchState, GameballSession, PollPolicy, RateLimit, SessionClosedError
+from gameball_async import BatchState, GameballSession, RateLimit, SessionClosedError
 from gameball_async.fleet import RedisFleet
 from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
-WHEN = "2024-10-16T08:13:29.290Z"
-FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3)
 #: A watchdog far above every bound: a hang becomes a failure, never a stuck run.
 WATCHDOG = 30.0
 
 
-def item(n: int) -> dict[str, Any]:
-    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
-
-
 def session(fake: FakeGameball, fleet: RedisFleet) -> GameballSession:
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        fleet=fleet,
-        poll=FAST_POLL,
-        rate_limit=RateLimit(per_second=50, per_window=500),
+    return fleet_session(
+        fake, fleet, max_delay=0.3, rate_limit=RateLimit(per_second=50, per_window=500)
     )
 
 
@@ -58,21 +48,8 @@ async def finishes(work: Awaitable[T], within: float = WATCHDOG) -> T:
     return task.result()
 
 
-def fleet_tasks() -> list[asyncio.Task[Any]]:
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if task.get_name().startswith("gameball_async") and not task.done()
-    ]
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():  # noqa: ASYNC110 (another task makes it true)
-        await anyio.sleep(0.01)
-
-
 async def until_no_fleet_task() -> None:
-    while fleet_tasks():  # noqa: ASYNC110 (tasks ending: no event to wait on)
+    while sdk_tasks():  # noqa: ASYNC110 (tasks ending: no event to wait on)
         await anyio.sleep(0.01)
 
 

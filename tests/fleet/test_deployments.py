@@ -23,8 +23,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import trustme
-from _polls_support import fleet_session as session
-from _polls_support import item
+from _fleet_support import fleet_session as session
+from _fleet_support import item
 from redis.asyncio.cluster import RedisCluster
 
 from gameball_async import (

@@ -10,14 +10,14 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _processes import fake_process, workers
+from _fleet_support import burst_workers, fake_process, item, worker_config
+from _fleet_support import fleet_session as session
 
 import gameball_async.fleet
 from gameball_async import (
     AmbiguousSubmissionError,
     GameballError,
     GameballSession,
-    PollPolicy,
     RateLimit,
 )
 from gameball_async._coordination import account_namespace
@@ -25,25 +25,6 @@ from gameball_async.fleet import RedisFleet
 from gameball_async.testing import FakeGameball, RedisServer
 
 pytestmark = pytest.mark.anyio
-
-WHEN = "2024-10-16T08:13:29.290Z"
-FAST_POLL = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3)
-
-
-def item(n: int) -> dict[str, Any]:
-    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
-
-
-def session(fake: FakeGameball, fleet: RedisFleet, **options: Any) -> GameballSession:
-    options.setdefault("rate_limit", RateLimit(per_second=50, per_window=500))
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        fleet=fleet,
-        poll=FAST_POLL,
-        **options,
-    )
 
 
 def test_importing_the_package_does_not_import_redis() -> None:
@@ -193,18 +174,7 @@ FAKE_LIMITS = (
     "--rate-per-window", str(PER_WINDOW),
     "--rate-window", str(WINDOW),
 )  # fmt: skip
-
-
-def worker_config(fake: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
-    config = {
-        "redis_url": redis_url,
-        "base_url": fake.base_url,
-        "api_key": fake.api_key,
-        "secret_key": fake.secret_key,
-        "rate_limit": {"per_second": PER_SECOND, "per_window": PER_WINDOW, "window": WINDOW},
-    }
-    config.update(extra)
-    return config
+ACCOUNT = (PER_SECOND, PER_WINDOW, WINDOW)
 
 
 async def test_eight_processes_bursting_stay_within_the_account_limit(
@@ -217,6 +187,7 @@ async def test_eight_processes_bursting_stay_within_the_account_limit(
             worker_config(
                 fake,
                 redis_server.url,
+                ACCOUNT,
                 mode="burst",
                 jobs=3,
                 offset=100 * n,
@@ -225,7 +196,7 @@ async def test_eight_processes_bursting_stay_within_the_account_limit(
             )
             for n in range(8)
         ]
-        async with workers("burst", configs) as fleet:
+        async with burst_workers("burst", configs) as fleet:
             await fleet.ready()
             await fleet.go(redis_client)
             results = await fleet.results()
@@ -273,7 +244,7 @@ async def test_processes_with_equal_demand_get_equal_shares(
         "total": total,
         "warmup": warmup,
     }
-    async with workers("demand", [config] * 4) as fleet:
+    async with burst_workers("demand", [config] * 4) as fleet:
         await fleet.ready()
         await fleet.go(redis_client)
         results = await fleet.results()
@@ -295,8 +266,8 @@ async def test_idempotency_key_raced_from_five_processes_creates_one_job(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     async with fake_process("--no-rate-limit", "--queue-delay", "0") as fake:
-        configs = [worker_config(fake, redis_server.url, key="race/1") for _ in range(5)]
-        async with workers("race", configs) as fleet:
+        configs = [worker_config(fake, redis_server.url, ACCOUNT, key="race/1") for _ in range(5)]
+        async with burst_workers("race", configs) as fleet:
             await fleet.ready()
             await fleet.go(redis_client)
             results = await fleet.results()
@@ -316,13 +287,14 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
         config = worker_config(
             fake,
             redis_server.url,
+            ACCOUNT,
             key="crash",
             jobs=2,
             process_ttl=1.5,
             request_timeout=bound,
             rate_limit={"per_second": 2, "per_window": 100},
         )
-        async with workers("crash", [config]) as fleet:
+        async with burst_workers("crash", [config]) as fleet:
             await fleet.ready()
             await fleet.go(redis_client)
             with anyio.fail_after(20):

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
-from _fleet_view import PATIENCE, Running, running_fleet
+from _fleet_support import PATIENCE, Running, running_fleet
 from rich.console import Console
 
 from gameball_async.cli import build_parser, run

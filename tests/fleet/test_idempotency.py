@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from _fleet_support import FAST_RETRY, fake_server, fleet_session, item
 
 from gameball_async import (
     AmbiguousSubmissionError,
     CreationTimeoutError,
     GameballSession,
     InvalidRequestError,
-    PollPolicy,
-    RateLimit,
-    RetryPolicy,
     TransportError,
 )
 from gameball_async.fleet import RedisFleet
@@ -24,29 +21,15 @@ from gameball_async.testing import FakeGameball, InjectedReply, RedisServer
 
 pytestmark = pytest.mark.anyio
 
-WHEN = "2024-10-16T08:13:29.290Z"
-
-
-def item(n: int) -> dict[str, Any]:
-    return {"customerId": f"c{n}", "transactionId": f"t{n}", "transactionTime": WHEN, "amount": 1}
-
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0) as server:
+    async with fake_server() as server:
         yield server
 
 
 def session(fake: FakeGameball, fleet: RedisFleet) -> GameballSession:
-    return GameballSession(
-        fake.api_key,
-        fake.secret_key,
-        base_url=fake.base_url,
-        fleet=fleet,
-        rate_limit=RateLimit(per_second=100, per_window=1000),
-        poll=PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.3),
-        retry=RetryPolicy(backoff=0.01, max_backoff=0.05),
-    )
+    return fleet_session(fake, fleet, max_delay=0.3, retry=FAST_RETRY)
 
 
 async def test_a_second_call_returns_the_same_job_and_sends_nothing(

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
+from _fleet_support import PATIENCE
 
 from gameball_async import RateLimit
 from gameball_async.fleet._background import Background
@@ -25,7 +26,6 @@ from gameball_async.testing._sliding_window import max_in_window
 pytestmark = pytest.mark.anyio
 
 KEYS = Keys("acct")
-PATIENCE = 20.0
 
 MakeLimiter = Callable[..., FleetRateLimiter]
 

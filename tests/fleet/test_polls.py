@@ -6,7 +6,6 @@ processes of a fleet: one polls each job, the other reads what it shares.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _polls_support import FAST_RETRY, PATIENCE, WHEN, PollsFleet, until
+from _fleet_support import FAST_RETRY, PATIENCE, PollsFleet, fake_server, items, until
 
 from gameball_async import (
     BatchJob,
@@ -36,27 +35,11 @@ OWNER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.25, max_delay=0.5)
 FOLLOWER_POLL = PollPolicy(initial_delay=0.05, min_delay=0.005, max_delay=0.5)
 
 
-_SERIAL = itertools.count()
-
-
-def items(count: int) -> list[dict[str, Any]]:
-    # transaction ids unique across jobs: a repeated one fails with 9004
-    return [
-        {
-            "customerId": f"c{i}",
-            "transactionId": f"t{next(_SERIAL)}",
-            "transactionTime": WHEN,
-            "amount": 1,
-        }
-        for i in range(count)
-    ]
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
     # 30 items at 8/s: each job runs about four seconds, so that on a loaded
     # machine the outage tests' faults still strike while the jobs run
-    async with FakeGameball(processing_rate=8, queue_delay=0.1, enforce_rate_limit=False) as f:
+    async with fake_server(processing_rate=8, queue_delay=0.1) as f:
         yield f
 
 

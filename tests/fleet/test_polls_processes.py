@@ -7,27 +7,18 @@ status request it receives.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
-import attrs
 import pytest
 import redis.asyncio as aioredis
-from _polls_support import WHEN
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
+from _fleet_support import Fake, fake_process
+from _fleet_support import poll_workers as workers
 
-from gameball_async import GameballSession, RateLimit
 from gameball_async._coordination import account_namespace
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls_scripts import fence_of, text
@@ -35,148 +26,10 @@ from gameball_async.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKER = Path(__file__).with_name("_worker.py")
 #: Bound on one whole multi-process run.
 RUN_PATIENCE = 50.0
 #: Jobs awaited by every process: few enough that no process hits its share of the limit.
 JOBS = 8
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # the worktree's package, whatever is installed in the interpreter
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
-class Child:
-    """A child process speaking JSON lines."""
-
-    def __init__(self, process: Process, name: str) -> None:
-        self.process = process
-        self.name = name
-        assert process.stdout is not None
-        self._out = BufferedByteReceiveStream(process.stdout)
-
-    async def line(self) -> dict[str, Any]:
-        raw = await self._out.receive_until(b"\n", 1 << 22)
-        data = json.loads(raw)
-        assert isinstance(data, dict)
-        return data
-
-    async def send(self, data: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send((json.dumps(data) + "\n").encode())
-
-
-@asynccontextmanager
-async def child(command: Sequence[str], name: str, logs: Path) -> AsyncIterator[Child]:
-    with (logs / f"{name}.err").open("wb") as errors:
-        process = await anyio.open_process(
-            list(command),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            cwd=ROOT,
-            env=_env(),
-        )
-        try:
-            yield Child(process, name)
-        finally:
-            if process.returncode is None:
-                # a stopped child must die too; one the test killed may be reaped
-                # already (its returncode is set only by a wait)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGCONT)
-                    process.kill()
-            with anyio.move_on_after(15):
-                await process.wait()
-            await process.aclose()
-
-
-@attrs.frozen
-class Fake:
-    base_url: str
-    api_key: str
-    secret_key: str
-
-    @property
-    def origin(self) -> str:
-        return self.base_url.split("/api/", 1)[0]
-
-    async def stats(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(self.origin + "/_fake/stats") as r:
-            data = await r.json()
-            assert isinstance(data, dict)
-            return data
-
-    async def reset(self) -> None:
-        async with aiohttp.ClientSession() as http, http.post(self.origin + "/_fake/reset") as r:
-            assert r.status < 300
-
-    async def create(
-        self,
-        count: int,
-        items: int,
-        on_job: Callable[[str, bool], Awaitable[None]] | None = None,
-    ) -> list[str]:
-        # the workers keep to 20/s between them: 4/s is left for creations
-        async with GameballSession(
-            self.api_key,
-            self.secret_key,
-            base_url=self.base_url,
-            rate_limit=RateLimit(per_second=4, per_window=60),
-        ) as gb:
-            jobs: list[str] = []
-            for n in range(count):
-                body = [
-                    {
-                        "customerId": f"c{i}",
-                        "transactionId": f"{os.getpid()}-{id(jobs)}-{n}-{i}",
-                        "transactionTime": WHEN,
-                        "amount": 1,
-                    }
-                    for i in range(items)
-                ]
-                jobs.append((await gb.create_batch("cashback", body)).job_id)
-                if on_job is not None:
-                    await on_job(jobs[-1], n == count - 1)
-            return jobs
-
-
-@asynccontextmanager
-async def fake_process(logs: Path, *options: str) -> AsyncIterator[Fake]:
-    command = [sys.executable, "-m", "gameball_async.testing", "serve", "--port", "0", *options]
-    async with child(command, "fake", logs) as fake:
-        with anyio.fail_after(30):
-            info = await fake.line()
-        yield Fake(info["base_url"], info["api_key"], info["secret_key"])
-        fake.process.terminate()
-
-
-@asynccontextmanager
-async def workers(
-    fake: Fake, redis_url: str, count: int, logs: Path, *extra: str
-) -> AsyncIterator[list[Child]]:
-    async with AsyncExitStack() as stack:
-        children = []
-        for n in range(count):
-            command = [
-                sys.executable,
-                str(WORKER),
-                "--redis", redis_url,
-                "--base-url", fake.base_url,
-                "--api-key", fake.api_key,
-                "--secret-key", fake.secret_key,
-                "--process-id", f"w{n}",
-                *extra,
-            ]  # fmt: skip
-            children.append(await stack.enter_async_context(child(command, f"w{n}", logs)))
-        with anyio.fail_after(60):
-            for worker in children:
-                assert await worker.line() == {"ready": True}
-        yield children
 
 
 async def holders(client: aioredis.Redis, keys: Keys, jobs: Sequence[str]) -> dict[str, str]:
@@ -227,7 +80,7 @@ async def test_four_processes_send_the_status_requests_of_one(
 
     with anyio.fail_after(2 * RUN_PATIENCE + 60):
         async with fake_process(
-            tmp_path, "--processing-rate", "10", "--queue-delay", "0.2"
+            "--processing-rate", "10", "--queue-delay", "0.2", logs=tmp_path
         ) as fake:
             one, _ = await round_of(fake, 1)
             four, reports = await round_of(fake, 4)
@@ -246,7 +99,7 @@ async def test_kill_9_of_the_owner_hands_its_jobs_over(
 ) -> None:
     with anyio.fail_after(RUN_PATIENCE + 60):
         async with (
-            fake_process(tmp_path, "--processing-rate", "10", "--queue-delay", "0.1") as fake,
+            fake_process("--processing-rate", "10", "--queue-delay", "0.1", logs=tmp_path) as fake,
             workers(fake, redis_server.url, 3, tmp_path) as children,
         ):
             keys = keys_of(fake)
@@ -295,7 +148,6 @@ async def test_sigstop_of_the_owner_its_late_write_is_refused(
     with anyio.fail_after(RUN_PATIENCE + 60):
         async with (
             fake_process(
-                tmp_path,
                 "--processing-rate",
                 "8",
                 "--queue-delay",
@@ -303,6 +155,7 @@ async def test_sigstop_of_the_owner_its_late_write_is_refused(
                 "--latency",
                 "0.1",
                 "0.3",
+                logs=tmp_path,
             ) as fake,
             workers(fake, redis_server.url, 2, tmp_path) as children,
         ):

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _polls_support import fast_breaker
+from _fleet_support import WHEN, fast_breaker
 
 from gameball_async import BatchState, BatchStatus, Operation, RateLimit, ServerError
 from gameball_async._coordination import NoStatusYet, SessionLink
@@ -21,7 +21,6 @@ from gameball_async.testing import RedisServer
 pytestmark = pytest.mark.anyio
 
 KEYS = Keys("unit")
-WHEN = "2024-10-16T08:13:29.290Z"
 
 
 def running(job_id: str, finished: int) -> BatchStatus:

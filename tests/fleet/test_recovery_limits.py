@@ -11,12 +11,10 @@ limit, and no 429 comes. (Before: 14/12 per s, 48/40 per window, nine 429s.)
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _processes import fake_process, workers
+from _fleet_support import burst_workers, fake_process, worker_config
 
 from gameball_async.testing import RedisServer
 
@@ -26,18 +24,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.chaos]
 PER_SECOND, PER_WINDOW, WINDOW = 12, 40, 20.0
 PROCESSES = 4
 OUTAGE = 10.0
-
-
-def worker_config(fake: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
-    config = {
-        "redis_url": redis_url,
-        "base_url": fake.base_url,
-        "api_key": fake.api_key,
-        "secret_key": fake.secret_key,
-        "rate_limit": {"per_second": PER_SECOND, "per_window": PER_WINDOW, "window": WINDOW},
-    }
-    config.update(extra)
-    return config
 
 
 async def test_four_processes_stay_within_the_limit_through_an_outage(
@@ -53,6 +39,7 @@ async def test_four_processes_stay_within_the_limit_through_an_outage(
             worker_config(
                 fake,
                 redis_server.url,
+                (PER_SECOND, PER_WINDOW, WINDOW),
                 mode="burst",
                 jobs=8,
                 offset=100 * n,
@@ -62,7 +49,7 @@ async def test_four_processes_stay_within_the_limit_through_an_outage(
             )
             for n in range(PROCESSES)
         ]
-        async with workers("burst", configs) as fleet:
+        async with burst_workers("burst", configs) as fleet:
             await fleet.ready()
             await fleet.go(redis_client)
             with anyio.fail_after(60):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _polls_support import fleet_session as session
-from _polls_support import item
+from _fleet_support import eventually, fake_server, item, until
+from _fleet_support import fleet_session as session
 
 from gameball_async import GameballError, Operation
 from gameball_async._coordination import account_namespace
@@ -25,15 +25,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGameball]:
     # slow jobs: they stay open until the test lets them finish
-    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0, processing_rate=0.5) as f:
+    async with fake_server(processing_rate=0.5) as f:
         yield f
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait, bounded, for a condition the fleet's background writes make true."""
-    with anyio.fail_after(timeout):
-        while not await check():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 async def test_created_jobs_are_recorded_and_open_until_seen_terminal(
@@ -105,9 +98,7 @@ async def test_records_made_while_redis_is_down_are_written_when_it_returns(
         redis_server.kill()
         with anyio.fail_after(10):
             job = await gb.create_batch("cashback", [item(1)])
-        with anyio.fail_after(10):
-            while fleet._background.retried == 0:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+        await until(lambda: fleet._background.retried > 0)
         assert any("retrying in the background" in r.getMessage() for r in caplog.records)
         redis_server.start()
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from _fleet_view import LIMIT, PATIENCE, PAUSE, ids, running_fleet, until
+from _fleet_support import LIMIT, PATIENCE, PAUSE, eventually, ids, running_fleet
 
 import gameball_async.fleet
 from gameball_async import GameballError, RateLimit, TransportError
@@ -176,7 +176,7 @@ async def test_two_processes_and_one_killed(redis_server: RedisServer) -> None:
                 alive = {p.process_id for p in snapshot.processes}
                 return job.lease_holder is None and theirs["process_id"] not in alive
 
-            await until(gone)
+            await eventually(gone)
 
 
 async def test_to_dict_is_json_ready(redis_server: RedisServer) -> None:
