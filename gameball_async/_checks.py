@@ -22,7 +22,17 @@ from ._errors import InvalidBatchError
 from ._records import Kind, Spec
 from ._wire import format_datetime, parse_datetime
 
-__all__ = ["Kind", "Spec", "Validator", "compile_validator", "misspelling"]
+__all__ = [
+    "FAST_CHECKS",
+    "Kind",
+    "Spec",
+    "Validator",
+    "checker",
+    "compile_validator",
+    "invalid",
+    "misspelling",
+    "missing",
+]
 
 _CHANNELS: Final = frozenset({"mobile", "pos", "web", "callcenter"})
 
@@ -84,7 +94,7 @@ def _events_ok(value: object) -> bool:
     )
 
 
-def _checker(kind: Kind) -> Callable[[Any], str | None]:
+def checker(kind: Kind) -> Callable[[Any], str | None]:
     """The check of one kind: the value's problem, or ``None`` when it fits."""
     if kind is Kind.DATETIME:
         return _timestamp_problem
@@ -119,7 +129,7 @@ def _has_zone(text: str) -> bool:
 Validator = Callable[[int, Mapping[str, Any], bool], Mapping[str, Any]]
 
 # Inline tests of the common case; anything else goes to the kind's checker.
-_FAST: Final[dict[Kind, str]] = {
+FAST_CHECKS: Final[dict[Kind, str]] = {
     Kind.ID: "v.__class__ is str and v and not v.isspace()",
     Kind.STR: "v.__class__ is str",
     Kind.NUMBER: "v.__class__ is int or (v.__class__ is float and v - v == 0.0)",
@@ -145,7 +155,9 @@ def misspelling(name: str, keys: Iterable[object]) -> str | None:
     return None
 
 
-def _missing(index: int, field: str, name: str, wire: Mapping[str, Any]) -> InvalidBatchError:
+def missing(index: int, field: str, name: str, wire: Mapping[str, Any]) -> InvalidBatchError:
+    """The refusal of item ``index`` for its missing ``field`` (wire name ``name``),
+    naming a key of ``wire`` that spells it another way, if there is one."""
     # Only on the error path: a valid item never pays for the search below.
     message = f"item {index}: required field {field!r} is missing"
     found = misspelling(name, wire)
@@ -155,7 +167,8 @@ def _missing(index: int, field: str, name: str, wire: Mapping[str, Any]) -> Inva
     return InvalidBatchError(message, index=index, field=field)
 
 
-def _invalid(index: int, field: str, problem: str) -> InvalidBatchError:
+def invalid(index: int, field: str, problem: str) -> InvalidBatchError:
+    """The refusal of item ``index`` for a ``field`` whose value has ``problem``."""
     return InvalidBatchError(f"item {index}: field {field!r} {problem}", index=index, field=field)
 
 
@@ -168,19 +181,20 @@ def compile_validator(
     :param prefix: put before field names in messages (nested objects).
     """
     namespace: dict[str, Any] = {
-        "missing": _missing,
-        "invalid": _invalid,
+        "missing": missing,
+        "invalid": invalid,
         "format_datetime": format_datetime,
         "dict": dict,
         "str": str,
         "float": float,
         "int": int,
         "bool": bool,
+        "isinstance": isinstance,
     }
     lines = ["def validate(index, wire, owned):"]
     for n, spec in enumerate(specs):
         name, field = spec.name, prefix + spec.name
-        namespace[f"check_{n}"] = _checker(spec.kind)
+        namespace[f"check_{n}"] = checker(spec.kind)
         lines += [f"    v = wire.get({name!r})", "    if v is None:"]
         lines.append(
             f"        raise missing(index, {field!r}, {name!r}, wire)"
@@ -188,7 +202,7 @@ def compile_validator(
             else "        ..."
         )
         lines.append("    else:")
-        fast = _FAST.get(spec.kind)
+        fast = FAST_CHECKS.get(spec.kind)
         indent = "        "
         if fast is not None:
             lines.append(f"        if not ({fast}):")
@@ -208,7 +222,8 @@ def compile_validator(
             namespace[f"nested_{n}"] = compile_validator(attributes, prefix=f"{field}.")
             formatted = f"nested_{n}(index, v, owned)"
         if formatted is not None:
-            guard = "v.__class__ is not str" if spec.kind is not Kind.ATTRIBUTES else "True"
+            # a str subclass is a string too: it goes as it is
+            guard = "not isinstance(v, str)" if spec.kind is not Kind.ATTRIBUTES else "True"
             lines += [
                 f"        if {guard}:",
                 f"            new = {formatted}",

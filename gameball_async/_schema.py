@@ -16,8 +16,9 @@ import attrs
 from ._checks import Validator, compile_validator
 from ._errors import InvalidBatchError
 from ._models import Operation
-from ._records import OPERATION_RECORDS, nested_record, wire_specs
-from ._wire import converter, dumps, unstructure_record
+from ._record_encoders import RecordEncoder, compile_record_encoder
+from ._records import OPERATION_RECORDS, Kind, nested_record, typed_fields, wire_specs
+from ._wire import converter, dumps
 
 __all__ = ["MAX_BATCH_ITEMS", "RECORD_FOR", "encode_batch", "wire_items"]
 
@@ -42,6 +43,25 @@ _VALIDATORS: Final[dict[Operation, Validator]] = {
 }
 
 
+def _compile_encoder(cls: type[Any]) -> RecordEncoder:
+    nested = nested_record(cls)
+    if nested is None:
+        return compile_record_encoder(typed_fields(cls))
+    (field,) = [spec.name for _, spec in typed_fields(cls) if spec.kind is Kind.ATTRIBUTES]
+    inner = (
+        nested,
+        compile_record_encoder(typed_fields(nested), prefix=f"{field}."),
+        compile_validator(wire_specs(nested), prefix=f"{field}."),
+    )
+    return compile_record_encoder(typed_fields(cls), nested=inner)
+
+
+# Records skip the dict validators: their encoders check and convert in one pass.
+_ENCODERS: Final[dict[Operation, RecordEncoder]] = {
+    operation: _compile_encoder(cls) for operation, cls in RECORD_FOR.items()
+}
+
+
 def _wire_item(operation: Operation, index: int, item: Any) -> Any:
     if operation is Operation.ORDER_TRANSACTIONS:
         if isinstance(item, str) and item.strip():
@@ -53,7 +73,7 @@ def _wire_item(operation: Operation, index: int, item: Any) -> Any:
         )
     record_cls = RECORD_FOR[operation]
     if type(item) is record_cls:
-        return _VALIDATORS[operation](index, unstructure_record(item), True)
+        return _ENCODERS[operation](index, item)
     if isinstance(item, Mapping):
         return _VALIDATORS[operation](index, item, False)
     raise InvalidBatchError(
