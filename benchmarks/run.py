@@ -3,23 +3,30 @@
 ``python -m benchmarks`` (full, about 47 minutes on 2 cores) or
 ``python -m benchmarks --quick`` (under 3 minutes, a smoke run). Results go to
 ``benchmarks/results/<mode>.json`` and ``<mode>.md``; the full run also draws
-``benchmarks/results/polling.png``.
+``benchmarks/results/polling.png``. ``--record`` also writes the run's guarded
+figures to ``results/baseline-<mode>.json``; ``--check`` compares the run with
+them and exits with ``EXIT_REGRESSION`` when one is worse by more than
+``--threshold`` (see ``benchmarks/check.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import fleet, overhead, polling, scale, skew, throughput
+from . import check, fleet, overhead, polling, scale, skew, throughput
 from ._common import machine, run_main
 
 HERE = Path(__file__).resolve().parent
+# 1 is an uncaught exception's and 2 argparse's: CI reports a regression but
+# must still fail on a benchmark that broke
+EXIT_REGRESSION = 3
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": overhead.run,
     "throughput": throughput.run,
@@ -302,27 +309,125 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", action="store_true", help="only re-render the last report")
     parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"compare with the recorded figures, exit {EXIT_REGRESSION} on a regression",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=check.DEFAULT_THRESHOLD,
+        help="how much worse is a regression, as a fraction (default %(default)s)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write this run's figures to results/baseline-<mode>.json",
+    )
+    parser.add_argument(
+        "--no-rerun",
+        dest="rerun",
+        action="store_false",
+        help="with --check, do not run the sections with a regression once more",
+    )
+
+
+def _recorded(mode: str) -> tuple[Path, dict[str, float]]:
+    """The file ``--check`` compares with, and its figures: the mode's baseline,
+    or in full mode while none is recorded, the last full report."""
+    results = HERE / "results"
+    candidates = [results / f"baseline-{mode}.json"]
+    if mode == "full":
+        candidates.append(results / "full.json")
+    for path in candidates:
+        if path.exists():
+            try:
+                return path, check.recorded_metrics(json.loads(path.read_text()))
+            except ValueError as exc:
+                raise _refusal(f"--check: {path}: {exc}") from None
+    quick = " --quick" if mode == "quick" else ""
+    raise _refusal(
+        f"--check: no {candidates[0].name} in {results}; record one with "
+        f"`python -m benchmarks{quick} --record`"
+    )
+
+
+def _refusal(message: str) -> SystemExit:
+    """Print why ``--check`` cannot start; raise the result (argparse's exit status, 2)."""
+    print(message, file=sys.stderr)
+    return SystemExit(2)
 
 
 def _run(args: argparse.Namespace) -> None:
     mode = "quick" if args.quick else "full"
+    results = HERE / "results"
+    # read before the run: a full run rewrites full.json
+    recorded = _recorded(mode) if args.check else None
     report: dict[str, Any]
     if args.render:
-        report = json.loads((HERE / "results" / f"{mode}.json").read_text())
-        (HERE / "results" / f"{mode}.md").write_text(render(report) + "\n")
+        report = json.loads((results / f"{mode}.json").read_text())
+        (results / f"{mode}.md").write_text(render(report) + "\n")
         print(render(report))
-        return
-    report = {
-        "mode": mode,
-        "machine": machine(),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    else:
+        report = _measure(args, mode)
+    sections = args.only or list(SECTIONS)
+    if args.record:
+        _record(report, results / f"baseline-{mode}.json", sections)
+    if recorded is not None:
+        _check(args, report, sections, *recorded)
+
+
+def _check(
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    sections: list[str],
+    against: Path,
+    recorded: dict[str, float],
+) -> None:
+    """Compare the report's figures with the recorded ones, print the table, exit
+    ``EXIT_REGRESSION`` on a regression. The sections with a regression run once
+    more first (unless ``--no-rerun`` or ``--render``), each figure the better
+    of its two runs: a figure worse in one run only is the machine's noise."""
+    prefixes = tuple(f"{name}." for name in sections)
+    now = {k: v for k, v in check.metrics(report).items() if k.startswith(prefixes)}
+    findings = check.compare(recorded, now, args.threshold)
+    again = check.flagged_sections(findings)
+    note = ""
+    if again and args.rerun and not args.render:
+        print(
+            f"\n--check: {', '.join(again)} worse than recorded; running them once more", flush=True
+        )
+        second = {"mode": report["mode"], **_sections(args.quick, again)}
+        now = check.best(now, {k: v for k, v in check.metrics(second).items() if k in now})
+        findings = check.compare(recorded, now, args.threshold)
+        note = f"\n\n{', '.join(again)}: each figure the better of two runs."
+    print()
+    where = str(against.relative_to(HERE.parent))
+    print(check.render_findings(findings, args.threshold, where) + note)
+    if check.regressed(findings):
+        sys.exit(EXIT_REGRESSION)
+
+
+def _sections(quick: bool, names: list[str]) -> dict[str, Any]:
+    """Run the named sections (in the suite's order), each one's figures by its name."""
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    figures: dict[str, Any] = {}
     for name, section in SECTIONS.items():
-        if args.only and name not in args.only:
+        if name not in names:
             continue
         started = time.perf_counter()
-        report[name] = {**section(args.quick), "when": report["when"]}
+        figures[name] = {**section(quick), "when": when}
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return figures
+
+
+def _measure(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """Run the sections, save the report and its tables, print the tables."""
+    report: dict[str, Any] = {"mode": mode, "machine": machine()}
+    figures = _sections(args.quick, args.only or list(SECTIONS))
+    report["when"] = next(iter(figures.values()))["when"]
+    report.update(figures)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     saved = results / f"{mode}.json"
@@ -336,6 +441,21 @@ def _run(args: argparse.Namespace) -> None:
     if "polling" in report and not args.quick:
         plot(report, results / "polling.png")
     print(table)
+    return report
+
+
+def _record(report: dict[str, Any], path: Path, sections: list[str]) -> None:
+    """Write the baseline of ``sections``; the other sections' recorded figures are kept."""
+    recorded = check.baseline(report)
+    prefixes = tuple(f"{name}." for name in sections)
+    fresh = {k: v for k, v in recorded["metrics"].items() if k.startswith(prefixes)}
+    kept = {}
+    if path.exists():
+        old = check.recorded_metrics(json.loads(path.read_text()))
+        kept = {k: v for k, v in old.items() if not k.startswith(prefixes)}
+    recorded["metrics"] = {**kept, **fresh}
+    path.write_text(json.dumps(recorded, indent=2) + "\n")
+    print(f"\nrecorded {len(recorded['metrics'])} figures in {path.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":
