@@ -21,7 +21,8 @@ The baseline file (``BASELINE_FORMAT``, version ``BASELINE_VERSION``)::
       "version": 1,
       "mode": "quick",                # the run it was recorded from
       "machine": "2 cores x86_64, CPython 3.11.7, Linux ...",
-      "when": "2026-12-07T01:50:00+00:00",
+      "when": "2026-12-07T01:47:47+00:00",
+      "runs": 3,                      # the medians of how many runs (--repeat)
       "metrics": {"polling.ours.polls_per_job": 3.25, ...}
     }
 
@@ -31,6 +32,7 @@ A metric's name starts with its section (``overhead``, ``throughput``,
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -44,6 +46,7 @@ __all__ = [
     "best",
     "compare",
     "flagged_sections",
+    "median",
     "metrics",
     "recorded_metrics",
     "regressed",
@@ -55,7 +58,7 @@ BASELINE_VERSION: Final = 1
 DEFAULT_THRESHOLD: Final = 0.15
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One metric of the check.
 
@@ -125,6 +128,19 @@ def flagged_sections(findings: Iterable[Finding]) -> list[str]:
     return list(dict.fromkeys(f.metric.split(".", 1)[0] for f in findings if f.worse))
 
 
+def median(runs: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Each metric's median over several runs of the same sections (``--repeat``).
+
+    A metric counts if any run measured it (its median over those runs); the
+    order is the first run's, then the others' new names.
+    """
+    seen: dict[str, list[float]] = {}
+    for run in runs:
+        for name, value in run.items():
+            seen.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in seen.items()}
+
+
 def best(*runs: Mapping[str, float]) -> dict[str, float]:
     """Each metric's best (lowest) figure over several runs of the same sections.
 
@@ -173,12 +189,18 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def baseline(report: Mapping[str, Any]) -> dict[str, Any]:
+def baseline(
+    report: Mapping[str, Any], figures: Mapping[str, float] | None = None, runs: int = 1
+) -> dict[str, Any]:
     """The baseline file's content for a report (``run.py``'s JSON).
 
-    :raises ValueError: the report has no guarded metric.
+    :param report: the run's report; its mode, machine and time are recorded.
+    :param figures: the figures to record, by default ``metrics(report)`` (with
+        ``--repeat``, the medians of the runs).
+    :param runs: how many runs ``figures`` come from.
+    :raises ValueError: there is no guarded figure to record.
     """
-    found = metrics(report)
+    found = dict(metrics(report) if figures is None else figures)
     if not found:
         raise ValueError("the report has none of the guarded metrics")
     return {
@@ -187,6 +209,7 @@ def baseline(report: Mapping[str, Any]) -> dict[str, Any]:
         "mode": report.get("mode"),
         "machine": report.get("machine"),
         "when": report.get("when"),
+        "runs": runs,
         "metrics": found,
     }
 

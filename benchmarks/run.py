@@ -6,7 +6,8 @@
 ``benchmarks/results/polling.png``. ``--record`` also writes the run's guarded
 figures to ``results/baseline-<mode>.json``; ``--check`` compares the run with
 them and exits with ``EXIT_REGRESSION`` when one is worse by more than
-``--threshold`` (see ``benchmarks/check.py``).
+``--threshold`` (see ``benchmarks/check.py``); ``--repeat N`` runs the suite N
+times and records or checks each figure's median.
 """
 
 from __future__ import annotations
@@ -326,11 +327,25 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="write this run's figures to results/baseline-<mode>.json",
     )
     parser.add_argument(
+        "--repeat",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="run the suite N times; --check and --record take each figure's median",
+    )
+    parser.add_argument(
         "--no-rerun",
         dest="rerun",
         action="store_false",
         help="with --check, do not run the sections with a regression once more",
     )
+
+
+def _at_least_one(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {count}")
+    return count
 
 
 def _recorded(mode: str) -> tuple[Path, dict[str, float]]:
@@ -364,44 +379,53 @@ def _run(args: argparse.Namespace) -> None:
     results = HERE / "results"
     # read before the run: a full run rewrites full.json
     recorded = _recorded(mode) if args.check else None
-    report: dict[str, Any]
     if args.render:
         report = json.loads((results / f"{mode}.json").read_text())
         (results / f"{mode}.md").write_text(render(report) + "\n")
         print(render(report))
+        reports = [report]
     else:
-        report = _measure(args, mode)
+        reports = []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                print(f"\n== run {i + 1} of {args.repeat}", flush=True)
+            reports.append(_measure(args, mode))
+        report = reports[-1]
     sections = args.only or list(SECTIONS)
+    prefixes = tuple(f"{name}." for name in sections)
+    figures = {
+        k: v
+        for k, v in check.median(check.metrics(r) for r in reports).items()
+        if k.startswith(prefixes)
+    }
     if args.record:
-        _record(report, results / f"baseline-{mode}.json", sections)
+        _record(report, figures, len(reports), results / f"baseline-{mode}.json", prefixes)
     if recorded is not None:
-        _check(args, report, sections, *recorded)
+        _check(args, figures, len(reports), *recorded)
 
 
 def _check(
     args: argparse.Namespace,
-    report: dict[str, Any],
-    sections: list[str],
+    now: dict[str, float],
+    runs: int,
     against: Path,
     recorded: dict[str, float],
 ) -> None:
-    """Compare the report's figures with the recorded ones, print the table, exit
+    """Compare this run's figures with the recorded ones, print the table, exit
     ``EXIT_REGRESSION`` on a regression. The sections with a regression run once
     more first (unless ``--no-rerun`` or ``--render``), each figure the better
-    of its two runs: a figure worse in one run only is the machine's noise."""
-    prefixes = tuple(f"{name}." for name in sections)
-    now = {k: v for k, v in check.metrics(report).items() if k.startswith(prefixes)}
+    of the two: a figure worse in one run only is the machine's noise."""
     findings = check.compare(recorded, now, args.threshold)
     again = check.flagged_sections(findings)
-    note = ""
+    note = f"\n\nEach figure the median of {runs} runs." if runs > 1 else ""
     if again and args.rerun and not args.render:
         print(
             f"\n--check: {', '.join(again)} worse than recorded; running them once more", flush=True
         )
-        second = {"mode": report["mode"], **_sections(args.quick, again)}
-        now = check.best(now, {k: v for k, v in check.metrics(second).items() if k in now})
+        second = check.metrics(_sections(args.quick, again))
+        now = check.best(now, {k: v for k, v in second.items() if k in now})
         findings = check.compare(recorded, now, args.threshold)
-        note = f"\n\n{', '.join(again)}: each figure the better of two runs."
+        note += f"\n\n{', '.join(again)}: each figure the better of that and a second run."
     print()
     where = str(against.relative_to(HERE.parent))
     print(check.render_findings(findings, args.threshold, where) + note)
@@ -444,16 +468,19 @@ def _measure(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     return report
 
 
-def _record(report: dict[str, Any], path: Path, sections: list[str]) -> None:
-    """Write the baseline of ``sections``; the other sections' recorded figures are kept."""
-    recorded = check.baseline(report)
-    prefixes = tuple(f"{name}." for name in sections)
-    fresh = {k: v for k, v in recorded["metrics"].items() if k.startswith(prefixes)}
-    kept = {}
+def _record(
+    report: dict[str, Any],
+    figures: dict[str, float],
+    runs: int,
+    path: Path,
+    prefixes: tuple[str, ...],
+) -> None:
+    """Write the baseline of the sections run; the others' recorded figures are kept."""
+    recorded = check.baseline(report, figures, runs)
     if path.exists():
         old = check.recorded_metrics(json.loads(path.read_text()))
         kept = {k: v for k, v in old.items() if not k.startswith(prefixes)}
-    recorded["metrics"] = {**kept, **fresh}
+        recorded["metrics"] = {**kept, **recorded["metrics"]}
     path.write_text(json.dumps(recorded, indent=2) + "\n")
     print(f"\nrecorded {len(recorded['metrics'])} figures in {path.relative_to(HERE.parent)}")
 

@@ -16,6 +16,7 @@ from benchmarks.check import (
     best,
     compare,
     flagged_sections,
+    median,
     metrics,
     recorded_metrics,
     regressed,
@@ -105,6 +106,11 @@ class TestRerun:
         second = {LAG: 0.5, CPU: 5.0, POLLS: 3.0}
         assert best(first, second) == {CPU: 5.0, LAG: 0.3, POLLS: 3.0}
         assert list(best(first, second)) == [CPU, LAG, POLLS]
+
+    def test_median_of_repeated_runs(self) -> None:
+        runs = [{CPU: 6.0, LAG: 0.9}, {CPU: 5.0, LAG: 0.2}, {CPU: 9.0, POLLS: 3.0}]
+        assert median(runs) == {CPU: 6.0, LAG: 0.55, POLLS: 3.0}
+        assert median([]) == {}
 
     def test_a_regression_in_one_run_only_is_noise(self) -> None:
         recorded = {CPU: 10.0}
@@ -202,7 +208,13 @@ class TestBaselineFile:
         assert data["format"] == BASELINE_FORMAT
         assert data["version"] == BASELINE_VERSION
         assert data["mode"] == "quick"
+        assert data["runs"] == 1
         assert recorded_metrics(data) == metrics(report())
+
+    def test_given_figures_are_recorded(self) -> None:
+        data = baseline(report(), {CPU: 5.5}, runs=3)
+        assert data["runs"] == 3
+        assert recorded_metrics(data) == {CPU: 5.5}
 
     def test_a_whole_report_is_read_as_recorded_figures(self) -> None:
         assert recorded_metrics(report()) == metrics(report())
