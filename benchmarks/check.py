@@ -23,7 +23,7 @@ The baseline file (``BASELINE_FORMAT``, version ``BASELINE_VERSION``)::
       "machine": "2 cores x86_64, CPython 3.11.7, Linux ...",
       "when": "2026-12-07T01:47:47+00:00",
       "runs": 3,                      # the medians of how many runs (--repeat)
-      "metrics": {"polling.ours.polls_per_job": 3.25, ...}
+      "metrics": {"polling.ours.polls_per_job": 3.33, ...}
     }
 
 A metric's name starts with its section (``overhead``, ``throughput``,
@@ -46,6 +46,7 @@ __all__ = [
     "best",
     "compare",
     "flagged_sections",
+    "is_absolute_cpu",
     "median",
     "metrics",
     "recorded_metrics",
@@ -67,7 +68,10 @@ class Finding:
     :ivar now: this run's figure.
     :ivar ratio: ``now / recorded`` (above 1 is worse), ``None`` without a
         recorded figure or when the recorded one is 0 and so is ``now``.
-    :ivar worse: ``now`` is worse than ``recorded`` by more than the threshold.
+    :ivar worse: ``now`` is worse than ``recorded`` by more than the threshold
+        (never for a metric not judged).
+    :ivar judged: whether the metric can fail the check (``compare``'s
+        ``absolute_cpu=False`` leaves absolute CPU figures out).
     """
 
     metric: str
@@ -75,19 +79,29 @@ class Finding:
     now: float
     ratio: float | None
     worse: bool
+    judged: bool = True
 
     @property
     def verdict(self) -> str:
-        """``regression``, ``ok`` or ``not recorded``."""
+        """``regression``, ``ok``, ``not recorded`` or ``not judged``."""
         if self.recorded is None:
             return "not recorded"
+        if not self.judged:
+            return "not judged"
         return "regression" if self.worse else "ok"
+
+
+def is_absolute_cpu(metric: str) -> bool:
+    """Whether a metric is CPU time as measured (not a ratio to a peer of the same run)."""
+    return "cpu_" in metric and "_ratio_" not in metric
 
 
 def compare(
     recorded: Mapping[str, float],
     now: Mapping[str, float],
     threshold: float = DEFAULT_THRESHOLD,
+    *,
+    absolute_cpu: bool = True,
 ) -> list[Finding]:
     """Each of ``now``'s metrics against its recorded figure, in ``now``'s order.
 
@@ -99,6 +113,9 @@ def compare(
     :param recorded: the recorded figures (``recorded_metrics`` of a file).
     :param now: this run's figures (``metrics`` of its report).
     :param threshold: how much worse, as a fraction, is a regression.
+    :param absolute_cpu: whether CPU figures as measured can fail the check;
+        without, they are reported as not judged and only the ratios to a peer
+        of the same run count (for a machine other than the recording's).
     :raises ValueError: ``threshold`` is negative.
     """
     if threshold < 0:
@@ -113,8 +130,9 @@ def compare(
             ratio: float | None = value / before
         else:
             ratio = None if value == 0 else float("inf")
-        worse = value > before * (1 + threshold) if before > 0 else value > 0
-        findings.append(Finding(name, before, value, ratio, worse))
+        judged = absolute_cpu or not is_absolute_cpu(name)
+        worse = judged and (value > before * (1 + threshold) if before > 0 else value > 0)
+        findings.append(Finding(name, before, value, ratio, worse, judged))
     return findings
 
 

@@ -334,6 +334,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="run the suite N times; --check and --record take each figure's median",
     )
     parser.add_argument(
+        "--no-absolute-cpu",
+        dest="absolute_cpu",
+        action="store_false",
+        help="with --check, judge CPU by the ratios to peers of the same run only "
+        "(on a machine other than the recording's)",
+    )
+    parser.add_argument(
         "--no-rerun",
         dest="rerun",
         action="store_false",
@@ -415,7 +422,7 @@ def _check(
     ``EXIT_REGRESSION`` on a regression. The sections with a regression run once
     more first (unless ``--no-rerun`` or ``--render``), each figure the better
     of the two: a figure worse in one run only is the machine's noise."""
-    findings = check.compare(recorded, now, args.threshold)
+    findings = check.compare(recorded, now, args.threshold, absolute_cpu=args.absolute_cpu)
     again = check.flagged_sections(findings)
     note = f"\n\nEach figure the median of {runs} runs." if runs > 1 else ""
     if again and args.rerun and not args.render:
@@ -424,7 +431,7 @@ def _check(
         )
         second = check.metrics(_sections(args.quick, again))
         now = check.best(now, {k: v for k, v in second.items() if k in now})
-        findings = check.compare(recorded, now, args.threshold)
+        findings = check.compare(recorded, now, args.threshold, absolute_cpu=args.absolute_cpu)
         note += f"\n\n{', '.join(again)}: each figure the better of that and a second run."
     print()
     where = str(against.relative_to(HERE.parent))

@@ -16,6 +16,7 @@ from benchmarks.check import (
     best,
     compare,
     flagged_sections,
+    is_absolute_cpu,
     median,
     metrics,
     recorded_metrics,
@@ -88,6 +89,38 @@ class TestCompare:
         assert [f.worse for f in findings] == [False, True]
         assert regressed(findings)
         assert not regressed(findings[:1])
+
+    def test_absolute_cpu_can_be_left_unjudged(self) -> None:
+        ratio = "polling.ours.cpu_ratio_to_cheapest_peer"
+        recorded = {CPU: 10.0, ratio: 1.0, POLLS: 3.0}
+        now = {CPU: 13.0, ratio: 1.3, POLLS: 3.0}
+        cpu, by_ratio, polls = compare(recorded, now, absolute_cpu=False)
+        assert (cpu.worse, cpu.judged, cpu.verdict) == (False, False, "not judged")
+        assert cpu.ratio == pytest.approx(1.3)
+        assert by_ratio.worse
+        assert polls.verdict == "ok"
+        assert all(f.judged for f in compare(recorded, now))
+
+    def test_which_metrics_are_absolute_cpu(self) -> None:
+        absolute = [
+            CPU,
+            "overhead.poll.cpu_ms_per_1000",
+            "throughput.cpu_ms_per_1000_records",
+            "scale.1000_jobs.scheduler_cpu_us_per_poll",
+            "fleet.P2.split.cpu_ms_per_request",
+        ]
+        assert all(is_absolute_cpu(name) for name in absolute)
+        assert not any(
+            is_absolute_cpu(name)
+            for name in [
+                POLLS,
+                LAG,
+                "polling.ours.cpu_ratio_to_cheapest_peer",
+                "overhead.poll.cpu_ratio_to_raw_aiohttp",
+                "fleet.P2.split.cpu_ratio_to_default",
+                "scale.halfway.bytes_per_job",
+            ]
+        )
 
     def test_a_negative_threshold_is_refused(self) -> None:
         with pytest.raises(ValueError, match="threshold"):
@@ -245,3 +278,5 @@ def test_the_table() -> None:
     assert f"| {LAG} | 1 | 0.5 | -50.0% | ok |" in lines
     assert f"| {POLLS} |  | 3 |  | not recorded |" in lines
     assert lines[-1] == f"1 of 3 metrics regressed: {CPU}."
+    unjudged = render_findings(compare({CPU: 10.0}, {CPU: 11.6}, absolute_cpu=False), 0.15, "x")
+    assert f"| {CPU} | 10 | 11.6 | +16.0% | not judged |" in unjudged.splitlines()
