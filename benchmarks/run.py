@@ -3,23 +3,31 @@
 ``python -m benchmarks`` (full, about 47 minutes on 2 cores) or
 ``python -m benchmarks --quick`` (under 3 minutes, a smoke run). Results go to
 ``benchmarks/results/<mode>.json`` and ``<mode>.md``; the full run also draws
-``benchmarks/results/polling.png``.
+``benchmarks/results/polling.png``. ``--record`` also writes the run's guarded
+figures to ``results/baseline-<mode>.json``; ``--check`` compares the run with
+them and exits with ``EXIT_REGRESSION`` when one is worse by more than
+``--threshold`` (see ``benchmarks/check.py``); ``--repeat N`` runs the suite N
+times and records or checks each figure's median.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import fleet, overhead, polling, scale, skew, throughput
+from . import check, fleet, overhead, polling, scale, skew, throughput
 from ._common import machine, run_main
 
 HERE = Path(__file__).resolve().parent
+# 1 is an uncaught exception's and 2 argparse's: CI reports a regression but
+# must still fail on a benchmark that broke
+EXIT_REGRESSION = 3
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": overhead.run,
     "throughput": throughput.run,
@@ -302,27 +310,155 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", action="store_true", help="only re-render the last report")
     parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"compare with the recorded figures, exit {EXIT_REGRESSION} on a regression",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=check.DEFAULT_THRESHOLD,
+        help="how much worse is a regression, as a fraction (default %(default)s)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write this run's figures to results/baseline-<mode>.json",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="run the suite N times; --check and --record take each figure's median",
+    )
+    parser.add_argument(
+        "--no-absolute-cpu",
+        dest="absolute_cpu",
+        action="store_false",
+        help="with --check, judge CPU by the ratios to peers of the same run only "
+        "(on a machine other than the recording's)",
+    )
+    parser.add_argument(
+        "--no-rerun",
+        dest="rerun",
+        action="store_false",
+        help="with --check, do not run the sections with a regression once more",
+    )
+
+
+def _at_least_one(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {count}")
+    return count
+
+
+def _recorded(mode: str) -> tuple[Path, dict[str, float]]:
+    """The file ``--check`` compares with, and its figures: the mode's baseline,
+    or in full mode while none is recorded, the last full report."""
+    results = HERE / "results"
+    candidates = [results / f"baseline-{mode}.json"]
+    if mode == "full":
+        candidates.append(results / "full.json")
+    for path in candidates:
+        if path.exists():
+            try:
+                return path, check.recorded_metrics(json.loads(path.read_text()))
+            except ValueError as exc:
+                raise _refusal(f"--check: {path}: {exc}") from None
+    quick = " --quick" if mode == "quick" else ""
+    raise _refusal(
+        f"--check: no {candidates[0].name} in {results}; record one with "
+        f"`python -m benchmarks{quick} --record`"
+    )
+
+
+def _refusal(message: str) -> SystemExit:
+    """Print why ``--check`` cannot start; raise the result (argparse's exit status, 2)."""
+    print(message, file=sys.stderr)
+    return SystemExit(2)
 
 
 def _run(args: argparse.Namespace) -> None:
     mode = "quick" if args.quick else "full"
-    report: dict[str, Any]
+    results = HERE / "results"
+    # read before the run: a full run rewrites full.json
+    recorded = _recorded(mode) if args.check else None
     if args.render:
-        report = json.loads((HERE / "results" / f"{mode}.json").read_text())
-        (HERE / "results" / f"{mode}.md").write_text(render(report) + "\n")
+        report = json.loads((results / f"{mode}.json").read_text())
+        (results / f"{mode}.md").write_text(render(report) + "\n")
         print(render(report))
-        return
-    report = {
-        "mode": mode,
-        "machine": machine(),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        reports = [report]
+    else:
+        reports = []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                print(f"\n== run {i + 1} of {args.repeat}", flush=True)
+            reports.append(_measure(args, mode))
+        report = reports[-1]
+    sections = args.only or list(SECTIONS)
+    prefixes = tuple(f"{name}." for name in sections)
+    figures = {
+        k: v
+        for k, v in check.median(check.metrics(r) for r in reports).items()
+        if k.startswith(prefixes)
     }
+    if args.record:
+        _record(report, figures, len(reports), results / f"baseline-{mode}.json", prefixes)
+    if recorded is not None:
+        _check(args, figures, len(reports), *recorded)
+
+
+def _check(
+    args: argparse.Namespace,
+    now: dict[str, float],
+    runs: int,
+    against: Path,
+    recorded: dict[str, float],
+) -> None:
+    """Compare this run's figures with the recorded ones, print the table, exit
+    ``EXIT_REGRESSION`` on a regression. The sections with a regression run once
+    more first (unless ``--no-rerun`` or ``--render``), each figure the better
+    of the two: a figure worse in one run only is the machine's noise."""
+    findings = check.compare(recorded, now, args.threshold, absolute_cpu=args.absolute_cpu)
+    again = check.flagged_sections(findings)
+    note = f"\n\nEach figure the median of {runs} runs." if runs > 1 else ""
+    if again and args.rerun and not args.render:
+        print(
+            f"\n--check: {', '.join(again)} worse than recorded; running them once more", flush=True
+        )
+        second = check.metrics(_sections(args.quick, again))
+        now = check.best(now, {k: v for k, v in second.items() if k in now})
+        findings = check.compare(recorded, now, args.threshold, absolute_cpu=args.absolute_cpu)
+        note += f"\n\n{', '.join(again)}: each figure the better of that and a second run."
+    print()
+    where = str(against.relative_to(HERE.parent))
+    print(check.render_findings(findings, args.threshold, where) + note)
+    if check.regressed(findings):
+        sys.exit(EXIT_REGRESSION)
+
+
+def _sections(quick: bool, names: list[str]) -> dict[str, Any]:
+    """Run the named sections (in the suite's order), each one's figures by its name."""
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    figures: dict[str, Any] = {}
     for name, section in SECTIONS.items():
-        if args.only and name not in args.only:
+        if name not in names:
             continue
         started = time.perf_counter()
-        report[name] = {**section(args.quick), "when": report["when"]}
+        figures[name] = {**section(quick), "when": when}
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return figures
+
+
+def _measure(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """Run the sections, save the report and its tables, print the tables."""
+    report: dict[str, Any] = {"mode": mode, "machine": machine()}
+    figures = _sections(args.quick, args.only or list(SECTIONS))
+    report["when"] = next(iter(figures.values()))["when"]
+    report.update(figures)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     saved = results / f"{mode}.json"
@@ -336,6 +472,24 @@ def _run(args: argparse.Namespace) -> None:
     if "polling" in report and not args.quick:
         plot(report, results / "polling.png")
     print(table)
+    return report
+
+
+def _record(
+    report: dict[str, Any],
+    figures: dict[str, float],
+    runs: int,
+    path: Path,
+    prefixes: tuple[str, ...],
+) -> None:
+    """Write the baseline of the sections run; the others' recorded figures are kept."""
+    recorded = check.baseline(report, figures, runs)
+    if path.exists():
+        old = check.recorded_metrics(json.loads(path.read_text()))
+        kept = {k: v for k, v in old.items() if not k.startswith(prefixes)}
+        recorded["metrics"] = {**kept, **recorded["metrics"]}
+    path.write_text(json.dumps(recorded, indent=2) + "\n")
+    print(f"\nrecorded {len(recorded['metrics'])} figures in {path.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":
