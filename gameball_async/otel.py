@@ -59,26 +59,34 @@ __all__ = [
     "instrument",
 ]
 
-#: The instrumentation scope of the tracer and the meter.
 INSTRUMENTATION_NAME: Final = "gameball_async"
+"""The instrumentation scope of the tracer and the meter."""
 
-#: The job's operation (``cashback``, ``customers``...).
 ATTR_OPERATION: Final = "gameball.operation"
-#: The job's id, once the creation reply named it.
+"""The job's operation (``cashback``, ``customers``...)."""
+
 ATTR_JOB_ID: Final = "gameball.job.id"
-#: Items in the job (sent, or as the terminal status counts them).
+"""The job's id, once the creation reply named it."""
+
 ATTR_ITEM_COUNT: Final = "gameball.job.item_count"
-#: The terminal state word (``Completed``, ``Failed``, ``Stopped``).
+"""Items in the job (sent, or as the terminal status counts them)."""
+
 ATTR_OUTCOME: Final = "gameball.job.outcome"
-#: Items the terminal status counts as failed.
+"""The terminal state word (``Completed``, ``Failed``, ``Stopped``)."""
+
 ATTR_FAILED_ITEMS: Final = "gameball.job.failed_item_count"
-#: Status polls the shared scheduler sent for the job.
+"""Items the terminal status counts as failed."""
+
 ATTR_POLLS: Final = "gameball.job.polls"
-#: ``True`` on a job whose span the session's close ended before its terminal state.
+"""Status polls the shared scheduler sent for the job."""
+
 ATTR_ENDED_BY_CLOSE: Final = "gameball.job.ended_by_close"
-#: ``True`` on the span of a job this session did not create (``gb.job(id)``,
-#: ``gb.resume(token)``): its span starts when it is first awaited.
+"""``True`` on a job whose span the session's close ended before its terminal
+state."""
+
 ATTR_REATTACHED: Final = "gameball.job.reattached"
+"""``True`` on the span of a job this session did not create (``gb.job(id)``,
+``gb.resume(token)``): its span starts when it is first awaited."""
 
 _ERROR_TYPE: Final = "error.type"  # OpenTelemetry's semantic convention
 

@@ -33,8 +33,8 @@ from ._stats import STATS_FIELDS, SessionStats
 
 __all__ = ["DEFAULT_NAMESPACE", "GameballCollector"]
 
-#: The prefix of every metric name, unless ``namespace=`` says otherwise.
 DEFAULT_NAMESPACE: Final = "gameball"
+"""The prefix of every metric name, unless ``namespace=`` says otherwise."""
 
 # metric name prefixes and label names (no colons: those are for recording rules)
 _NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
