@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from _memory_fleet import MemoryAttachment, MemoryFleet
 from _support import PATIENCE, WHEN, FakeFactory, gets_by_job, session
 from opentelemetry.instrumentation.aiohttp_client import (
     AioHttpClientInstrumentor,
@@ -24,7 +25,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from gameball_async import BatchState, GameballSession, InvalidRequestError
+from gameball_async import BatchState, BatchStatus, GameballSession, InvalidRequestError, Operation
+from gameball_async._coordination import Fetch, SessionLink
 from gameball_async.otel import (
     ATTR_ENDED_BY_CLOSE,
     ATTR_FAILED_ITEMS,
@@ -216,6 +218,47 @@ class TestJobSpans:
         instrument(gb, tracer_provider=traces.provider, metrics=False)
         with pytest.raises(ValueError, match="instrumented already"):
             instrument(gb, tracer_provider=traces.provider, metrics=False)
+
+
+class _FollowerAttachment(MemoryAttachment):
+    """Reads statuses through another session, as a fleet follower hears of them
+    from the process that polls: no request of the instrumented session."""
+
+    def __init__(self, fleet: MemoryFleet, link: SessionLink, reader: GameballSession) -> None:
+        super().__init__(fleet, link)
+        self._reader = reader
+
+    @property
+    def fetch(self) -> Fetch:
+        async def read(job_id: str, operation: Operation | None) -> tuple[BatchStatus, None]:
+            return await self._reader.get_status(job_id), None
+
+        return read
+
+
+class _FollowerFleet(MemoryFleet):
+    def __init__(self, reader: GameballSession) -> None:
+        super().__init__()
+        self._reader = reader
+
+    def attach(self, link: SessionLink) -> MemoryAttachment:
+        attachment = _FollowerAttachment(self, link, self._reader)
+        self.attachments.append(attachment)
+        return attachment
+
+
+async def test_a_status_from_the_fleet_ends_the_span(fake: FakeGameball, traces: Traces) -> None:
+    async with session(fake) as reader:
+        async with session(fake, fleet=_FollowerFleet(reader)) as gb:
+            instrument(gb, tracer_provider=traces.provider, metrics=False)
+            job = await gb.create_batch("cashback", cashbacks([KNOWN] * 2))
+            with anyio.fail_after(PATIENCE):
+                await job
+            span = traces.job(job.job_id)  # ended before the session closed
+        attributes = span.attributes or {}
+        assert attributes[ATTR_OUTCOME] == "Completed"
+        assert attributes[ATTR_POLLS] == 0  # every status came through the fleet
+        assert ATTR_ENDED_BY_CLOSE not in attributes
 
 
 class TestRequestSpans:
