@@ -27,6 +27,7 @@ No attribute or metric carries a key, a customer id or anything of an item.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Final
@@ -121,7 +122,8 @@ def instrument(
     :param tracer_provider: where spans go; ``None`` for the global provider.
     :param meter_provider: where the instruments live; ``None`` for the global provider.
     :param traces: trace the session's jobs.
-    :param metrics: register the session's stats as observable instruments.
+    :param metrics: register the session's stats as observable instruments
+        (they hold the session weakly, and observe nothing once it is gone).
     :param attributes: attributes of every metric observation, e.g.
         ``{"gameball.account": "eu"}`` to tell several sessions apart (never put
         a key in them).
@@ -154,9 +156,15 @@ def _register_stats(
 def _observer_of(
     session: GameballSession, name: str, labels: dict[str, str]
 ) -> otel_metrics.CallbackT:
+    # a meter lives as long as the application: it must not keep a session alive
+    held = weakref.ref(session)
+
     def observe(options: CallbackOptions) -> Iterable[Observation]:
+        current = held()
+        if current is None:
+            return ()
         # stats() works on a session not opened yet, and on a closed one
-        return (Observation(getattr(session.stats(), name), labels),)
+        return (Observation(getattr(current.stats(), name), labels),)
 
     return observe
 

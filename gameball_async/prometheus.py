@@ -23,6 +23,7 @@ Every field of :class:`~gameball_async.SessionStats` becomes one metric named
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
@@ -51,7 +52,8 @@ class GameballCollector:
     closed, still has stats (its counters stay as they were), so a scrape never
     raises for it.
 
-    :param source: the session, or a callable returning its current
+    :param source: the session (held weakly: once it is gone the metrics carry
+        no sample), or a callable returning its current
         :class:`~gameball_async.SessionStats` (``None`` while there is no
         session: the metrics are then described but carry no sample).
     :param namespace: the prefix of every metric name.
@@ -75,7 +77,14 @@ class GameballCollector:
             if not _NAME.fullmatch(name) or name.startswith("__"):
                 raise ValueError(f"{name!r} is not a Prometheus label name")
         if isinstance(source, GameballSession):
-            self._read: StatsSource = source.stats
+            # a registry lives as long as the application: it must not keep a session alive
+            held = weakref.ref(source)
+
+            def read() -> SessionStats | None:
+                session = held()
+                return None if session is None else session.stats()
+
+            self._read: StatsSource = read
         elif callable(source):
             self._read = source
         else:

@@ -3,8 +3,10 @@ stats as observable instruments, and nothing secret in any of them (issue 17 §2
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -359,6 +361,28 @@ class TestMetrics:
             }
         finally:
             meters.shutdown()
+
+
+async def test_the_instruments_do_not_keep_a_session_alive(fake: FakeGameball) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    try:
+        gb = GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url)
+        instrument(gb, meter_provider=meters, traces=False)
+        gone = weakref.ref(gb)
+        del gb
+        gc.collect()
+        assert gone() is None
+        data = reader.get_metrics_data()
+        observed = [
+            metric.data.data_points
+            for resource in (data.resource_metrics if data is not None else ())
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        ]
+        assert all(points == [] for points in observed)
+    finally:
+        meters.shutdown()
 
 
 def test_importing_the_package_imports_no_exporter() -> None:

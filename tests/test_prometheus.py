@@ -3,6 +3,9 @@ metrics in one line (issue 17 §2)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import anyio
 import attrs
 import pytest
@@ -94,6 +97,18 @@ def test_a_callable_is_not_read_when_registering_and_may_have_no_session() -> No
     assert "# TYPE gameball_requests_total counter" in text
     assert "# TYPE gameball_jobs_awaited gauge" in text
     assert len(reads) == 2
+
+
+async def test_a_registered_session_is_not_kept_alive(fake: FakeGameball) -> None:
+    registry = CollectorRegistry()
+    gb = GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url)
+    registry.register(GameballCollector(gb))
+    assert scrape(registry)
+    gone = weakref.ref(gb)
+    del gb
+    gc.collect()
+    assert gone() is None
+    assert scrape(registry) == {}
 
 
 def test_two_sessions_need_two_namespaces() -> None:
