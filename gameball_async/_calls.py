@@ -143,15 +143,19 @@ class Calls:
     ) -> tuple[BatchStatus, float | None]:
         """One status read, retried: the decoded status and the reply's Retry-After."""
         transport = self._transport
-        with self._around(job_id, "status"):
+        observer = self.observer
+        if observer is None:
             reply = await transport.get(self._job_path(job_id))
+        else:
+            with observer.around_request(job_id, "status"):
+                reply = await transport.get(self._job_path(job_id))
         if reply.payload is None:
             raise ProtocolError(f"the status reply for job {job_id} was empty")
         status, retry_after = self._decode(reply, job_id, operation)
         if self._attachment is not None:
             self._attachment.observed(status)
-        if self.observer is not None:
-            self.observer.status_seen(status)
+        if observer is not None:
+            observer.status_seen(status)
         return status, retry_after
 
     async def poll_once(
