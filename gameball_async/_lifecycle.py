@@ -33,6 +33,7 @@ from ._coordination import Attachment, Coordinator, Fetch, SessionLink, account_
 from ._creation import Creations, OnJob
 from ._errors import GameballError, SessionClosedError
 from ._models import BatchStatus, Operation
+from ._observer import Observer
 from ._policy import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY, PollPolicy, RetryPolicy
 from ._poller import DEFAULT_MAX_IN_FLIGHT, Poller
 from ._ratelimit import LocalRateLimiter, RateLimit, RateLimiter
@@ -106,6 +107,7 @@ class SessionLifecycle:
         self._poller_if_open: Poller | None = None
         self._creations = Creations()
         self._counters = Counters()
+        self._observer: Observer | None = None
         # a request in flight takes at most this long (aiohttp's total timeout)
         self._request_bound = (timeout.total or DEFAULT_TOTAL_TIMEOUT) + 1.0
 
@@ -164,11 +166,12 @@ class SessionLifecycle:
                 limiter=limiter, counters=self._counters, **self._transport_args
             )
             self._calls_if_open = Calls(
-                self._transport, self._routes, self._counters, self._attachment
+                self._transport, self._routes, self._counters, self._attachment, self._observer
             )
             self._poller_if_open = Poller(
                 fetch, self._poll_policy, max_in_flight=self._max_in_flight
             )
+            self._poller_if_open.observer = self._observer
             self._state = "open"
         return self._transport
 
@@ -231,6 +234,7 @@ class SessionLifecycle:
                 self._poller_if_open,
                 self._transport,
                 self._attachment,
+                observer=self._observer,
             ),
             name="gameball_async close",
         )
@@ -248,6 +252,19 @@ class SessionLifecycle:
             polls_failed=poller.polls_failed,
             jobs_awaited=poller.awaited_jobs,
         )
+
+    def _watch(self, observer: Observer) -> None:
+        """Set the observer of this session's jobs and requests (``gameball_async.otel``).
+
+        :raises ValueError: when one is set already.
+        """
+        if self._observer is not None:
+            raise ValueError("this GameballSession is instrumented already")
+        self._observer = observer
+        if self._calls_if_open is not None:
+            self._calls_if_open.observer = observer
+        if self._poller_if_open is not None:
+            self._poller_if_open.observer = observer
 
     @property
     def closed(self) -> bool:
@@ -285,12 +302,18 @@ async def _shut(
     poller: Poller | None,
     transport: Transport | None,
     attachment: Attachment | None,
+    *,
+    observer: Observer | None,
 ) -> None:
-    # first: a creation in flight may still create a job, which must be heard of
-    await creations.aclose(bound)
-    if poller is not None:
-        await poller.aclose()
-    if attachment is not None:
-        await attachment.aclose()  # after the poller: nothing polls through it any more
-    if transport is not None:
-        await transport.aclose()
+    try:
+        # first: a creation in flight may still create a job, which must be heard of
+        await creations.aclose(bound)
+        if poller is not None:
+            await poller.aclose()
+        if attachment is not None:
+            await attachment.aclose()  # after the poller: nothing polls through it any more
+        if transport is not None:
+            await transport.aclose()
+    finally:
+        if observer is not None:
+            observer.session_closed()  # last: no job of the session can end after this

@@ -30,7 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -42,6 +42,9 @@ from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
 from ._outage import Outage
 from ._policy import PollPolicy
+
+if TYPE_CHECKING:
+    from ._observer import Observer
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "Poller"]
 
@@ -91,6 +94,8 @@ class Poller:
         self.polls_sent = 0
         #: Polls that failed transiently and were put back on the schedule.
         self.polls_failed = 0
+        #: Told of each job's first waiter and of terminal statuses (``gameball_async.otel``).
+        self.observer: Observer | None = None
 
     # -- subscription ------------------------------------------------------
 
@@ -122,6 +127,8 @@ class Poller:
                 current = Entry(job_id, operation, status, not_running_at)
                 self._entries[job_id] = current
                 self._schedule(current, self._first_delay(status))
+                if self.observer is not None:
+                    self.observer.job_awaited(job_id, operation)
         if current.operation is None:
             current.operation = operation
         current.subscribers.add(subscriber)
@@ -394,6 +401,9 @@ class Poller:
         previous = entry.status
         entry.status = status
         if status.is_terminal:
+            if self.observer is not None:
+                # a fleet's status reaches the scheduler without a request of ours
+                self.observer.status_seen(status)
             self._finish(entry)
             return
         now = self._clock()

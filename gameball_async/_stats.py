@@ -7,11 +7,11 @@ frozen :class:`SessionStats` for the caller to export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import attrs
 
-__all__ = ["Counters", "SessionStats"]
+__all__ = ["STATS_FIELDS", "Counters", "SessionStats", "StatsField"]
 
 
 @attrs.frozen(kw_only=True)
@@ -19,7 +19,8 @@ class SessionStats:
     """A snapshot of one session's counters since it opened.
 
     Counters only grow (except ``jobs_awaited``, a gauge), so a metrics system
-    can export them as such; see the README for Prometheus and OpenTelemetry.
+    can export them as such: ``gameball_async.prometheus.GameballCollector``
+    and ``gameball_async.otel.instrument`` do.
 
     :ivar requests: HTTP requests sent (every attempt counts).
     :ivar retries: requests sent again by the retry policy (creations, reads,
@@ -54,6 +55,42 @@ class SessionStats:
     def to_dict(self) -> dict[str, Any]:
         """The counters as a plain dict, e.g. for a JSON metrics endpoint."""
         return attrs.asdict(self)
+
+
+class StatsField(NamedTuple):
+    """How an exporter shows one field of :class:`SessionStats`."""
+
+    name: str
+    gauge: bool  # else a counter: it only grows
+    unit: str  # UCUM, as OpenTelemetry writes units
+    help: str
+
+
+#: Every field of :class:`SessionStats`, in order, for the exporters
+#: (``gameball_async.prometheus``, ``gameball_async.otel``).
+STATS_FIELDS: Final = (
+    StatsField("requests", False, "{request}", "HTTP requests sent (every attempt counts)."),
+    StatsField("retries", False, "{request}", "Requests sent again by the retry policy."),
+    StatsField("rate_limited", False, "{reply}", "429 replies received."),
+    StatsField("server_errors", False, "{reply}", "5xx replies received."),
+    StatsField("network_errors", False, "{request}", "Requests that failed in the network."),
+    StatsField("jobs_created", False, "{job}", "Batch jobs this session created."),
+    StatsField(
+        "ambiguous_creations",
+        False,
+        "{request}",
+        "Creations that may or may not have created a job (never resent).",
+    ),
+    StatsField("polls", False, "{request}", "Status polls sent by the shared scheduler."),
+    StatsField("polls_failed", False, "{request}", "Scheduler polls that failed transiently."),
+    StatsField("jobs_awaited", True, "{job}", "Jobs with at least one waiter now."),
+    StatsField(
+        "limiter_wait_seconds",
+        False,
+        "s",
+        "Seconds requests spent waiting for the client-side rate limiter, summed.",
+    ),
+)
 
 
 class Counters:
