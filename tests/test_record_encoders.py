@@ -5,10 +5,13 @@ dict, and that dict was checked by the operation's dict validator. For records
 of every operation, with every field drawn from valid and invalid values of
 its kind, the encoder must give the same wire JSON, or the same refusal (the
 same message, index and field), as those two passes.
+``GAMEBALL_TEST_EXAMPLES=6000`` draws more records than the suite's 300 per
+operation (run so once when the encoders change).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import types
 from collections.abc import Mapping
@@ -101,7 +104,9 @@ def _outcome(call: Any) -> tuple[str, Any]:
     try:
         wire = call()
     except InvalidBatchError as exc:
-        return "refused", (str(exc), exc.index, exc.field)
+        # the converter made a tuple a list before it was checked: the refusal
+        # named a type the caller never passed; now it names the caller's
+        return "refused", (str(exc).replace("got tuple", "got list"), exc.index, exc.field)
     except Exception as exc:  # the converter's crash on a value of the wrong type
         return "crashed", type(exc).__name__
     try:
@@ -111,7 +116,7 @@ def _outcome(call: Any) -> tuple[str, Any]:
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.value)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("GAMEBALL_TEST_EXAMPLES", "300")), deadline=None)
 @given(data=st.data(), index=st.integers(0, 999))
 def test_the_encoder_sends_what_the_converter_and_the_validator_sent(
     operation: Operation, data: st.DataObject, index: int
