@@ -34,8 +34,11 @@ of the rounds. Polls and 429s are the fake's counts of status reads and
 rate-limited replies; CPU is the client process's from its first id to its
 last return. Without ``--checkout`` it measures this checkout alone.
 
+``--wall-offset S`` runs the fake's clock S seconds off ours (``serve
+--wall-offset``), so the replies' ``startedAt`` is that far off too.
+
 Run: ``python -m benchmarks.polling --attached --checkout 0.1.0=/tmp/v010
---checkout HEAD=. [--rounds 3] [--quick]``.
+--checkout HEAD=. [--rounds 3] [--wall-offset S] [--quick]``.
 """
 
 from __future__ import annotations
@@ -317,10 +320,22 @@ def attached_sizes(jobs: int, seed: int, shortest: float = 3.0, longest: float =
 
 
 async def attached_once(
-    label: str, checkout: str, sizes: list[int], attach_after: list[float], tag: str
+    label: str,
+    checkout: str,
+    sizes: list[int],
+    attach_after: list[float],
+    tag: str,
+    wall_offset: float = 0.0,
 ) -> dict[str, Any]:
     """One client of ``checkout`` awaiting jobs created at a steady rate, against its own fake."""
-    args = ("--processing-rate", str(ATTACHED_RATE), "--queue-delay", str(ATTACHED_QUEUE_DELAY))
+    args = (
+        "--processing-rate",
+        str(ATTACHED_RATE),
+        "--queue-delay",
+        str(ATTACHED_QUEUE_DELAY),
+        "--wall-offset",
+        str(wall_offset),
+    )
     with FakeProcess(*args) as fake:
         env = {**os.environ, "PYTHONPATH": checkout}
         client = await asyncio.create_subprocess_exec(
@@ -330,6 +345,7 @@ async def attached_once(
             fake.api_key,
             fake.secret_key,
             str(ATTACHED_RATE),
+            str(wall_offset),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -374,6 +390,9 @@ async def attached_once(
         "package": report["package"],
         "jobs": jobs,
         "polls_per_job": round(counts.get("status", 0) / jobs, 3),
+        # one poll for a job that ended before it was handed over, else one to
+        # see it running and one at its end
+        "information_limit": round((2 * jobs - report["ended_before_attach"]) / jobs, 3),
         "lag_p50_s": round(statistics.median(lags), 3),
         "lag_p99_s": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 3),
         "lag_max_s": round(lags[-1], 3),
@@ -384,7 +403,7 @@ async def attached_once(
 
 
 async def attached(
-    checkouts: dict[str, str], jobs: int, seed: int, rounds: int
+    checkouts: dict[str, str], jobs: int, seed: int, rounds: int, wall_offset: float = 0.0
 ) -> list[dict[str, Any]]:
     """Every checkout side by side, ``rounds`` times; each figure the median of the rounds."""
     sizes = attached_sizes(jobs, seed)
@@ -394,7 +413,7 @@ async def attached(
     for r in range(rounds):
         runs = await asyncio.gather(
             *(
-                attached_once(label, path, sizes, attach_after, f"{label}-{r}")
+                attached_once(label, path, sizes, attach_after, f"{label}-{r}", wall_offset)
                 for label, path in checkouts.items()
             )
         )
@@ -407,6 +426,7 @@ async def attached(
         for key in (
             "jobs",
             "polls_per_job",
+            "information_limit",
             "lag_p50_s",
             "lag_p99_s",
             "lag_max_s",
@@ -423,15 +443,20 @@ async def attached(
 
 
 def run_attached(
-    checkouts: dict[str, str], quick: bool, seed: int = 7, rounds: int = 3
+    checkouts: dict[str, str],
+    quick: bool,
+    seed: int = 7,
+    rounds: int = 3,
+    wall_offset: float = 0.0,
 ) -> dict[str, Any]:
     """The attached profile's figures (12 jobs, one round with ``quick``)."""
     jobs = 12 if quick else 60
-    rows = asyncio.run(attached(checkouts, jobs, seed, 1 if quick else rounds))
+    rows = asyncio.run(attached(checkouts, jobs, seed, 1 if quick else rounds, wall_offset))
     return {
         "profile": (
             f"{jobs} jobs of 3..40 s at {ATTACHED_RATE:g} items/s, one created every "
-            f"{ATTACHED_SPACING:g} s, each awaited from its id by a client process"
+            f"{ATTACHED_SPACING:g} s, each awaited from its id by a client process "
+            f"0..{ATTACH_AFTER_MAX:g} s after its creation; server clock {wall_offset:+g} s"
         ),
         "checkouts": rows,
     }
@@ -448,13 +473,21 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="a checkout whose package the attached profile measures (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--wall-offset",
+        type=float,
+        default=0.0,
+        help="seconds the attached profile's fake clock runs ahead of ours (negative: behind)",
+    )
 
 
 def _main(args: argparse.Namespace) -> None:
     if args.attached:
         checkouts = dict(item.split("=", 1) for item in args.checkout) or {"this": _HERE}
         checkouts = {label: str(Path(path).resolve()) for label, path in checkouts.items()}
-        figures = run_attached(checkouts, args.quick, rounds=args.rounds)
+        figures = run_attached(
+            checkouts, args.quick, rounds=args.rounds, wall_offset=args.wall_offset
+        )
     else:
         figures = run(args.quick, rounds=args.rounds)
     print(json.dumps(figures, indent=2))
