@@ -71,6 +71,8 @@ class Calls:
         """Send one creation (retried only where nothing can have been created)
         and return the job's handle, announced to ``on_job`` and the registry."""
         transport = self._transport
+        # the job cannot start before its creation is sent: a floor under startedAt
+        sending = time.monotonic()
         reply = await transport.create(
             self._routes[op.value], body, operation=op, items=batch, deadline=deadline, guard=guard
         )
@@ -85,7 +87,7 @@ class Calls:
                 items=batch,
             ) from exc
         logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
-        job = BatchJob(owner, job_id, op, input_range=input_range, submitted_at=time.monotonic())
+        job = BatchJob(owner, job_id, op, input_range=input_range, submitted_at=sending)
         self._counters.jobs_created += 1
         if self._attachment is not None:
             await self._attachment.created(job.to_token(), op, job_id)

@@ -18,6 +18,7 @@ from ._models import BatchState
 __all__ = [
     "DEFAULT_POLL_POLICY",
     "DEFAULT_RETRY_POLICY",
+    "TIMING_NOISE",
     "Observation",
     "PollPolicy",
     "RetryPolicy",
@@ -233,7 +234,7 @@ def next_poll_delay(
 # How far an estimate of a job's end can be off: counts are whole items (one
 # item of ``done`` is the quantisation error) and reply times carry network
 # and timestamp noise of a few tens of milliseconds over the observed span.
-_TIMING_NOISE: Final = 0.05
+TIMING_NOISE: Final = 0.05
 _ETA_PAD: Final = 0.02
 
 
@@ -256,6 +257,6 @@ def _estimate_to_end(
         return None
     remaining = max(current.total - current.processed, 0)
     eta = remaining * elapsed / done
-    error = eta * (1.0 / done + _TIMING_NOISE / elapsed)
+    error = eta * (1.0 / done + TIMING_NOISE / elapsed)
     delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
     return min(max(delay, policy.min_delay), policy.max_delay)
