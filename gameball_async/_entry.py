@@ -303,7 +303,7 @@ def start_hint(
         elapsed -= max(behind_at_most - TIMING_NOISE, 0.0)
     if elapsed <= 0.0:
         return None
-    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
+    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total, exact=True)
 
 
 def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:
