@@ -21,17 +21,39 @@ the best any client can do is one poll each at the rate limit, so the wall
 time is compared with that bound (polls needed / 30 per second).
 
 Run: ``python -m benchmarks.polling [--quick]``.
+
+``--attached`` runs another profile instead: jobs of about 3 s to 40 s
+(``ATTACHED_RATE`` items per second each, ``startedAt`` in the replies),
+created one every ``ATTACHED_SPACING`` seconds by this process and each awaited
+at once from its id (``gb.job(id, "cashback")``) by a client in a process of its
+own, as a service awaiting jobs created elsewhere does. ``--checkout LABEL=PATH``
+(repeatable) names the package checkouts to measure; each client runs with
+``PYTHONPATH=PATH`` against a fake of its own, all checkouts side by side in
+each round (so a busy machine slows them alike), and each figure is the median
+of the rounds. Polls and 429s are the fake's counts of status reads and
+rate-limited replies; CPU is the client process's from its first id to its
+last return. Without ``--checkout`` it measures this checkout alone.
+
+``--wall-offset S`` runs the fake's clock S seconds off ours (``serve
+--wall-offset``), so the replies' ``startedAt`` is that far off too.
+
+Run: ``python -m benchmarks.polling --attached --checkout 0.1.0=/tmp/v010
+--checkout HEAD=. [--rounds 3] [--wall-offset S] [--quick]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,7 +64,7 @@ from gameball_async import BalanceInquiry, GameballSession, RateLimit, as_comple
 from gameball_async._decode import decode_status
 from gameball_async._wire import parse_datetime
 
-from ._common import FakeProcess, section_main, spread
+from ._common import FakeProcess, add_quick, run_main, spread
 
 RATE = 20.0  # items per second per job on the fake
 QUEUE_DELAY = 0.5
@@ -278,9 +300,202 @@ def run(quick: bool, seed: int = 7, rounds: int = 3) -> dict[str, Any]:
     }
 
 
+ATTACHED_RATE = 20.0  # items per second per job: 60 items run 3 s, 800 run 40 s
+ATTACHED_SPACING = 0.5  # seconds between two creations
+ATTACHED_QUEUE_DELAY = 0.3
+# The client learns each id this long after its creation (uniform from 0): a
+# service picking ids up from a queue or a table, so it first polls most jobs
+# part-way through their run.
+ATTACH_AFTER_MAX = 10.0
+_CLIENT = Path(__file__).with_name("_attached_client.py")
+_HERE = str(Path(__file__).resolve().parent.parent)
+
+
+def attached_sizes(jobs: int, seed: int, shortest: float = 3.0, longest: float = 40.0) -> list[int]:
+    """Item counts of jobs running ``shortest`` to ``longest`` seconds, evenly spread, shuffled."""
+    step = (longest - shortest) / max(jobs - 1, 1)
+    sizes = [round((shortest + k * step) * ATTACHED_RATE) for k in range(jobs)]
+    random.Random(seed).shuffle(sizes)
+    return sizes
+
+
+async def attached_once(
+    label: str,
+    checkout: str,
+    sizes: list[int],
+    attach_after: list[float],
+    tag: str,
+    wall_offset: float = 0.0,
+) -> dict[str, Any]:
+    """One client of ``checkout`` awaiting jobs created at a steady rate, against its own fake."""
+    args = (
+        "--processing-rate",
+        str(ATTACHED_RATE),
+        "--queue-delay",
+        str(ATTACHED_QUEUE_DELAY),
+        "--wall-offset",
+        str(wall_offset),
+    )
+    with FakeProcess(*args) as fake:
+        env = {**os.environ, "PYTHONPATH": checkout}
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(_CLIENT),
+            fake.base_url,
+            fake.api_key,
+            fake.secret_key,
+            str(ATTACHED_RATE),
+            str(wall_offset),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert client.stdin is not None
+        stdin = client.stdin
+
+        async def hand_over(job_id: str, after: float) -> None:
+            await asyncio.sleep(after)
+            stdin.write(f"{job_id}\n".encode())
+            await stdin.drain()
+
+        handing: list[asyncio.Future[None]] = []
+        wall = time.perf_counter()
+        async with GameballSession(fake.api_key, fake.secret_key, base_url=fake.base_url) as gb:
+            for n, size in enumerate(sizes):
+                items = [
+                    {
+                        "customerId": f"{tag}-{n}-{i}",
+                        "transactionId": f"{tag}-{n}-{i}",
+                        "transactionTime": "2026-12-01T00:00:00.000Z",
+                        "amount": 10,
+                    }
+                    for i in range(size)
+                ]
+                job = await gb.create_batch("cashback", items)
+                handing.append(asyncio.ensure_future(hand_over(job.job_id, attach_after[n])))
+                await asyncio.sleep(ATTACHED_SPACING)
+            await asyncio.gather(*handing)
+        client.stdin.write(b"\n")
+        await client.stdin.drain()
+        out, _ = await client.communicate()
+        wall = time.perf_counter() - wall
+        if client.returncode != 0:
+            raise RuntimeError(f"the {label} client failed ({client.returncode})")
+        report = json.loads(out.decode().strip().splitlines()[-1])
+        counts = (await asyncio.to_thread(fake.stats))["counts"]
+    lags = sorted(report["lags"])
+    jobs = len(sizes)
+    return {
+        "checkout": label,
+        "package": report["package"],
+        "jobs": jobs,
+        "polls_per_job": round(counts.get("status", 0) / jobs, 3),
+        # one poll for a job that ended before it was handed over, else one to
+        # see it running and one at its end
+        "information_limit": round((2 * jobs - report["ended_before_attach"]) / jobs, 3),
+        "lag_p50_s": round(statistics.median(lags), 3),
+        "lag_p99_s": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 3),
+        "lag_max_s": round(lags[-1], 3),
+        "rate_limited_429": counts.get("rate_limited", 0),
+        "cpu_ms_per_job": round(1e3 * report["cpu_seconds"] / jobs, 2),
+        "wall_s": round(wall, 1),
+    }
+
+
+async def attached(
+    checkouts: dict[str, str], jobs: int, seed: int, rounds: int, wall_offset: float = 0.0
+) -> list[dict[str, Any]]:
+    """Every checkout side by side, ``rounds`` times; each figure the median of the rounds."""
+    sizes = attached_sizes(jobs, seed)
+    rng = random.Random(seed + 1)
+    attach_after = [rng.uniform(0.0, ATTACH_AFTER_MAX) for _ in sizes]
+    seen: dict[str, list[dict[str, Any]]] = {label: [] for label in checkouts}
+    for r in range(rounds):
+        runs = await asyncio.gather(
+            *(
+                attached_once(label, path, sizes, attach_after, f"{label}-{r}", wall_offset)
+                for label, path in checkouts.items()
+            )
+        )
+        for run_ in runs:
+            seen[run_["checkout"]].append(run_)
+            print(json.dumps({"round": r, **run_}), file=sys.stderr, flush=True)
+    rows = []
+    for label, runs_ in seen.items():
+        row: dict[str, Any] = {"checkout": label, "path": checkouts[label], "rounds": rounds}
+        for key in (
+            "jobs",
+            "polls_per_job",
+            "information_limit",
+            "lag_p50_s",
+            "lag_p99_s",
+            "lag_max_s",
+            "rate_limited_429",
+            "cpu_ms_per_job",
+            "wall_s",
+        ):
+            row[key] = statistics.median(run_[key] for run_ in runs_)
+        row["attach_after_s"] = f"0..{ATTACH_AFTER_MAX:g}"
+        row["polls_per_job_spread"] = spread([run_["polls_per_job"] for run_ in runs_])
+        row["cpu_ms_per_job_spread"] = spread([run_["cpu_ms_per_job"] for run_ in runs_])
+        rows.append(row)
+    return rows
+
+
+def run_attached(
+    checkouts: dict[str, str],
+    quick: bool,
+    seed: int = 7,
+    rounds: int = 3,
+    wall_offset: float = 0.0,
+) -> dict[str, Any]:
+    """The attached profile's figures (12 jobs, one round with ``quick``)."""
+    jobs = 12 if quick else 60
+    rows = asyncio.run(attached(checkouts, jobs, seed, 1 if quick else rounds, wall_offset))
+    return {
+        "profile": (
+            f"{jobs} jobs of 3..40 s at {ATTACHED_RATE:g} items/s, one created every "
+            f"{ATTACHED_SPACING:g} s, each awaited from its id by a client process "
+            f"0..{ATTACH_AFTER_MAX:g} s after its creation; server clock {wall_offset:+g} s"
+        ),
+        "checkouts": rows,
+    }
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_quick(parser)
+    parser.add_argument("--attached", action="store_true", help="the jobs-attached-by-id profile")
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a checkout whose package the attached profile measures (repeatable)",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--wall-offset",
+        type=float,
+        default=0.0,
+        help="seconds the attached profile's fake clock runs ahead of ours (negative: behind)",
+    )
+
+
+def _main(args: argparse.Namespace) -> None:
+    if args.attached:
+        checkouts = dict(item.split("=", 1) for item in args.checkout) or {"this": _HERE}
+        checkouts = {label: str(Path(path).resolve()) for label, path in checkouts.items()}
+        figures = run_attached(
+            checkouts, args.quick, rounds=args.rounds, wall_offset=args.wall_offset
+        )
+    else:
+        figures = run(args.quick, rounds=args.rounds)
+    print(json.dumps(figures, indent=2))
+
+
 def main() -> None:
     """Run this section alone and print its figures as JSON."""
-    section_main(__doc__, run)
+    run_main(__doc__, _arguments, _main)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ class Calls:
         created: Callable[[str], None] | None = None,
     ) -> BatchJob:
         transport = self._transport
+        # the job cannot start before its creation is sent: a floor under startedAt
+        sending = time.monotonic()
         reply = await transport.create(
             self._routes[op.value], body, operation=op, items=batch, deadline=deadline, guard=guard
         )
@@ -129,7 +131,7 @@ class Calls:
                 items=batch,
             ) from exc
         logger.debug("created %s job %s with %d items", op.value, job_id, len(batch))
-        job = BatchJob(owner, job_id, op, input_range=input_range, submitted_at=time.monotonic())
+        job = BatchJob(owner, job_id, op, input_range=input_range, submitted_at=sending)
         self._counters.jobs_created += 1
         if created is not None:
             created(job_id)

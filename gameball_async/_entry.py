@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import random
 from types import TracebackType
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import ProtocolError, RateLimitError, ServerError, TransportError
 from ._models import BatchState, BatchStatus, Operation
-from ._policy import Observation, PollPolicy, capped_growth, next_poll_delay
+from ._policy import TIMING_NOISE, Observation, PollPolicy, capped_growth, next_poll_delay
 
-__all__ = ["Entry", "Subscriber", "is_transient", "start_hint", "status_changed"]
+if TYPE_CHECKING:
+    from ._server_clock import ServerClock
+
+__all__ = [
+    "CLAIM_TOLERANCE",
+    "Entry",
+    "Subscriber",
+    "claimed_start",
+    "is_transient",
+    "start_hint",
+    "status_changed",
+]
 
 # Failures after which the same read may well succeed: the wait goes on.
 _TRANSIENT: Final = (TransportError, ServerError, RateLimitError, ProtocolError)
@@ -50,10 +61,12 @@ class Entry:
 
     __slots__ = (
         "anchor",
+        "claim",
         "due",
         "error",
         "error_tb",
         "failures",
+        "first",
         "hint",
         "in_flight",
         "job_id",
@@ -93,8 +106,13 @@ class Entry:
         # until there are two observations of our own; ``last``: the previous
         # observation, to tell whether there was progress; ``not_running_at``:
         # the latest local time the job was known not to be running yet (its
-        # creation, a Queued reply), a floor under what startedAt may claim.
+        # creation, a Queued reply), a floor under what startedAt may claim;
+        # ``first``: the first observation of this run, and ``claim``: the
+        # start startedAt claimed then (our monotonic clock), a sample for the
+        # session's ServerClock once a later observation shows the rate.
         self.anchor: Observation | None = None
+        self.first: Observation | None = None
+        self.claim: float | None = None
         self.hint: Observation | None = None
         self.last: Observation | None = None
         self.not_running_at = not_running_at
@@ -148,11 +166,19 @@ class Entry:
         wall_now: float,
         retry_after: float | None,
         rng: random.Random,
+        sent_at: float | None = None,
+        server_clock: ServerClock | None = None,
     ) -> float:
         """Take in a non-terminal status read at ``now``; seconds until the next poll.
 
         Tracks progress (the backoff steps and the processing rate's anchor)
         and aims the next poll by it (see :func:`next_poll_delay`).
+
+        :param sent_at: when the request that read it was sent (monotonic); a
+            Queued reply proves the job was not running then, not at ``now``.
+        :param server_clock: the session's bound on the server's clock, which
+            checks ``startedAt`` where no floor of ours does, and learns from
+            this job in turn.
         """
         self.failures = 0
         current = Observation(now, status.state, status.processed_count, status.total_count)
@@ -160,21 +186,35 @@ class Entry:
         progressed = last is not None and current.processed > last.processed
         if last is not None and last.state is not status.state:
             self.steps = 0
-            self.anchor = self.hint = None
+            self.anchor = self.hint = self.first = None
+            self.claim = None
         if status.state is BatchState.QUEUED:
-            self.not_running_at = now
+            self.not_running_at = now if sent_at is None else sent_at
         if progressed:
             self.steps = 0
         elif last is not None:
             self.steps += 1
+        behind = server_clock.behind_at_most if server_clock is not None else None
+        if status.state is BatchState.RUNNING:
+            if self.first is None:
+                self.first = current
+                self.claim = claimed_start(status, current, wall_now=wall_now)
+            elif progressed and self.claim is not None and server_clock is not None:
+                # every later observation gives a bound, tighter as the span grows
+                server_clock.learn(self.claim, self.first, current)
         reference: Observation | None = self.anchor if progressed else None
         if self.anchor is None and status.state is BatchState.RUNNING:
             hint = start_hint(
-                status, current, not_running_at=self.not_running_at, wall_now=wall_now
+                status,
+                current,
+                not_running_at=self.not_running_at,
+                wall_now=wall_now,
+                behind_at_most=behind,
             )
-            if hint is not None and self.not_running_at is not None:
-                # checked against a floor of ours: at worst it makes the job
-                # look faster and the next poll early, so it anchors the rate
+            if hint is not None and (self.not_running_at is not None or behind is not None):
+                # checked against a floor of ours, or shifted by the bound on
+                # the server's clock: at worst it makes the job look faster and
+                # the next poll early, so it anchors the rate
                 self.anchor = reference = hint
             else:
                 self.anchor = current
@@ -205,6 +245,20 @@ class Entry:
 
 # A server clock this far from ours is not one to estimate a rate from.
 _MAX_PLAUSIBLE_RUN: Final = 86_400.0
+# How far a claim may pass a floor of ours and still be read as meeting it:
+# startedAt has millisecond resolution, and our wall and monotonic clocks,
+# read a moment apart, may disagree by as much again.
+CLAIM_TOLERANCE: Final = 0.005
+
+
+def claimed_start(status: BatchStatus, current: Observation, *, wall_now: float) -> float | None:
+    """The start ``startedAt`` claims, on the monotonic clock of ``current``, if it has one.
+
+    :param wall_now: the local wall clock (``time.time()``) at ``current``.
+    """
+    if status.started_at is None:
+        return None
+    return current.at - (wall_now - status.started_at.timestamp())
 
 
 def start_hint(
@@ -213,29 +267,43 @@ def start_hint(
     *,
     not_running_at: float | None,
     wall_now: float,
+    behind_at_most: float | None = None,
 ) -> Observation | None:
     """An observation of zero progress at the job's reported start, if plausible.
 
     ``startedAt`` is the server's clock, which may be off by any amount (or a
     naive local time read as UTC), so it is checked against what this process
-    saw: the job cannot have started before ``not_running_at`` (its creation,
-    or a reply that still said Queued). A claim that breaks that shows the
-    server's clock is off, so it gives no hint at all (cutting it to the floor
-    would still claim too long a run, and a too slow rate puts the next poll
-    late); so does a claimed start in the future, or an implausibly old one.
+    saw: the job cannot have started before ``not_running_at`` (the creation
+    request's sending, or that of a request answered Queued). A claim that
+    breaks that by more than :data:`CLAIM_TOLERANCE` shows the server's clock
+    is off, so it gives no hint at all (cutting it to the floor would still
+    claim too long a run, and a too slow rate puts the next poll late); so
+    does a claimed start in the future, or an implausibly old one. Without a
+    floor, the claim is made younger by ``behind_at_most``, the session's
+    bound on how far the server's clock is behind ours (see ``_server_clock``),
+    less the :data:`TIMING_NOISE` the rate's error bound allows for anyway.
 
     :param current: the observation the status was read in (monotonic clock).
     :param not_running_at: monotonic time the job was last known not running.
     :param wall_now: the local wall clock (``time.time()``) at ``current``.
+    :param behind_at_most: seconds the server's clock may be behind ours, if known.
     """
     if status.started_at is None or current.processed <= 0:
         return None
     elapsed = wall_now - status.started_at.timestamp()
     if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
         return None
-    if not_running_at is not None and elapsed > current.at - not_running_at:
+    if not_running_at is not None:
+        floor = current.at - not_running_at
+        if elapsed > floor + CLAIM_TOLERANCE:
+            return None
+        elapsed = min(elapsed, floor)
+    elif behind_at_most is not None:
+        # the rate's error bound already allows TIMING_NOISE on the span
+        elapsed -= max(behind_at_most - TIMING_NOISE, 0.0)
+    if elapsed <= 0.0:
         return None
-    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total)
+    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total, exact=True)
 
 
 def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:

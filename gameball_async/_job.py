@@ -103,7 +103,7 @@ class BatchJob:
         # estimate carry over a gap between waits, and its news reaches
         # ``status`` even while nobody waits.
         self._entry: Entry | None = None
-        # monotonic time of the creation reply, when this session created the job
+        # monotonic time the creation was sent, when this session created the job
         self._submitted_at = submitted_at
 
     def __reduce__(self) -> tuple[Any, ...]:

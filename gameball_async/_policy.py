@@ -18,6 +18,7 @@ from ._models import BatchState
 __all__ = [
     "DEFAULT_POLL_POLICY",
     "DEFAULT_RETRY_POLICY",
+    "TIMING_NOISE",
     "Observation",
     "PollPolicy",
     "RetryPolicy",
@@ -192,12 +193,16 @@ class Observation:
     :ivar state: the job's state.
     :ivar processed: items processed so far (succeeded + failed).
     :ivar total: items in the job, when known.
+    :ivar exact: ``at`` is when ``processed`` items were done with no other
+        item under way: the job's start, from its ``startedAt``. A count read
+        by a poll may have most of another item done.
     """
 
     at: float
     state: BatchState
     processed: int
     total: int | None
+    exact: bool = False
 
 
 def next_poll_delay(
@@ -233,7 +238,7 @@ def next_poll_delay(
 # How far an estimate of a job's end can be off: counts are whole items (one
 # item of ``done`` is the quantisation error) and reply times carry network
 # and timestamp noise of a few tens of milliseconds over the observed span.
-_TIMING_NOISE: Final = 0.05
+TIMING_NOISE: Final = 0.05
 _ETA_PAD: Final = 0.02
 
 
@@ -247,6 +252,12 @@ def _estimate_to_end(
     the error bound instead: that poll measures the rate over a longer span,
     and the next one lands just past the end, instead of overshooting it by
     the whole error.
+
+    From an exact ``previous`` (the job's start) the count's error is one-sided:
+    ``done`` items are done and less than one more, so the estimate is the
+    latest end and the earliest is about one item's share sooner. The end is
+    then aimed at once when that span, with the timing noise either side, is
+    within the lag the two-sided rule accepts (twice ``min_delay``).
     """
     if previous is None or current.total is None or current.state is not BatchState.RUNNING:
         return None
@@ -256,6 +267,15 @@ def _estimate_to_end(
         return None
     remaining = max(current.total - current.processed, 0)
     eta = remaining * elapsed / done
-    error = eta * (1.0 / done + _TIMING_NOISE / elapsed)
-    delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
+    timing = eta * TIMING_NOISE / elapsed
+    if previous.exact:
+        # at the rate of done + 1 items, with one item less to go
+        earliest = (remaining - 1) * elapsed / (done + 1) - timing
+        if eta + timing - earliest <= 2.0 * policy.min_delay:
+            delay = eta + timing + _ETA_PAD
+        else:
+            delay = earliest
+    else:
+        error = eta / done + timing
+        delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
     return min(max(delay, policy.min_delay), policy.max_delay)

@@ -15,10 +15,14 @@ a wait bounds itself with its own deadline.
 
 Waiters subscribe to an entry and are told of every new status (or of the
 error that ended polling). When the last one leaves, the entry stays for its
-next due poll (so a caller making short waits in a row still sees the job
-move), then leaves the heap; its state stays with the job handles, so a later
-wait picks up the backoff and progress estimate where they were. The remote job
-is never stopped from here.
+next due poll if that is at most :data:`LINGER` seconds away (so a caller
+making short waits in a row still sees the job move), then leaves the heap;
+a poll further away is not sent at all, and a poll in flight is the last. So
+after the last waiter leaves, a job gets at most one more status request, and
+none when its next poll was more than :data:`LINGER` seconds off. Its state
+stays with the job handles, so a later wait picks up the backoff, the progress
+estimate and the time of the next poll where they were. The remote job is
+never stopped from here.
 """
 
 from __future__ import annotations
@@ -42,16 +46,19 @@ from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
 from ._outage import Outage
 from ._policy import PollPolicy
+from ._server_clock import ServerClock
 
 if TYPE_CHECKING:
     from ._observer import Observer
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "Poller"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "LINGER", "Poller"]
 
 logger: Final = logging.getLogger("gameball_async")
 
 #: Polls of one session in flight at once (they still queue at the rate limiter).
 DEFAULT_MAX_IN_FLIGHT: Final = 16
+#: Seconds ahead a job's next poll may be and still be sent once its last waiter left.
+LINGER: Final = 2.0
 #: Seconds ``aclose`` gives the scheduler task to end once cancelled.
 CLOSE_PATIENCE: Final = 1.0
 
@@ -90,6 +97,7 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._outage = Outage(clock)
+        self._server_clock = ServerClock()
         #: Polls sent since the session opened (for tests and benchmarks).
         self.polls_sent = 0
         #: Polls that failed transiently and were put back on the schedule.
@@ -150,13 +158,18 @@ class Poller:
         """Withdraw interest.
 
         The last one out leaves the entry on the schedule for its next due poll
-        only; after that poll it leaves (see the module docstring).
+        only, if that is at most :data:`LINGER` seconds away, or for the reply
+        to its poll in flight; after that poll it leaves (see the module
+        docstring).
         """
         entry.subscribers.discard(subscriber)
         if entry.subscribers or self._entries.get(entry.job_id) is not entry:
             return
-        if entry.finished or not (entry.scheduled or entry.in_flight):
+        if entry.in_flight and not entry.finished:
+            return  # its reply is news for the handles; nothing is sent after it
+        if entry.finished or not entry.scheduled or entry.due - self._clock() > LINGER:
             del self._entries[entry.job_id]
+            entry.scheduled = False  # a later wait puts it back at ``due``
 
     def ticket(self) -> int:
         """A ticket for a status read about to be sent; see :meth:`feed`."""
@@ -323,6 +336,7 @@ class Poller:
         failure: Exception | None = None
         status: BatchStatus | None = None
         retry_after: float | None = None
+        sent_at = self._clock()
         try:
             self.polls_sent += 1
             status, retry_after = await self._fetch(entry.job_id, entry.operation)
@@ -341,7 +355,7 @@ class Poller:
             elif status is not None:
                 self._outage.ended()
                 entry.failures = 0
-                self._apply(entry, status, retry_after, ticket)
+                self._apply(entry, status, retry_after, ticket, sent_at=sent_at)
         except Exception as exc:  # a bug handling one job's reply ends that job's wait only
             error = ProtocolError(f"handling the status of job {entry.job_id} failed: {exc!r}")
             error.__cause__ = exc
@@ -384,7 +398,13 @@ class Poller:
         self._schedule(entry, delay)
 
     def _apply(
-        self, entry: Entry, status: BatchStatus, retry_after: float | None, ticket: int
+        self,
+        entry: Entry,
+        status: BatchStatus,
+        retry_after: float | None,
+        ticket: int,
+        *,
+        sent_at: float | None = None,
     ) -> None:
         current = entry.status
         if current is not None and current.is_terminal:
@@ -395,9 +415,15 @@ class Poller:
         if entry.error is not None and not status.is_terminal:
             # a fresh read after a final error: polling may go on for new waiters
             entry.error = entry.error_tb = None
-        self._observe(entry, status, retry_after)
+        self._observe(entry, status, retry_after, sent_at)
 
-    def _observe(self, entry: Entry, status: BatchStatus, retry_after: float | None) -> None:
+    def _observe(
+        self,
+        entry: Entry,
+        status: BatchStatus,
+        retry_after: float | None,
+        sent_at: float | None = None,
+    ) -> None:
         previous = entry.status
         entry.status = status
         if status.is_terminal:
@@ -414,6 +440,8 @@ class Poller:
             wall_now=self._wall_clock(),
             retry_after=retry_after,
             rng=self._rng,
+            sent_at=sent_at,
+            server_clock=self._server_clock,
         )
         if self._entries.get(entry.job_id) is entry and not entry.in_flight:
             self._schedule(entry, delay)

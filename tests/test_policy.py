@@ -155,6 +155,20 @@ class TestNextPollDelay:
         delay = self._eta(policy, _obs(10.0, 10), _obs(11.0, 30))
         assert 0.1 <= delay <= 1.2 * 3.5
 
+    def test_from_the_exact_start_the_end_is_aimed_at_once(self) -> None:
+        # issue 16: 100 of 380 items done 5 s after the job's start. From a poll
+        # of ours, the count may be short by an item at either end: about 14 s
+        # to go, give or take 0.28 s, too rough to aim past the end at once.
+        policy = PollPolicy(initial_delay=1.0, max_delay=60.0, min_delay=0.25, jitter=0.0)
+        current = _obs(5.0, 100, total=380)
+        rough = self._eta(policy, _obs(0.0, 0, total=380), current)
+        assert rough < 14.0
+        # From its start nothing was under way: 14 s is the latest end, and the
+        # earliest within the lag the rough rule accepts, so one poll sees it.
+        start = Observation(at=0.0, state=BatchState.RUNNING, processed=0, total=380, exact=True)
+        aimed = self._eta(policy, start, current)
+        assert 14.0 < aimed <= 14.0 + 2 * policy.min_delay
+
     def test_eta_bounded(self) -> None:
         policy = PollPolicy(min_delay=0.5, max_delay=8.0)
         # sharp, and far beyond max_delay

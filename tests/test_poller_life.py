@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
-from _support import PATIENCE, ManualClock, Recorder, ScriptedFetch, make_status, until
+from _support import (
+    PATIENCE,
+    FakeFactory,
+    ManualClock,
+    Recorder,
+    ScriptedFetch,
+    cashbacks,
+    gets_by_job,
+    make_status,
+    session,
+    until,
+)
 from aiohttp import web
 
 from gameball_async import (
@@ -37,7 +50,8 @@ from gameball_async import (
 )
 from gameball_async._entry import start_hint
 from gameball_async._policy import Observation
-from gameball_async._poller import Poller
+from gameball_async._poller import LINGER, Poller
+from gameball_async.testing import FakeGameball
 
 pytestmark = pytest.mark.anyio
 
@@ -378,6 +392,49 @@ class TestClockSkew:
         due = await self.first_due(running(250, WALL - 1.0), created=True)
         assert 2.0 <= due <= 4.5
 
+    @staticmethod
+    async def attached_due(*, behind: float) -> float:
+        """The next poll of a job attached by id, first seen 1 s into a 10 s run,
+        in a session that saw another job run twice (a server ``behind`` s slow)."""
+        clock = ManualClock(100.0)
+        policy = PollPolicy(initial_delay=1.0, min_delay=0.1, max_delay=30.0, jitter=0.0)
+        poller = Poller(
+            ScriptedFetch({}), policy, clock=clock, wall_clock=lambda: WALL + clock.now - 100.0
+        )
+        for job_id in ("a", "k"):
+            poller.subscribe(job_id, None, None, Recorder())
+        # "a" runs 100 items a second since 1 s ago, on a clock ``behind`` s slow
+        earlier = attrs.evolve(running(100, WALL - 1.0 - behind), job_id="a")
+        poller.feed("a", earlier)
+        clock.advance(2.0)
+        poller.feed("a", attrs.evolve(earlier, finished_count=300))
+        # "k": 100 of 1,000 items in the 1 s since its claimed start: it ends in 9 s
+        poller.feed("k", running(100, WALL + 2.0 - 1.0 - behind))
+        entry = poller._entries["k"]
+        due = entry.due - clock.now
+        await poller.aclose()
+        return due
+
+    @pytest.mark.parametrize("behind", [0.0, 10.0])
+    async def test_a_known_server_clock_aims_an_attached_job_at_its_end(
+        self, behind: float
+    ) -> None:
+        # Nothing of ours checks an attached job's startedAt; what the session
+        # learnt of the server's clock from "a" does. Unchecked, the claim could
+        # only bring the 1 s backoff forward: a poll at 1 s, then more (issue 16).
+        due = await self.attached_due(behind=behind)
+        # aimed at the end (9 s away), a little early by the estimate's error,
+        # never late: a clock 10 s behind is shifted back, not trusted
+        assert 7.5 <= due <= 9.0
+
+    def test_a_claim_past_the_floor_by_rounding_still_counts(self) -> None:
+        current = Observation(at=101.0, state=BatchState.RUNNING, processed=250, total=1000)
+        # the job started as its creation arrived; startedAt, in whole
+        # milliseconds, puts it 1 ms before the request was sent (issue 16)
+        hint = start_hint(running(250, WALL - 1.001), current, not_running_at=100.0, wall_now=WALL)
+        assert hint is not None
+        assert hint.at == pytest.approx(100.0)
+
     def test_start_hint_is_checked_against_what_we_saw(self) -> None:
         current = Observation(at=101.0, state=BatchState.RUNNING, processed=250, total=1000)
         # 11 s of work claimed for a job seen not running 1 s ago: the server's
@@ -400,6 +457,77 @@ class TestClockSkew:
             )
             is None
         )
+
+
+class TestAttachedJobs:
+    async def test_a_job_attached_by_id_costs_two_polls(self, fake_factory: FakeFactory) -> None:
+        # issue 16: one poll to see it running, one at its end. The session
+        # learns the server's clock from another job it sees running twice.
+        fake = await fake_factory(processing_rate=100)
+        policy = PollPolicy(initial_delay=0.05, min_delay=0.25, max_delay=30.0, jitter=0.0)
+        async with session(fake) as creator, session(fake, poll=policy) as gb:
+            teacher = await creator.create_batch("cashback", cashbacks(1000, "a"))  # 10 s
+            server_clock = gb._poller._server_clock
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(gb.job(teacher.job_id, "cashback").wait)
+                with anyio.fail_after(PATIENCE):
+                    # a bound within about the noise a rate estimate allows for
+                    await until(lambda: (server_clock.behind_at_most or 1.0) <= 0.1)
+                    job = await creator.create_batch("cashback", cashbacks(400, "b"))  # 4 s
+                    # "b" well into its run, by the fake's own clock
+                    await until(
+                        lambda: fake.jobs[int(job.job_id)].processed(time.monotonic()) >= 150
+                    )
+                    status = await gb.job(job.job_id, "cashback").wait()
+                tg.cancel_scope.cancel()
+        assert status.state is BatchState.COMPLETED
+        assert gets_by_job(fake)[job.job_id] == 2
+
+
+class TestLastWaiterLeaves:
+    @staticmethod
+    async def leave(fake: FakeGameball, gb: GameballSession, ready: Any) -> tuple[str, int]:
+        """Await a long job, leave once ``ready(entry)``; its polls when left."""
+        created = await gb.create_batch("cashback", cashbacks(10))
+        job = gb.job(created.job_id, "cashback")
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(job.wait)
+                await until(lambda: job._entry is not None and ready(job._entry))
+                tg.cancel_scope.cancel()
+        return job.job_id, gets_by_job(fake)[job.job_id]
+
+    async def test_at_most_one_more_status_request(self, fake_factory: FakeFactory) -> None:
+        fake = await fake_factory(queue_delay=1000.0)  # Queued throughout
+        policy = PollPolicy(initial_delay=0.05, min_delay=0.02, max_delay=0.1)
+        async with session(fake, poll=policy) as gb:
+            job_id, polls = await self.leave(
+                fake, gb, lambda entry: gets_by_job(fake)[entry.job_id] >= 3
+            )
+            with anyio.fail_after(PATIENCE):
+                await until(lambda: not gb._poller.running)
+                # every poll sent has reached the fake
+                await until(lambda: fake.counts["status"] >= gb.stats().polls)
+            assert not gb._poller.holds(job_id)
+        assert gets_by_job(fake)[job_id] <= polls + 1
+
+    async def test_none_when_the_next_poll_is_beyond_the_linger(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        fake = await fake_factory(queue_delay=1000.0)
+        # the second poll of a job still Queued is 100x the first delay away
+        policy = PollPolicy(initial_delay=0.05, min_delay=0.02, multiplier=100.0, jitter=0.0)
+        async with session(fake, poll=policy) as gb:
+
+            def far(entry: Any) -> bool:
+                return bool(entry.scheduled and entry.due - time.monotonic() > LINGER)
+
+            job_id, polls = await self.leave(fake, gb, far)
+            assert not gb._poller.holds(job_id)  # dropped as the waiter left
+            with anyio.fail_after(PATIENCE):
+                await until(lambda: not gb._poller.running)
+            assert gb.stats().polls == fake.counts["status"]
+        assert gets_by_job(fake)[job_id] == polls
 
 
 class TestStopDuringAPoll:
