@@ -39,6 +39,7 @@ UTC_NOW = datetime(2024, 10, 16, 8, 13, 29, 290000, tzinfo=timezone.utc)
 # values of the wrong type, as an untyped caller passes them
 NOTHING: Any = None
 FIVE: Any = 5
+TEXT: Any = "abc"
 
 
 class Text(str):
@@ -66,7 +67,9 @@ VALUES: dict[Kind, list[Any]] = {
     Kind.DATE: [date(2020, 1, 2), "2020-01-02", Text("2020-01-03"), UTC_NOW, 5],
     Kind.OBJECT: [{"a": 1}, types.MappingProxyType({"b": UTC_NOW}), {}, 5, "x"],
     Kind.EVENTS: [{"e": {"k": 1}}, {}, {"e": 5}, {"": {}}, 5],
-    Kind.STRINGS: [("a", "b"), ["a"], (), ("a", 1), "abc", 5],
+    # a str is left out here: the converter split it into
+    # characters and sent them (see the test of wrong types below)
+    Kind.STRINGS: [("a", "b"), ["a"], (), ("a", 1), 5],
     Kind.CHANNEL: ["web", "pos", "fax", 5],
 }
 
@@ -149,12 +152,18 @@ def test_the_encoder_sends_what_the_converter_and_the_validator_sent(
             "customerAttributes.utms",
             "must be a list of strings, got int",
         ),
+        (
+            Customer(customer_id="c", customer_attributes=CustomerAttributes(devices=TEXT)),
+            "customerAttributes.devices",
+            "must be a list of strings, got str",
+        ),
     ],
 )
 def test_a_record_field_of_the_wrong_type_is_refused_by_name(
     record: Any, field: str, words: str
 ) -> None:
-    # the converter used to crash on these with AttributeError or TypeError
+    # the converter used to crash on these with AttributeError or TypeError (and
+    # sent a str given for a list of strings as its characters)
     operation = Operation.EVENTS if isinstance(record, Event) else Operation.CUSTOMERS
     with pytest.raises(InvalidBatchError, match=re.escape(words)) as caught:
         encode_batch(operation, [record])
