@@ -24,7 +24,11 @@ over the limit after a recovery. Two more rules keep the limit across an outage:
 
 - the local share starts from the log's counts last seen (this process's part
   of them, ``count / expected_processes``, as if sent when seen), so an outage
-  that strikes mid-window does not hand every process a fresh share of it;
+  that strikes mid-window does not hand every process a fresh share of it; a
+  process that had no answer within the last second (it never reached Redis,
+  or was idle) cannot know what the others sent meanwhile and counts its whole
+  share as used when the outage begins (it sends on its share again within one
+  window); a process alone (``expected_processes=1``) starts from what it sent;
 - for the breaker's cool-down and one 1 s window after Redis answers again,
   each request also takes a slot of the local share: the other processes may
   still run on theirs, unseen by the log, and their shares add up to the limit;
@@ -287,12 +291,29 @@ class FleetRateLimiter:
         # Redis stopped answering: the local share starts from this process's
         # part of what the log last held, as if sent when it was seen, so the
         # window the outage struck in is not handed out afresh
-        if self._seen is None:
+        if self._recovering:
+            return  # started at this outage's first fallback
+        now = time.monotonic()
+        seen, self._seen = self._seen, None
+        fallback = self._fallback
+        if self._processes == 1:
+            # alone, the log held only what this limiter sent, which it knows
+            for replied, _ in self._sent:
+                fallback._seed(replied, 1, 1)
+            fallback._seed(now, len(self._flying), len(self._flying))
             return
-        seen, short, long = self._seen
-        self._seen = None
         processes = self._processes
-        self._fallback._seed(seen, -(-short // processes), -(-long // processes))
+        if seen is None or now - seen[0] > self._short_ms / 1000:
+            # no answer lately (a process that never reached Redis, or idle
+            # before the outage): the others may have filled both windows
+            # meanwhile, so its part of them counts as used, as of now
+            limit = self._limit
+            fallback._seed(
+                now, -(-limit.per_second // processes), -(-limit.per_window // processes)
+            )
+            return
+        _, short, long = seen
+        fallback._seed(seen[0], -(-short // processes), -(-long // processes))
 
     async def _enter_sent(self, *, lost: bool) -> None:
         # Redis answers again: what this process sent on its own share goes

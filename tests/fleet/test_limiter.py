@@ -365,6 +365,75 @@ async def test_the_local_share_starts_from_the_log_last_seen(
             tg.cancel_scope.cancel()
 
 
+async def _granted_within(limiter: FleetRateLimiter, seconds: float) -> bool:
+    got = anyio.Event()
+
+    async def take() -> None:
+        async with limiter.slot():
+            got.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        with anyio.move_on_after(seconds):
+            await got.wait()
+        tg.cancel_scope.cancel()
+    return got.is_set()
+
+
+async def test_a_process_that_never_reached_redis_counts_its_share_as_used(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # issue 15: a process late to start met the outage before any answer; with
+    # a fresh share it sent 3 more in a second the others had filled (15/12)
+    limit = RateLimit(per_second=100, per_window=8, window=30.0)
+    async with limiters(redis_client) as make:
+        limiter = make(limit, processes=2)
+        redis_server.kill()
+        assert not await _granted_within(limiter, 1.5)  # far inside the 30 s window
+        assert limiter.fallback_slots == 0
+
+
+async def test_a_view_older_than_a_second_counts_the_share_as_used(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # what the others sent since this process last saw the log is unknown
+    limit = RateLimit(per_second=100, per_window=8, window=30.0)
+    async with limiters(redis_client) as make:
+        limiter = make(limit, processes=2)
+        with anyio.fail_after(PATIENCE):
+            async with limiter.slot():
+                pass
+        assert limiter._seen is not None
+        seen, short, long = limiter._seen
+        limiter._seen = (seen - 2.0, short, long)  # idle for 2 s before the outage
+        redis_server.kill()
+        assert not await _granted_within(limiter, 1.5)
+
+
+async def test_a_process_alone_starts_its_share_from_what_it_sent(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    # expected_processes=1: the log held only its own requests, so an old view
+    # does not cost it the window
+    limit = RateLimit(per_second=100, per_window=8, window=30.0)
+    async with limiters(redis_client) as make:
+        limiter = make(limit)
+        with anyio.fail_after(PATIENCE):
+            for _ in range(5):
+                async with limiter.slot():
+                    pass
+        assert limiter._seen is not None
+        seen, short, long = limiter._seen
+        limiter._seen = (seen - 2.0, short, long)
+        redis_server.kill()
+        with anyio.fail_after(PATIENCE):
+            for _ in range(3):  # 8 - 5
+                async with limiter.slot():
+                    pass
+        assert limiter.fallback_slots == 3
+        assert not await _granted_within(limiter, 1.5)
+
+
 async def test_requests_sent_on_the_fallback_count_once_redis_is_back(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
