@@ -91,6 +91,8 @@ class Breaker:
         self._trial = False
         #: Called when Redis answers again after the breaker opened.
         self.on_recovery: Callable[[], None] | None = None
+        #: Called, each, when the breaker opens (Redis is failing).
+        self.on_open: list[Callable[[], None]] = []
         #: The calls in flight (each in a task of its own).
         self.calls = Calls()
         #: Times the breaker opened (for tests and stats).
@@ -167,6 +169,8 @@ class Breaker:
         if self._failures >= self._threshold:
             self._open_until = self._clock() + self._cooldown
             self.openings += 1
+            for hook in list(self.on_open):
+                hook()
             logger.warning(
                 "gameball_async: the fleet's Redis is failing (%s); falling back to a local "
                 "share of the rate limit and local polling until it answers again",

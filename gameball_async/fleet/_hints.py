@@ -1,7 +1,8 @@
 """The hint listener: one pub/sub connection per process for shared polling.
 
-Owners publish a job's id when they store news of it; the listener hands each
-id to a callback, which brings that job's next read forward. A hint is only
+Owners publish a job's id (and the status itself, see ``_polls_scripts.py``)
+when they store news of it; the listener hands each message to a callback,
+which brings that job's next read forward. A hint is only
 a hint: one lost on a reconnect costs a follower some latency, never a status
 (the status key is the truth). So after every reconnect, the listener's own or
 the client's, ``on_reconnect`` runs and the followers read their jobs again.
@@ -39,7 +40,7 @@ class HintListener:
     :param client: the Redis client whose pool gives the connection.
     :param channel: the hints channel.
     :param breaker: bounds the subscribe and the pings.
-    :param on_hint: called with each hinted job id.
+    :param on_hint: called with each message's text.
     :param on_reconnect: called after each reconnect (hints may have been lost).
     :param quiet: seconds without a message after which the connection is pinged.
     """
@@ -137,10 +138,10 @@ class HintListener:
                 continue
             heard, pinged = now, None
             if message.get("type") == "message":
-                job_id = text(message.get("data"))
-                if job_id:
+                hint = text(message.get("data"))
+                if hint:
                     self.hints += 1
-                    self._on_hint(job_id)
+                    self._on_hint(hint)
 
     def _reconnected(self, connection: Any) -> None:
         # the client reconnected the subscription by itself: hints may be lost

@@ -4,11 +4,16 @@ A process that polls a job first takes the job's *lease* (a Redis key with an
 expiry whose value names the process and a fence number) and becomes its
 owner: its poller's reads go to Gameball, and each status read is stored under
 the job's status key with a fenced write, then hinted on the hints channel.
-Every other process awaiting the job *follows*: its poller reads the status key
-instead (no request to Gameball), and the hint listener brings those reads
-forward when the owner stores news. Pub/sub is only a hint (messages are lost
-on reconnects): the key is the truth, and a follower reads it on its poller's
-own schedule too, so its progress-aware timing sees what the owner saw.
+Every other process awaiting the job *follows*: it reads the status key
+instead (no request to Gameball). A hint carries the status the owner stored
+(unless it is long) with its version, so a follower's poller gets each status
+the owner saw without a read of its own, and its progress-aware timing sees
+what the owner saw. Pub/sub is only a hint (messages are lost on reconnects):
+the key is the truth. A follower reads it when it starts following a job (a
+process's first reads gather into one call), when a hint comes without the
+status, after the hints reconnect, and when its heartbeat finds the stored
+version is not the one it last had (a hint lost); between those its poller
+is told there is nothing new, at no cost to Redis.
 
 One heartbeat task per process renews all its leases in one script call,
 releases those of jobs its session no longer awaits, and watches the leases of
@@ -43,7 +48,7 @@ from ._bounded import end_tasks
 from ._breaker import Breaker, RedisUnavailable
 from ._hints import HintListener
 from ._keys import Keys
-from ._polls_scripts import Scripts, decode_status, encode_status
+from ._polls_scripts import Scripts, Taken, decode_status, encode_status, parse_hint
 
 __all__ = ["FAILURES_BEFORE_RELEASE", "SharedPolls"]
 
@@ -51,6 +56,8 @@ logger: Final = logging.getLogger("gameball_async")
 
 #: An owner's failed polls in a row after which it gives the job's lease back.
 FAILURES_BEFORE_RELEASE: Final = 3
+#: Seconds the reads that start in this span go in one ``take`` call.
+TAKE_GATHER: Final = 0.05
 
 
 class SharedPolls:
@@ -104,10 +111,23 @@ class SharedPolls:
             client, keys.hints, breaker, on_hint=self._hinted, on_reconnect=self._resync,
             quiet=heartbeat,
         )  # fmt: skip
+        breaker.on_open.append(self._breaker_opened)
         # job id -> our lease's value, for the jobs this process polls for the fleet
         self._owned: dict[str, str] = {}
         # jobs whose lease another process holds: we read what it stores
         self._followed: set[str] = set()
+        # followed jobs: the version of the status last handed to the poller
+        # (-1: none stored yet), hinted statuses not handed yet, and the jobs
+        # that must be read again (a hint without a status, a reconnect)
+        self._versions: dict[str, int] = {}
+        self._news: dict[str, tuple[int, BatchStatus]] = {}
+        self._unread: set[str] = set()
+        # followed jobs whose stored version, at the last beat, was newer than
+        # the one handed: read at the next beat unless its hint came meanwhile
+        self._behind: dict[str, int] = {}
+        # reads gathered into the next take call, and its timer
+        self._gathering: dict[str, asyncio.Future[Taken]] = {}
+        self._gather_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -119,6 +139,10 @@ class SharedPolls:
         self.requests = 0
         #: Polls answered from the shared status key (no request sent).
         self.shared_reads = 0
+        #: Of those, the ones answered by a hint (no Redis read either).
+        self.hinted_reads = 0
+        #: ``take`` calls made (each reads one or more jobs).
+        self.takes = 0
         #: Polls sent locally because Redis was unavailable.
         self.local_fallbacks = 0
         #: Leases taken (this process became a job's owner).
@@ -161,18 +185,22 @@ class SharedPolls:
         if lease is None:
             if self._closed:
                 return await self._locally(job_id, operation)
+            news = self._news.pop(job_id, None)
+            if news is not None:
+                self.hinted_reads += 1
+                return self._handed(job_id, *news)
+            if self._current(job_id):
+                # nothing stored since the last read: a hint or a beat says
+                # when; asked again a heartbeat on (no Redis call), so an
+                # outage meanwhile turns this wait local within one
+                raise NoStatusYet(self._heartbeat)
             try:
-                taken, value, data = await self._breaker.call(
-                    lambda: self._scripts.take(job_id, self._process_id, self._lease_ttl)
-                )
+                taken = await self._take(job_id)
             except RedisUnavailable:
                 return await self._locally(job_id, operation)
-            if not taken or value is None:
-                return self._follow(job_id, value, data)
-            self._followed.discard(job_id)
-            self._owned[job_id] = lease = value
-            self.leases_taken += 1
-            logger.debug("gameball_async: polling job %s for the fleet (%s)", job_id, value)
+            lease = self._owned.get(job_id)
+            if lease is None:
+                return self._follow(job_id, taken)
         self.requests += 1
         try:
             status, retry_after = await self._link.fetch(job_id, operation)
@@ -219,10 +247,13 @@ class SharedPolls:
             return
         self._closed = True
         self._stop.set()
+        with contextlib.suppress(ValueError):
+            self._breaker.on_open.remove(self._breaker_opened)
         await self._hints.aclose()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._fail_gathered()
         tasks, self._tasks = self._tasks, []
         patience = self._breaker.timeout + 0.5
         if await end_tasks(tasks, patience=patience, what="shared polling"):
@@ -242,9 +273,20 @@ class SharedPolls:
         close the hints connection; leases run out on their own."""
         self._closed = True
         self._stop.set()
+        self._fail_gathered()
         for task in [*self._tasks, *self._writes]:
             task.cancel()
         self._hints.abort()
+
+    def _fail_gathered(self) -> None:
+        # reads gathered and not sent: their waiters poll locally
+        if self._gather_timer is not None:
+            self._gather_timer.cancel()
+            self._gather_timer = None
+        futures, self._gathering = self._gathering, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(RedisUnavailable("the fleet is closing"))
 
     # -- owner and follower --------------------------------------------------
 
@@ -258,26 +300,106 @@ class SharedPolls:
             self._on_terminal(job_id)
         return status, retry_after
 
-    def _follow(
-        self, job_id: str, holder: str | None, data: str | None
+    def _current(self, job_id: str) -> bool:
+        # whether the last read of a followed job is the newest, as far as the
+        # hints (listened to since) and the heartbeat tell
+        return (
+            job_id in self._followed
+            and job_id in self._versions
+            and job_id not in self._unread
+            and self._hints.listening
+            and not self._breaker.is_open
+        )
+
+    async def _take(self, job_id: str) -> Taken:
+        # the reads that start within TAKE_GATHER go in one call
+        future = self._gathering.get(job_id)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._gathering[job_id] = loop.create_future()
+            future.add_done_callback(_retrieved)
+            if self._gather_timer is None:
+                self._gather_timer = loop.call_later(TAKE_GATHER, self._take_gathered)
+        # a waiter cancelled does not cancel the others' read
+        return await asyncio.shield(future)
+
+    def _take_gathered(self) -> None:
+        self._gather_timer = None
+        futures, self._gathering = self._gathering, {}
+        if futures:
+            self._spawn(self._take_all(futures))
+
+    async def _take_all(self, futures: dict[str, asyncio.Future[Taken]]) -> None:
+        job_ids = list(futures)
+        try:
+            if self._closed:
+                raise RedisUnavailable("the fleet is closing")
+            self.takes += 1
+            found = await self._breaker.call(
+                lambda: self._scripts.take(job_ids, self._process_id, self._lease_ttl)
+            )
+        except BaseException as exc:
+            failure = exc if isinstance(exc, RedisUnavailable) else RedisUnavailable(repr(exc))
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for job_id, taken in zip(job_ids, found, strict=True):
+            if taken.ours and taken.holder is not None and job_id not in self._owned:
+                # recorded whether or not its waiter is still there: the
+                # heartbeat gives back the leases of jobs nobody awaits
+                self._followed.discard(job_id)
+                self._owned[job_id] = taken.holder
+                self.leases_taken += 1
+                logger.debug(
+                    "gameball_async: polling job %s for the fleet (%s)", job_id, taken.holder
+                )
+            future = futures[job_id]
+            if not future.done():
+                future.set_result(taken)
+
+    def _handed(
+        self, job_id: str, version: int, status: BatchStatus
     ) -> tuple[BatchStatus, float | None]:
-        if data is None:
+        self._versions[job_id] = version
+        self.shared_reads += 1
+        if status.is_terminal:
+            # the write that stored it took the job out of the open set
+            self._unfollow(job_id)
+        return status, None
+
+    def _unfollow(self, job_id: str) -> None:
+        self._followed.discard(job_id)
+        self._versions.pop(job_id, None)
+        self._news.pop(job_id, None)
+        self._unread.discard(job_id)
+        self._behind.pop(job_id, None)
+
+    def _follow(self, job_id: str, taken: Taken) -> tuple[BatchStatus, float | None]:
+        self._unread.discard(job_id)
+        if taken.data is None:
             self._followed.add(job_id)
+            self._versions[job_id] = taken.version
             raise NoStatusYet(self._heartbeat)
         try:
-            status = decode_status(data)
+            status = decode_status(taken.data)
         except ValueError as exc:
             # not something this version wrote: wait for the owner's next write
             logger.debug("gameball_async: unreadable shared status of job %s: %s", job_id, exc)
             self._followed.add(job_id)
+            self._versions[job_id] = taken.version
             raise NoStatusYet(self._heartbeat) from None
-        self.shared_reads += 1
-        if status.is_terminal:
-            # the write that stored it took the job out of the open set
-            self._followed.discard(job_id)
-        elif holder is not None:
+        if not status.is_terminal and taken.holder is not None:
             self._followed.add(job_id)
-        return status, None
+        return self._handed(job_id, taken.version, status)
+
+    def _read_again(self, job_id: str) -> None:
+        # a followed job whose stored status this process may not have seen
+        self._unread.add(job_id)
+        self._news.pop(job_id, None)
+        self._link.poll_soon(job_id)
 
     async def _share(self, job_id: str, lease: str, status: BatchStatus) -> None:
         terminal = status.is_terminal
@@ -315,7 +437,7 @@ class SharedPolls:
         self.leases_lost += 1
         if self._link.awaited(job_id):
             self._followed.add(job_id)
-            self._link.poll_soon(job_id)  # read what the new owner shares
+            self._read_again(job_id)  # read what the new owner shares
 
     def _owner_failed(self, job_id: str, lease: str) -> None:
         # An owner that cannot reach Gameball (its network, its keys) must not
@@ -331,6 +453,7 @@ class SharedPolls:
             return
         del self._owned[job_id]
         self._followed.add(job_id)
+        self._unread.add(job_id)
         self.leases_released += 1
         if not self._closed:
             self._spawn(self._release([(job_id, lease)]))
@@ -365,6 +488,10 @@ class SharedPolls:
         for job_id, _ in done:
             del self._owned[job_id]
         self._followed = {job_id for job_id in self._followed if awaited(job_id)}
+        for table in (self._versions, self._news, self._behind):
+            for job_id in [job_id for job_id in table if job_id not in self._followed]:
+                del table[job_id]
+        self._unread &= self._followed
         for job_id in [job_id for job_id in self._failures if job_id not in self._owned]:
             del self._failures[job_id]
         if done:
@@ -384,9 +511,19 @@ class SharedPolls:
                 logger.debug("gameball_async: lease of job %s lost before its renewal", job_id)
                 self._lost(job_id, value)
         soon = self._heartbeat * 1000
-        for job_id, ttl in zip(followed, remaining, strict=True):
+        for job_id, (ttl, version) in zip(followed, remaining, strict=True):
+            news = self._news.get(job_id)
+            known = news[0] if news is not None else self._versions.get(job_id)
+            behind = self._behind.pop(job_id, None)
+            if known is not None and version != known and job_id not in self._unread:
+                if version < known or (behind is not None and known < behind):
+                    # Redis lost the key, or the hint of a version seen at the
+                    # last beat never came
+                    self._read_again(job_id)
+                else:
+                    self._behind[job_id] = version  # its hint may be on its way
             if ttl == -2:  # no lease: its owner is gone, take over now
-                self._link.poll_soon(job_id)
+                self._read_again(job_id)
             elif 0 <= ttl < soon:  # runs out before the next beat: be there
                 self._check_at(job_id, ttl / 1000 + 0.01)
 
@@ -397,20 +534,58 @@ class SharedPolls:
         def check() -> None:
             self._timers.pop(job_id, None)
             if job_id in self._followed and not self._closed:
-                self._link.poll_soon(job_id)
+                self._read_again(job_id)
 
         self._timers[job_id] = asyncio.get_running_loop().call_later(delay, check)
 
     # -- hints -----------------------------------------------------------------
 
-    def _hinted(self, job_id: str) -> None:
+    def _hinted(self, message: str) -> None:
         # our own writes come back too: an owner's polls keep their own pace
-        if job_id not in self._owned and self._link.awaited(job_id):
+        try:
+            hint = parse_hint(message)
+        except ValueError:
+            return  # not something this version publishes
+        job_id = hint.job_id
+        if job_id in self._owned or not self._link.awaited(job_id):
+            return
+        if job_id not in self._followed:
+            # its first read is to come: bring it forward (it takes the lease
+            # or learns whose it is)
             self._link.poll_soon(job_id)
+            return
+        if hint.data is None or hint.version is None:
+            self._read_again(job_id)  # a status too long to carry, or a lease given back
+            return
+        try:
+            status = decode_status(hint.data)
+        except ValueError:
+            self._read_again(job_id)
+            return
+        news = self._news.get(job_id)
+        known = news[0] if news is not None else self._versions.get(job_id, -1)
+        if hint.version > known or status.is_terminal:
+            self._news[job_id] = (hint.version, status)
+            self._link.poll_soon(job_id)
+
+    def _breaker_opened(self) -> None:
+        # a follower resting on hints would hear nothing now: its jobs are
+        # polled locally at once
+        if self._closed:
+            return
+        for job_id in list(self._followed):
+            if self._link.awaited(job_id):
+                self._link.poll_soon(job_id)
 
     def _resync(self) -> None:
         # hints sent while the listener was away are lost: read every followed job
         self.resyncs += 1
         for job_id in list(self._followed):
             if self._link.awaited(job_id):
-                self._link.poll_soon(job_id)
+                self._read_again(job_id)
+
+
+def _retrieved(future: asyncio.Future[Taken]) -> None:
+    # a read whose waiters were all cancelled: its failure is nobody's news
+    if not future.cancelled():
+        future.exception()

@@ -4,19 +4,23 @@ Each script is one atomic step over one account's keys (all on one Cluster
 slot, see ``_keys.py``), so no read-modify-write race exists between the
 processes of a fleet:
 
-- ``take``: read a job's shared status and its lease; take the lease (a new
-  fence number from the fence counter) when nobody holds it. A status stored
-  terminal is returned without taking anything: nothing will change it.
+- ``take``: read the shared statuses and leases of one or more jobs (a
+  process's first reads of many jobs go in one call); take each lease (a new
+  fence number from the fence counter) nobody holds. A status stored terminal
+  is returned without taking anything: nothing will change it.
 - ``store``: the fenced write. Only the process holding the lease with this
   value stores, never over a status written under a newer fence nor over a
   terminal one; a terminal status releases the lease and takes the job out of
   the registry's open set (the fleet's one registry write for a job's end).
-  It publishes the job id on the hints channel.
+  It counts the status's version (its writes) and publishes the job id on the
+  hints channel, with the version and the status itself when it is at most
+  :data:`HINT_DATA_MAX` long, so followers need not read it.
 - ``store_final``: a terminal status read by a process that holds no lease
   (``refresh()``, ``stop()``): stored unless a terminal one is there already,
   and out of the open set the same way.
 - ``beat``: one heartbeat for all of a process's leases: renew those it still
-  holds, and report the remaining time of the leases of the jobs it follows.
+  holds, and report the remaining time of the leases of the jobs it follows
+  and their statuses' versions (a hint lost shows there).
 - ``release``: give leases back (each only if still held with our value) and
   hint the followers, so one of them takes over at once.
 
@@ -29,6 +33,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import attrs
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
@@ -37,29 +42,55 @@ from gameball_async._models import BatchStatus
 from ._keys import Keys
 from ._registry import settled_lua
 
-__all__ = ["Scripts", "decode_status", "encode_status", "fence_of", "holder_of", "text"]
+__all__ = [
+    "HINT_DATA_MAX",
+    "Hint",
+    "Scripts",
+    "Taken",
+    "decode_status",
+    "encode_status",
+    "fence_of",
+    "holder_of",
+    "parse_hint",
+    "text",
+]
 
+# KEYS: the fence counter, then per job its lease and status hash. ARGV:
+# process id, lease ttl ms, fence ttl ms. Per job: taken, holder, data, and
+# the version of the stored status (its writes' count, -1: none).
 _TAKE: Final = """
-local stored = redis.call('HMGET', KEYS[2], 'data', 'terminal')
-if stored[2] == '1' then return {0, false, stored[1]} end
-local holder = redis.call('GET', KEYS[1])
-if holder then
-  if string.match(holder, '^(.*)|%d+$') == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return {1, holder, stored[1]}
+local out = {}
+for i = 2, #KEYS, 2 do
+  local stored = redis.call('HMGET', KEYS[i + 1], 'data', 'terminal', 'version')
+  local version = tonumber(stored[3]) or -1
+  if stored[2] == '1' then
+    table.insert(out, 0); table.insert(out, false)
+  else
+    local holder = redis.call('GET', KEYS[i])
+    if holder then
+      if string.match(holder, '^(.*)|%d+$') == ARGV[1] then
+        redis.call('PEXPIRE', KEYS[i], ARGV[2])
+        table.insert(out, 1)
+      else
+        table.insert(out, 0)
+      end
+      table.insert(out, holder)
+    else
+      local next_fence = redis.call('INCR', KEYS[1])
+      redis.call('PEXPIRE', KEYS[1], ARGV[3])
+      holder = ARGV[1] .. '|' .. next_fence
+      redis.call('SET', KEYS[i], holder, 'PX', ARGV[2])
+      table.insert(out, 1); table.insert(out, holder)
+    end
   end
-  return {0, holder, stored[1]}
+  table.insert(out, stored[1] or false); table.insert(out, version)
 end
-local fence = redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
-local value = ARGV[1] .. '|' .. fence
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-return {1, value, stored[1]}
+return out
 """
 
-
 # KEYS: lease, status hash, fence, job record, open set. ARGV: lease value,
-# fence, data, terminal flag, status ttl ms, fence ttl ms, channel, job id.
+# fence, data, terminal flag, status ttl ms, fence ttl ms, channel, job id,
+# '1' when the hint carries the status.
 _STORE: Final = (
     """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -67,43 +98,58 @@ local stored = redis.call('HMGET', KEYS[2], 'fence', 'terminal')
 if stored[2] == '1' then return 2 end
 if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], 'data', ARGV[3], 'fence', ARGV[2], 'terminal', ARGV[4])
+local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if ARGV[4] == '1' then
   redis.call('DEL', KEYS[1])"""
     + settled_lua("KEYS[4]", "KEYS[5]", "ARGV[8]")
     + """end
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+if ARGV[9] == '1' then
+  redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\\n' .. version .. '\\n' .. ARGV[3])
+else
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
+end
 return 1
 """
 )
 
-# KEYS: status hash, job record, open set. ARGV: data, status ttl ms, channel, job id.
+# KEYS: status hash, job record, open set. ARGV: data, status ttl ms, channel,
+# job id, '1' when the hint carries the status.
 _STORE_FINAL: Final = (
     """
 if redis.call('HGET', KEYS[1], 'terminal') == '1' then return 2 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'terminal', '1')
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])"""
     + settled_lua("KEYS[2]", "KEYS[3]", "ARGV[4]")
-    + """redis.call('PUBLISH', ARGV[3], ARGV[4])
+    + """if ARGV[5] == '1' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. version .. '\\n' .. ARGV[1])
+else
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
 return 1
 """
 )
 
+# KEYS: the owned jobs' leases, then per followed job its lease and status
+# hash. ARGV: lease ttl ms, owned count, the owned leases' values. Per owned
+# lease: 1 renewed, 0 lost; per followed job: its lease's ms left and the
+# version of its stored status (-1: none).
 _BEAT: Final = """
 local n = tonumber(ARGV[2])
 local out = {}
-for i = 1, #KEYS do
-  if i <= n then
-    if redis.call('GET', KEYS[i]) == ARGV[2 + i] then
-      redis.call('PEXPIRE', KEYS[i], ARGV[1])
-      out[i] = 1
-    else
-      out[i] = 0
-    end
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) == ARGV[2 + i] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    out[i] = 1
   else
-    out[i] = redis.call('PTTL', KEYS[i])
+    out[i] = 0
   end
+end
+for i = n + 1, #KEYS, 2 do
+  table.insert(out, redis.call('PTTL', KEYS[i]))
+  table.insert(out, tonumber(redis.call('HGET', KEYS[i + 1], 'version')) or -1)
 end
 return out
 """
@@ -120,6 +166,12 @@ end
 return released
 """
 
+#: The longest status JSON a hint carries: a terminal status of 1,000 items
+#: (about 450 KB with its per-item results) fits; a longer one goes by its key
+#: alone, read by each follower. Redis drops a subscriber that falls far behind
+#: (``client-output-buffer-limit pubsub``): it reconnects and reads again.
+HINT_DATA_MAX: Final = 512 * 1024
+
 #: Seconds a shared status is kept after its last write.
 STATUS_TTL: Final = 86_400.0
 #: Seconds the fence counter is kept after its last use: longer than any
@@ -134,6 +186,44 @@ def text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8")
     return str(value)
+
+
+@attrs.frozen
+class Taken:
+    """What ``take`` found for one job."""
+
+    #: Whether this process holds the job's lease now.
+    ours: bool
+    #: The lease's value, ``None`` when a terminal status is stored.
+    holder: str | None
+    #: The stored status JSON, if any.
+    data: str | None
+    #: The stored status's version: how many writes it has had (-1: none).
+    version: int
+
+
+@attrs.frozen
+class Hint:
+    """A message of the hints channel: a job's id, and the status stored with
+    its version when the message carries it."""
+
+    job_id: str
+    version: int | None = None
+    data: str | None = None
+
+
+def parse_hint(message: str) -> Hint:
+    """A hints channel message: ``<job id>`` or ``<job id>\\n<version>\\n<status JSON>``.
+
+    :raises ValueError: when the version is not a number.
+    """
+    job_id, sep, rest = message.partition("\n")
+    if not sep:
+        return Hint(job_id)
+    version, sep, data = rest.partition("\n")
+    if not sep:
+        raise ValueError("a hint with a version and no status")
+    return Hint(job_id, int(version), data)
 
 
 def fence_of(lease: str) -> int:
@@ -190,25 +280,29 @@ class Scripts:
         self._beat: AsyncScript = client.register_script(_BEAT)
         self._release: AsyncScript = client.register_script(_RELEASE)
 
-    async def take(
-        self, job_id: str, process_id: str, lease_ttl: float
-    ) -> tuple[bool, str | None, str | None]:
-        """Read a job's shared status, taking its lease when nobody holds it.
+    async def take(self, job_ids: Sequence[str], process_id: str, lease_ttl: float) -> list[Taken]:
+        """Read jobs' shared statuses, taking the lease of each that nobody holds.
 
-        :return: whether this process holds the lease now, the lease's value
-            (``None`` when a terminal status is stored), the stored status JSON.
+        :return: per job (in order) whether this process holds its lease now,
+            the lease's value (``None`` when a terminal status is stored), the
+            stored status JSON and its version (-1: none).
         """
         keys = self._keys
-        reply = await self._take(
-            keys=[keys.lease(job_id), keys.status(job_id), keys.fence],
-            args=[process_id, _ms(lease_ttl), _ms(FENCE_TTL)],
-        )
-        return int(reply[0]) == 1, text(reply[1]), text(reply[2])
+        names = [keys.fence]
+        for job_id in job_ids:
+            names += [keys.lease(job_id), keys.status(job_id)]
+        reply = await self._take(keys=names, args=[process_id, _ms(lease_ttl), _ms(FENCE_TTL)])
+        return [
+            Taken(int(reply[i]) == 1, text(reply[i + 1]), text(reply[i + 2]), int(reply[i + 3]))
+            for i in range(0, len(reply), 4)
+        ]
 
     async def store(self, job_id: str, lease: str, data: str, *, terminal: bool) -> int:
         """The fenced write: 1 stored, 0 refused (lease lost or a newer fence
         wrote), 2 a terminal status is stored already. A terminal status
-        stored (1, or 2: stored by another) has left the registry's open set."""
+        stored (1, or 2: stored by another) has left the registry's open set.
+        The hint carries the status when it is at most :data:`HINT_DATA_MAX`
+        long, so followers need not read it."""
         keys = self._keys
         reply = await self._store(
             keys=[
@@ -227,6 +321,7 @@ class Scripts:
                 _ms(FENCE_TTL),
                 keys.hints,
                 job_id,
+                "1" if len(data) <= HINT_DATA_MAX else "0",
             ],
         )
         return int(reply)
@@ -239,25 +334,34 @@ class Scripts:
         keys = self._keys
         reply = await self._store_final(
             keys=[keys.status(job_id), keys.job(job_id), keys.open_jobs],
-            args=[data, _ms(STATUS_TTL), keys.hints, job_id],
+            args=[
+                data,
+                _ms(STATUS_TTL),
+                keys.hints,
+                job_id,
+                "1" if len(data) <= HINT_DATA_MAX else "0",
+            ],
         )
         return int(reply)
 
     async def beat(
         self, owned: Sequence[tuple[str, str]], followed: Sequence[str], lease_ttl: float
-    ) -> tuple[list[bool], list[int]]:
-        """Renew ``owned`` leases (job id, value); read the others' remaining time.
+    ) -> tuple[list[bool], list[tuple[int, int]]]:
+        """Renew ``owned`` leases (job id, value); read the followed jobs' state.
 
         :return: per owned lease whether it is still ours (and renewed), per
-            followed job its lease's remaining milliseconds (-2: none, -1: no expiry).
+            followed job its lease's remaining milliseconds (-2: none, -1: no
+            expiry) and its stored status's version (-1: none).
         """
         keys = self._keys
         names = [keys.lease(job_id) for job_id, _ in owned]
-        names += [keys.lease(job_id) for job_id in followed]
+        for job_id in followed:
+            names += [keys.lease(job_id), keys.status(job_id)]
         values = [value for _, value in owned]
         reply = await self._beat(keys=names, args=[_ms(lease_ttl), len(owned), *values])
         kept = [int(flag) == 1 for flag in reply[: len(owned)]]
-        return kept, [int(ttl) for ttl in reply[len(owned) :]]
+        rest = reply[len(owned) :]
+        return kept, [(int(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> int:
         """Give back leases (job id, value) still held with these values."""

@@ -166,11 +166,14 @@ async def outage_run(
     fault: Any,
     heal: Any,
     caplog: pytest.LogCaptureFixture,
+    follower_notices: bool = True,
 ) -> tuple[PollsFleet, PollsFleet]:
     """Two members await the same jobs; ``fault`` strikes mid-run, ``heal`` ends it.
 
     Every wait must end with the right status meanwhile, and after healing a
-    new job must be polled by one member only again.
+    new job must be polled by one member only again. ``follower_notices``:
+    the fault lasts long enough for the follower, which rests on hints and
+    calls Redis only at its heartbeats, to see it and poll locally.
     """
     caplog.set_level(logging.INFO, logger="gameball_async")
     async with AsyncExitStack() as stack:
@@ -197,8 +200,9 @@ async def outage_run(
                 await heal()
         assert [status.state for status in results] == [BatchState.COMPLETED] * 4
         assert all(status.processed_count == 30 for status in results)
-        assert fb.breaker.openings >= 1
-        assert fb.polls.local_fallbacks >= 1
+        if follower_notices:
+            assert fb.breaker.openings >= 1
+            assert fb.polls.local_fallbacks >= 1
         # coordination resumes on its own
         await until(lambda: not fa.breaker.is_open and not fb.breaker.is_open)
         later = (await create(ga, 1))[0]
@@ -271,10 +275,13 @@ async def test_redis_client_pause_mid_run(
         await admin.client_unpause()
 
     try:
-        _, fb = await outage_run(fake, redis_server, fault=fault, heal=heal, caplog=caplog)
+        # 1.5 s: the follower, quiet between heartbeats, may not see it at all
+        fa, _ = await outage_run(
+            fake, redis_server, fault=fault, heal=heal, caplog=caplog, follower_notices=False
+        )
     finally:
         await admin.aclose()
-    assert fb.breaker.openings >= 1
+    assert fa.breaker.openings >= 1  # the owner, storing each poll, does
 
 
 async def test_pubsub_connections_killed_mid_run(

@@ -13,6 +13,7 @@ from _fleet_support import WHEN, fast_breaker
 from gameball_async import BatchState, BatchStatus, Operation, RateLimit, ServerError
 from gameball_async._coordination import NoStatusYet, SessionLink
 from gameball_async._decode import decode_status
+from gameball_async.fleet import _polls_scripts
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls import FAILURES_BEFORE_RELEASE, SharedPolls
 from gameball_async.fleet._polls_scripts import STATUS_TTL, encode_status, text
@@ -395,3 +396,148 @@ async def test_a_job_ending_while_redis_is_down_is_told_for_the_registrys_own_wr
             while sorted(seen) != ["1", "2"]:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         redis_server.start()
+
+
+async def _listening(*shared: SharedPolls) -> None:
+    with anyio.fail_after(10):
+        while not all(each.listening for each in shared):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def _told(link: Link, job_id: str) -> None:
+    with anyio.fail_after(10):
+        while job_id not in link.soon:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    link.soon.clear()
+
+
+async def test_a_hint_carries_the_status_so_the_follower_reads_nothing(
+    redis_client: aioredis.Redis,
+) -> None:
+    # issue 15 §3: a follower gets each status the owner stored from its hint;
+    # with nothing new, its poller is told so without a Redis call
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        await _listening(owner, follower)
+        await owner.fetch("1", None)
+        await _told(b, "1")  # the hint of a job not followed yet brings its first read forward
+        await follower.fetch("1", None)  # its first read
+        assert follower.takes == 1
+        with pytest.raises(NoStatusYet):
+            await follower.fetch("1", None)  # nothing new: no read
+        a.replies["1"] = running("1", 6)
+        await owner.fetch("1", None)
+        await _told(b, "1")
+        status, _ = await follower.fetch("1", None)
+        assert status.processed_count == 6
+        assert status.to_dict(raw=True) == a.replies["1"].to_dict(raw=True)
+        a.replies["1"] = completed("1")
+        await owner.fetch("1", None)
+        await _told(b, "1")
+        status, _ = await follower.fetch("1", None)
+        assert status.state is BatchState.COMPLETED
+        assert status.to_dict(raw=True) == a.replies["1"].to_dict(raw=True)
+        assert follower.takes == 1
+        assert follower.hinted_reads == 2
+        assert follower.followed == frozenset()
+        assert b.sent == []
+
+
+async def test_first_reads_at_once_go_in_one_take_call(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    ids = [str(n) for n in range(1, 6)]
+    async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as follower:
+        for job_id in ids:
+            a.replies[job_id] = running(job_id, int(job_id))
+            await owner.fetch(job_id, None)
+        got: dict[str, BatchStatus] = {}
+
+        async def read(job_id: str) -> None:
+            got[job_id] = (await follower.fetch(job_id, None))[0]
+
+        async with anyio.create_task_group() as tg:
+            for job_id in ids:
+                tg.start_soon(read, job_id)
+        assert {job_id: status.processed_count for job_id, status in got.items()} == {
+            job_id: int(job_id) for job_id in ids
+        }
+        assert follower.takes == 1
+        assert follower.followed == set(ids)
+        assert b.sent == []
+
+
+async def test_a_read_cancelled_while_gathered_leaves_the_others_theirs(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 2)
+    b.replies["2"] = running("2", 3)
+    b.awaited |= {"1", "2"}
+    async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as other:
+        await owner.fetch("1", None)
+        got: list[BatchStatus] = []
+
+        async def read(job_id: str) -> None:
+            got.append((await other.fetch(job_id, None))[0])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read, "1")
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await other.fetch("2", None)  # cancelled at once, its read still goes
+        assert [status.processed_count for status in got] == [2]
+        # the lease its read took is held (and given back by the heartbeat)
+        assert other.owned == {"2"}
+
+
+async def test_a_status_too_long_for_a_hint_is_read_by_the_follower(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_polls_scripts, "HINT_DATA_MAX", 10)
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        await _listening(owner, follower)
+        await owner.fetch("1", None)
+        await _told(b, "1")
+        await follower.fetch("1", None)
+        a.replies["1"] = running("1", 7)
+        await owner.fetch("1", None)
+        await _told(b, "1")
+        status, _ = await follower.fetch("1", None)
+        assert status.processed_count == 7
+        assert follower.takes == 2
+        assert follower.hinted_reads == 0
+
+
+async def test_a_lost_hint_is_caught_by_the_heartbeat(redis_client: aioredis.Redis) -> None:
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        await _listening(owner, follower)
+        await owner.fetch("1", None)
+        await _told(b, "1")
+        await follower.fetch("1", None)
+        # the owner's next write, its hint lost: the key and its version only
+        await redis_client.hset(KEYS.status("1"), "data", encode_status(running("1", 8)))
+        await redis_client.hincrby(KEYS.status("1"), "version", 1)
+        await _told(b, "1")  # within two beats
+        status, _ = await follower.fetch("1", None)
+        assert status.processed_count == 8
+        assert follower.takes == 2
