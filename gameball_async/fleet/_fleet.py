@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import math
+import time
 import uuid
 from types import TracebackType
 from typing import Any, Final, cast
@@ -137,6 +138,7 @@ class RedisFleet:
         self._beating: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
         self._alive = False
+        self._renewed_at = -math.inf
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
 
@@ -314,7 +316,21 @@ class RedisFleet:
         key = self.keys.process(self.process_id)
         ttl = self._process_ttl_ms
         await self._breaker.call(lambda: self._client.set(key, b"1", px=ttl))
+        self._renewed()
+
+    def _renewed(self) -> None:
+        # the key was renewed here or by a session's shared-polling beat
         self._alive = True
+        self._renewed_at = time.monotonic()
+
+    def _renewal_due(self) -> bool:
+        # skipped while a shared-polling beat renews the key: it must still
+        # live at the next look, a beat and a Redis call's timeout away; never
+        # while the breaker is open (this beat is the trial that closes it)
+        if self._breaker.is_open:
+            return True
+        lives_until = self._renewed_at + self._process_ttl_ms / 1000
+        return lives_until <= time.monotonic() + 2 * self._heartbeat + self._breaker.timeout
 
     async def _beat(self) -> None:
         # one task per fleet (not one per job or claim): the process's heartbeat,
@@ -324,8 +340,9 @@ class RedisFleet:
         stop = self._stop
         assert stop is not None
         while not stop.is_set():
-            with contextlib.suppress(RedisUnavailable):
-                await self._renew()
+            if self._renewal_due():
+                with contextlib.suppress(RedisUnavailable):
+                    await self._renew()
             with anyio.move_on_after(self._heartbeat):
                 await stop.wait()
 
@@ -426,6 +443,9 @@ class _Attachment:
             link,
             process_id=f"{fleet.process_id}.{next(_sessions)}",
             on_terminal=self._terminal,
+            process_key=(fleet.keys.process(fleet.process_id), fleet._process_ttl_ms / 1000),
+            on_renewed=fleet._renewed,
+            releases=self._limiter.take_releases,
         )
         self._polls.start()
         self._closed = False

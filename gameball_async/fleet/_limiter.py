@@ -437,6 +437,21 @@ class FleetRateLimiter:
             self._flush = None
         self._releases.clear()
 
+    def take_releases(self) -> tuple[str, int, list[str | int]] | None:
+        """The releases waiting for an acquire, for another script call to send
+        (a shared-polling owner's store, made right after the reply): the log's
+        key, its TTL in ms and the (age ms, member) pairs; ``None`` if none wait.
+
+        Taken, they are the caller's to send: one that fails only counts its
+        requests until their deadline, never over the limit.
+        """
+        if not self._releases:
+            return None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        return self._keys.limiter_log, self._ttl_ms, self._release_pairs()
+
     def flush_releases(self) -> None:
         """Send the releases still waiting for an acquire now (in the background)."""
         if self._flush is not None:

@@ -77,6 +77,11 @@ class SharedPolls:
     :param lease_ttl: seconds a lease lives unless renewed: a dead owner's
         jobs are taken over after about this long.
     :param heartbeat: seconds between renewals (well under ``lease_ttl``).
+    :param process_key: the process's heartbeat key and its TTL, renewed by
+        each beat too; ``on_renewed`` is called after each such renewal.
+    :param releases: gives the rate limiter's slot releases waiting (see
+        ``FleetRateLimiter.take_releases``): an owner's store, made right after
+        its reply, sends them in the same call.
     """
 
     def __init__(
@@ -90,6 +95,9 @@ class SharedPolls:
         on_terminal: Callable[[str], None],
         lease_ttl: float = 3.0,
         heartbeat: float = 1.0,
+        process_key: tuple[str, float] | None = None,
+        on_renewed: Callable[[], None] | None = None,
+        releases: Callable[[], tuple[str, int, list[str | int]] | None] | None = None,
     ) -> None:
         if not (math.isfinite(lease_ttl) and math.isfinite(heartbeat)):
             raise ValueError("lease_ttl and heartbeat must be finite")
@@ -106,6 +114,9 @@ class SharedPolls:
         self._on_terminal = on_terminal
         self._lease_ttl = lease_ttl
         self._heartbeat = heartbeat
+        self._process_key = process_key
+        self._on_renewed = on_renewed
+        self._releases = releases
         self._scripts = Scripts(client, keys)
         self._hints = HintListener(
             client, keys.hints, breaker, on_hint=self._hinted, on_reconnect=self._resync,
@@ -406,9 +417,13 @@ class SharedPolls:
         if terminal and self._owned.get(job_id) == lease:
             # stored or not, this process stops renewing it (the write releases it)
             del self._owned[job_id]
+        data = encode_status(status)
+        releases = self._releases() if self._releases is not None else None
         try:
             outcome = await self._breaker.call(
-                lambda: self._scripts.store(job_id, lease, encode_status(status), terminal=terminal)
+                lambda: self._scripts.store(
+                    job_id, lease, data, terminal=terminal, releases=releases
+                )
             )
         except RedisUnavailable:
             if terminal:
@@ -502,10 +517,14 @@ class SharedPolls:
             return
         try:
             kept, remaining = await self._breaker.call(
-                lambda: self._scripts.beat(owned, followed, self._lease_ttl)
+                lambda: self._scripts.beat(
+                    owned, followed, self._lease_ttl, process=self._process_key
+                )
             )
         except RedisUnavailable:
             return
+        if self._process_key is not None and self._on_renewed is not None:
+            self._on_renewed()
         for (job_id, value), ours in zip(owned, kept, strict=True):
             if not ours:
                 logger.debug("gameball_async: lease of job %s lost before its renewal", job_id)

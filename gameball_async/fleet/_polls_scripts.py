@@ -19,8 +19,9 @@ processes of a fleet:
   (``refresh()``, ``stop()``): stored unless a terminal one is there already,
   and out of the open set the same way.
 - ``beat``: one heartbeat for all of a process's leases: renew those it still
-  holds, and report the remaining time of the leases of the jobs it follows
-  and their statuses' versions (a hint lost shows there).
+  holds and the process's own heartbeat key, and report the remaining time of
+  the leases of the jobs it follows and their statuses' versions (a hint lost
+  shows there).
 - ``release``: give leases back (each only if still held with our value) and
   hint the followers, so one of them takes over at once.
 
@@ -88,11 +89,21 @@ end
 return out
 """
 
-# KEYS: lease, status hash, fence, job record, open set. ARGV: lease value,
-# fence, data, terminal flag, status ttl ms, fence ttl ms, channel, job id,
-# '1' when the hint carries the status.
+# KEYS: lease, status hash, fence, job record, open set, and the limiter's log
+# when releases ride along. ARGV: lease value, fence, data, terminal flag,
+# status ttl ms, fence ttl ms, channel, job id, '1' when the hint carries the
+# status, the log's ttl ms, then (age ms, member) pairs: the limiter's slot
+# releases (as its RELEASE script), made whether or not the write is.
 _STORE: Final = (
     """
+if KEYS[6] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for i = 11, #ARGV, 2 do
+    redis.call('ZADD', KEYS[6], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
+  end
+  redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[10]))
+end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local stored = redis.call('HMGET', KEYS[2], 'fence', 'terminal')
 if stored[2] == '1' then return 2 end
@@ -132,22 +143,24 @@ return 1
 """
 )
 
-# KEYS: the owned jobs' leases, then per followed job its lease and status
-# hash. ARGV: lease ttl ms, owned count, the owned leases' values. Per owned
-# lease: 1 renewed, 0 lost; per followed job: its lease's ms left and the
-# version of its stored status (-1: none).
+# KEYS: the process's heartbeat key, the owned jobs' leases, then per followed
+# job its lease and status hash. ARGV: lease ttl ms, owned count, heartbeat
+# ttl ms ('0': not renewed here), the owned leases' values. Per owned lease:
+# 1 renewed, 0 lost; per followed job: its lease's ms left and the version of
+# its stored status (-1: none).
 _BEAT: Final = """
+if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) end
 local n = tonumber(ARGV[2])
 local out = {}
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) == ARGV[2 + i] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  if redis.call('GET', KEYS[i + 1]) == ARGV[3 + i] then
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
     out[i] = 1
   else
     out[i] = 0
   end
 end
-for i = n + 1, #KEYS, 2 do
+for i = n + 2, #KEYS, 2 do
   table.insert(out, redis.call('PTTL', KEYS[i]))
   table.insert(out, tonumber(redis.call('HGET', KEYS[i + 1], 'version')) or -1)
 end
@@ -297,12 +310,22 @@ class Scripts:
             for i in range(0, len(reply), 4)
         ]
 
-    async def store(self, job_id: str, lease: str, data: str, *, terminal: bool) -> int:
+    async def store(
+        self,
+        job_id: str,
+        lease: str,
+        data: str,
+        *,
+        terminal: bool,
+        releases: tuple[str, int, list[str | int]] | None = None,
+    ) -> int:
         """The fenced write: 1 stored, 0 refused (lease lost or a newer fence
         wrote), 2 a terminal status is stored already. A terminal status
         stored (1, or 2: stored by another) has left the registry's open set.
         The hint carries the status when it is at most :data:`HINT_DATA_MAX`
-        long, so followers need not read it."""
+        long, so followers need not read it. ``releases`` (the limiter's log,
+        its ttl ms, (age ms, member) pairs, from ``take_releases``) are made
+        in the same call."""
         keys = self._keys
         reply = await self._store(
             keys=[
@@ -311,6 +334,7 @@ class Scripts:
                 keys.fence,
                 keys.job(job_id),
                 keys.open_jobs,
+                *([releases[0]] if releases is not None else []),
             ],
             args=[
                 lease,
@@ -322,6 +346,7 @@ class Scripts:
                 keys.hints,
                 job_id,
                 "1" if len(data) <= HINT_DATA_MAX else "0",
+                *([releases[1], *releases[2]] if releases is not None else []),
             ],
         )
         return int(reply)
@@ -345,20 +370,31 @@ class Scripts:
         return int(reply)
 
     async def beat(
-        self, owned: Sequence[tuple[str, str]], followed: Sequence[str], lease_ttl: float
+        self,
+        owned: Sequence[tuple[str, str]],
+        followed: Sequence[str],
+        lease_ttl: float,
+        *,
+        process: tuple[str, float] | None = None,
     ) -> tuple[list[bool], list[tuple[int, int]]]:
         """Renew ``owned`` leases (job id, value); read the followed jobs' state.
 
+        :param process: the process's heartbeat key and its TTL in seconds, to
+            renew in the same call (the fleet's own heartbeat then need not).
         :return: per owned lease whether it is still ours (and renewed), per
             followed job its lease's remaining milliseconds (-2: none, -1: no
             expiry) and its stored status's version (-1: none).
         """
         keys = self._keys
-        names = [keys.lease(job_id) for job_id, _ in owned]
+        names = [process[0] if process is not None else keys.fence]
+        names += [keys.lease(job_id) for job_id, _ in owned]
         for job_id in followed:
             names += [keys.lease(job_id), keys.status(job_id)]
         values = [value for _, value in owned]
-        reply = await self._beat(keys=names, args=[_ms(lease_ttl), len(owned), *values])
+        heartbeat_ms = _ms(process[1]) if process is not None else 0
+        reply = await self._beat(
+            keys=names, args=[_ms(lease_ttl), len(owned), heartbeat_ms, *values]
+        )
         kept = [int(flag) == 1 for flag in reply[: len(owned)]]
         rest = reply[len(owned) :]
         return kept, [(int(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]

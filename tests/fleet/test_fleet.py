@@ -16,6 +16,7 @@ from _fleet_support import fleet_session as session
 import gameball_async.fleet
 from gameball_async import (
     AmbiguousSubmissionError,
+    BatchState,
     GameballError,
     GameballSession,
     RateLimit,
@@ -325,3 +326,31 @@ async def test_a_process_killed_mid_request_frees_its_slots_and_its_keys_stay_am
                         await gb.create_batch("cashback", [item(n)], idempotency_key=f"crash/{n}")
             stats = await fake.stats()
     assert stats["counts"].get("create", 0) == 2  # nothing resent
+
+
+async def test_shared_polling_beats_renew_the_process_key_so_the_fleet_need_not(
+    redis_client: aioredis.Redis,
+) -> None:
+    # issue 15 §3: one heartbeat call per process, not two (the process key's
+    # SET rode apart from the shared-polling beat: 64 of a run's 520 round trips)
+    async with FakeGameball(enforce_rate_limit=False, queue_delay=0.0, processing_rate=8) as fake:
+        fleet = RedisFleet(redis_client, heartbeat=0.2, process_ttl=5.0)
+        renewals = 0
+        renew = fleet._renew
+
+        async def counted() -> None:
+            nonlocal renewals
+            renewals += 1
+            await renew()
+
+        fleet._renew = counted  # type: ignore[method-assign]
+        async with fleet, session(fake, fleet) as gb:
+            job = await gb.create_batch("cashback", [item(n) for n in range(24)])  # ~3 s
+            with anyio.fail_after(30):
+                status = await job.wait()
+            key = fleet.keys.process(fleet.process_id)
+            assert await redis_client.pttl(key) > 0  # alive, renewed by the beats
+        assert status.state is BatchState.COMPLETED
+        # the announce, and at most the beats before shared polling's first one
+        # (one every 0.2 s for ~3 s before)
+        assert renewals <= 3, renewals

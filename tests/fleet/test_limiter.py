@@ -471,3 +471,25 @@ async def test_requests_sent_on_the_fallback_count_once_redis_is_back(
                 async with other.slot():
                     granted += 1
         assert granted <= limit.per_window - 14
+
+
+async def test_releases_taken_for_another_call_are_not_sent_again(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    limit = RateLimit(per_second=100, per_window=1000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit)
+        with anyio.fail_after(PATIENCE):
+            async with limiter.slot():
+                pass
+        taken = limiter.take_releases()
+        assert taken is not None
+        log, ttl, pairs = taken
+        assert log == KEYS.limiter_log
+        assert ttl > limit.window * 1000
+        assert len(pairs) == 2
+        assert isinstance(pairs[0], int)
+        assert isinstance(pairs[1], str)
+        assert pairs[1].startswith(limiter.waiter)
+        assert limiter.take_releases() is None
+        assert limiter._flush is None  # its own release call is off

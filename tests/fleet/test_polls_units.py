@@ -88,6 +88,7 @@ async def polls(
     *,
     started: bool = False,
     terminal: Callable[[str], None] | None = None,
+    releases: Callable[[], tuple[str, int, list[str | int]] | None] | None = None,
 ) -> AsyncIterator[SharedPolls]:
     shared = SharedPolls(
         client,
@@ -98,6 +99,7 @@ async def polls(
         on_terminal=terminal or (lambda job_id: None),
         lease_ttl=1.0,
         heartbeat=0.2,
+        releases=releases,
     )
     if started:
         shared.start()
@@ -541,3 +543,29 @@ async def test_a_lost_hint_is_caught_by_the_heartbeat(redis_client: aioredis.Red
         status, _ = await follower.fetch("1", None)
         assert status.processed_count == 8
         assert follower.takes == 2
+
+
+async def test_the_owners_store_carries_the_limiters_releases(redis_client: aioredis.Redis) -> None:
+    # issue 15 §3: the slot's release (its re-score to the reply time) rides
+    # on the store made right after the reply, not on a call of its own
+    a = Link()
+    a.replies["1"] = running("1", 1)
+    far = 10**13  # a request in flight is entered at its deadline
+    await redis_client.zadd(KEYS.limiter_log, {"p.0:1": far})
+    waiting: list[tuple[str, int, list[str | int]]] = [
+        (KEYS.limiter_log, 60_000, [250, "p.0:1", 250, "p.0:gone"])
+    ]
+
+    def releases() -> tuple[str, int, list[str | int]] | None:
+        return waiting.pop() if waiting else None
+
+    async with polls(redis_client, a, "a", releases=releases) as owner:
+        await owner.fetch("1", None)
+    seconds, micros = await redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    score = await redis_client.zscore(KEYS.limiter_log, "p.0:1")
+    assert score is not None
+    assert now_ms - 10_000 < score <= now_ms - 250
+    assert await redis_client.zscore(KEYS.limiter_log, "p.0:gone") is None  # XX: never added
+    assert 0 < await redis_client.pttl(KEYS.limiter_log) <= 60_000
+    assert waiting == []
