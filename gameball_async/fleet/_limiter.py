@@ -24,11 +24,12 @@ over the limit after a recovery. Two more rules keep the limit across an outage:
 
 - the local share starts from the log's counts last seen (this process's part
   of them, ``count / expected_processes``, as if sent when seen), so an outage
-  that strikes mid-window does not hand every process a fresh share of it; a
-  process that had no answer within the last second (it never reached Redis,
-  or was idle) cannot know what the others sent meanwhile and counts its whole
-  share as used when the outage begins (it sends on its share again within one
-  window); a process alone (``expected_processes=1``) starts from what it sent;
+  that strikes mid-window does not hand every process a fresh share of it; as
+  the others may have gone on since its last answer (by up to the 1 s limit
+  each second), its part of that counts too: the local share waits out the 1 s
+  window first, and a process that never reached Redis counts its whole share
+  as used (it sends on its share again within one window); a process alone
+  (``expected_processes=1``) starts from what it sent;
 - for the breaker's cool-down and one 1 s window after Redis answers again,
   each request also takes a slot of the local share: the other processes may
   still run on theirs, unseen by the log, and their shares add up to the limit;
@@ -302,18 +303,22 @@ class FleetRateLimiter:
                 fallback._seed(replied, 1, 1)
             fallback._seed(now, len(self._flying), len(self._flying))
             return
-        processes = self._processes
-        if seen is None or now - seen[0] > self._short_ms / 1000:
-            # no answer lately (a process that never reached Redis, or idle
-            # before the outage): the others may have filled both windows
-            # meanwhile, so its part of them counts as used, as of now
-            limit = self._limit
+        processes, limit = self._processes, self._limit
+        if seen is None:
+            # it never reached Redis: the others may have filled both windows,
+            # so its part of them counts as used, as of now
             fallback._seed(
                 now, -(-limit.per_second // processes), -(-limit.per_window // processes)
             )
             return
-        _, short, long = seen
-        fallback._seed(seen[0], -(-short // processes), -(-long // processes))
+        seen_at, _, long = seen
+        # Since it last saw the log the others may have gone on taking slots:
+        # up to the whole 1 s limit in each second since, the window's limit at
+        # most. Its part of the log as seen counts from then, its part of what
+        # may have come since from now (the 1 s one: a full second's).
+        since = min(limit.per_window - long, limit.per_second * max(1, math.ceil(now - seen_at)))
+        fallback._seed(seen_at, 0, -(-long // processes))
+        fallback._seed(now, -(-limit.per_second // processes), -(-max(since, 0) // processes))
 
     async def _enter_sent(self, *, lost: bool) -> None:
         # Redis answers again: what this process sent on its own share goes
