@@ -18,6 +18,8 @@ from ._models import BatchState, BatchStatus, Operation
 from ._policy import TIMING_NOISE, Observation, PollPolicy, capped_growth, next_poll_delay
 
 if TYPE_CHECKING:
+    from ._policy import RateBounds
+    from ._rates import RateBook
     from ._server_clock import ServerClock
 
 __all__ = [
@@ -73,6 +75,7 @@ class Entry:
         "last",
         "not_running_at",
         "operation",
+        "provisional",
         "scheduled",
         "soon",
         "status",
@@ -116,6 +119,9 @@ class Entry:
         self.hint: Observation | None = None
         self.last: Observation | None = None
         self.not_running_at = not_running_at
+        # the next poll was put early on an unchecked start claim: when it is
+        # due, what the session has learnt since may aim it better (reaim)
+        self.provisional = False
 
     @property
     def finished(self) -> bool:
@@ -168,6 +174,7 @@ class Entry:
         rng: random.Random,
         sent_at: float | None = None,
         server_clock: ServerClock | None = None,
+        rates: RateBook | None = None,
     ) -> float:
         """Take in a non-terminal status read at ``now``; seconds until the next poll.
 
@@ -179,6 +186,8 @@ class Entry:
         :param server_clock: the session's bound on the server's clock, which
             checks ``startedAt`` where no floor of ours does, and learns from
             this job in turn.
+        :param rates: the session's book of the rate its jobs share, which
+            narrows this job's estimate and learns from it in turn.
         """
         self.failures = 0
         current = Observation(now, status.state, status.processed_count, status.total_count)
@@ -203,6 +212,22 @@ class Entry:
                 # every later observation gives a bound, tighter as the span grows
                 server_clock.learn(self.claim, self.first, current)
         reference: Observation | None = self.anchor if progressed else None
+        if (
+            progressed
+            and reference is not None
+            and not reference.exact
+            and self.not_running_at is None
+            and server_clock is not None
+        ):
+            # the server's clock is bounded now: its start claim, shifted by the
+            # bound, anchors the rate over a longer span than our own first look
+            bound = server_clock.behind_at_most
+            if bound is not None:
+                upgraded = start_hint(
+                    status, current, not_running_at=None, wall_now=wall_now, behind_at_most=bound
+                )
+                if upgraded is not None and upgraded.at < reference.at:
+                    self.anchor = reference = upgraded
         if self.anchor is None and status.state is BatchState.RUNNING:
             hint = start_hint(
                 status,
@@ -220,6 +245,8 @@ class Entry:
                 self.anchor = current
                 self.hint = hint
         self.last = current
+        self.provisional = False
+        bounds = self._narrow(rates, current, reference, learn_at=now)
         delay = next_poll_delay(
             policy,
             previous=reference,
@@ -227,8 +254,10 @@ class Entry:
             steps_without_progress=self.steps,
             retry_after=retry_after,
             rng=rng,
+            bounds=bounds,
         )
         if reference is None and self.hint is not None and self.anchor is current:
+            self.provisional = self.claim is not None
             # One observation of our own and an unchecked start time: it may
             # bring the next poll forward, never put it off.
             hinted = next_poll_delay(
@@ -241,6 +270,65 @@ class Entry:
             )
             delay = min(delay, hinted)
         return delay
+
+    def reaim(
+        self,
+        policy: PollPolicy,
+        *,
+        server_clock: ServerClock,
+        rates: RateBook | None,
+        rng: random.Random,
+    ) -> float | None:
+        """When a provisional poll is due: the time (monotonic) it should be sent instead, if later.
+
+        The poll was put early because the job's start claim could not be
+        checked. Once the session bounds the server's clock, the claim made
+        younger by that bound is a start the job cannot have passed, and with
+        the rate the session's jobs share it may show the job's end is later.
+        """
+        if not self.provisional:
+            return None
+        self.provisional = False
+        last, claim, behind = self.last, self.claim, server_clock.behind_at_most
+        if last is None or claim is None or behind is None or last.state is not BatchState.RUNNING:
+            return None
+        start = claim + max(behind - TIMING_NOISE, 0.0)
+        if not start < last.at or last.processed <= 0:
+            return None
+        anchor = Observation(start, BatchState.RUNNING, 0, last.total, exact=True)
+        bounds = self._narrow(rates, last, anchor, learn_at=None)
+        self.anchor = anchor
+        self.hint = None
+        delay = next_poll_delay(
+            policy,
+            previous=anchor,
+            current=last,
+            steps_without_progress=self.steps,
+            retry_after=None,
+            rng=rng,
+            bounds=bounds,
+        )
+        return last.at + delay
+
+    def _narrow(
+        self,
+        rates: RateBook | None,
+        current: Observation,
+        reference: Observation | None,
+        *,
+        learn_at: float | None,
+    ) -> RateBounds | None:
+        """The job's rate bounds narrowed by the session's book (see :meth:`RateBook.narrow`)."""
+        if rates is None:
+            return None
+        return rates.narrow(
+            self.job_id,
+            self.operation,
+            first=self.first,
+            current=current,
+            reference=reference,
+            learn_at=learn_at,
+        )
 
 
 # A server clock this far from ours is not one to estimate a rate from.
