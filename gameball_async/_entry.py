@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import ProtocolError, RateLimitError, ServerError, TransportError
 from ._models import BatchState, BatchStatus, Operation
-from ._policy import TIMING_NOISE, Observation, PollPolicy, capped_growth, next_poll_delay
+from ._policy import (
+    TIMING_NOISE,
+    Observation,
+    PollPolicy,
+    aim_by_rate_bounds,
+    capped_growth,
+    next_poll_delay,
+)
 
 if TYPE_CHECKING:
     from ._policy import RateBounds
@@ -62,6 +69,7 @@ class Entry:
     """
 
     __slots__ = (
+        "aimed",
         "anchor",
         "claim",
         "due",
@@ -122,6 +130,9 @@ class Entry:
         # the next poll was put early on an unchecked start claim: when it is
         # due, what the session has learnt since may aim it better (reaim)
         self.provisional = False
+        # the next poll was aimed by the job's count: a rate the session's
+        # jobs share, learnt before it falls due, may put it later (reaim)
+        self.aimed = False
 
     @property
     def finished(self) -> bool:
@@ -152,6 +163,7 @@ class Entry:
         policy's), never shorter than a ``Retry-After`` the reply gave.
         """
         self.failures += 1
+        self.provisional = self.aimed = False  # a retry, not an aim: never put off
         base = capped_growth(
             max(policy.initial_delay, policy.min_delay),
             policy.multiplier,
@@ -246,6 +258,7 @@ class Entry:
                 self.hint = hint
         self.last = current
         self.provisional = False
+        self.aimed = status.state is BatchState.RUNNING
         bounds = self._narrow(rates, current, reference, learn_at=now)
         delay = next_poll_delay(
             policy,
@@ -279,36 +292,55 @@ class Entry:
         rates: RateBook | None,
         rng: random.Random,
     ) -> float | None:
-        """When a provisional poll is due: the time (monotonic) it should be sent instead, if later.
+        """When an aimed poll falls due: the time (monotonic) it should be sent instead, if any.
 
-        The poll was put early because the job's start claim could not be
-        checked. Once the session bounds the server's clock, the claim made
-        younger by that bound is a start the job cannot have passed, and with
-        the rate the session's jobs share it may show the job's end is later.
+        Two things learnt since the poll was aimed may put it later. A poll
+        put early because the job's start claim could not be checked
+        (``provisional``): once the session bounds the server's clock, the
+        claim made younger by that bound is a start the job cannot have
+        passed. And a poll aimed by the job's count alone (``aimed``): the
+        rate the session's jobs share, learnt since from others, may show the
+        end is later (within ``MAX_BET`` of what the job's own looks allow).
+        Either way the poll is aimed once more when it falls due again.
+
+        :return: ``None`` to send the poll as planned, else a time, which may
+            be no later than the poll's due time (then send it now).
         """
-        if not self.provisional:
+        provisional, aimed = self.provisional, self.aimed
+        self.provisional = self.aimed = False
+        last = self.last
+        if last is None or last.state is not BatchState.RUNNING or last.processed <= 0:
             return None
-        self.provisional = False
+        delay: float | None = None
+        anchor = self._checked_claim(server_clock) if provisional else None
+        if anchor is not None:
+            self.anchor, self.hint = anchor, None
+            delay = next_poll_delay(
+                policy,
+                previous=anchor,
+                current=last,
+                steps_without_progress=self.steps,
+                retry_after=None,
+                rng=rng,
+                bounds=self._narrow(rates, last, anchor, learn_at=None),
+            )
+        elif (provisional or aimed) and rates is not None and rates.learnt_at > last.at:
+            bounds = self._narrow(rates, last, self.anchor, learn_at=None)
+            delay = None if bounds is None else aim_by_rate_bounds(policy, last, bounds)
+        if delay is None:
+            return None
+        self.aimed = True
+        return last.at + delay
+
+    def _checked_claim(self, server_clock: ServerClock) -> Observation | None:
+        """The job's start claim made younger by the bound on the server's clock, if known."""
         last, claim, behind = self.last, self.claim, server_clock.behind_at_most
-        if last is None or claim is None or behind is None or last.state is not BatchState.RUNNING:
+        if last is None or claim is None or behind is None:
             return None
         start = claim + max(behind - TIMING_NOISE, 0.0)
-        if not start < last.at or last.processed <= 0:
+        if not start < last.at:
             return None
-        anchor = Observation(start, BatchState.RUNNING, 0, last.total, exact=True)
-        bounds = self._narrow(rates, last, anchor, learn_at=None)
-        self.anchor = anchor
-        self.hint = None
-        delay = next_poll_delay(
-            policy,
-            previous=anchor,
-            current=last,
-            steps_without_progress=self.steps,
-            retry_after=None,
-            rng=rng,
-            bounds=bounds,
-        )
-        return last.at + delay
+        return Observation(start, BatchState.RUNNING, 0, last.total, exact=True)
 
     def _narrow(
         self,

@@ -214,6 +214,7 @@ class Poller:
         if entry is None or entry.finished:
             return
         entry.steps = 0
+        entry.provisional = entry.aimed = False  # asked for now: not to be put off
         if entry.in_flight:
             entry.soon = True
         else:
@@ -322,7 +323,7 @@ class Poller:
                 entry.scheduled = False
                 if self._entries.get(entry.job_id) is not entry or entry.in_flight:
                     continue  # nobody waits for it any more, or its poll reschedules it
-                if entry.provisional and self._reaimed(entry, due):
+                if (entry.provisional or entry.aimed) and self._reaimed(entry, due):
                     continue  # what the session learnt since puts it later
                 entry.in_flight = True
                 self._in_flight += 1
@@ -337,7 +338,7 @@ class Poller:
                 await self._wakeup.wait()
 
     def _reaimed(self, entry: Entry, due: float) -> bool:
-        """Put off a poll that fell due early on an unchecked start claim, if it can be.
+        """Put off a poll that fell due, if what the session learnt since aims it later.
 
         :return: whether it was put back on the heap for later.
         """
@@ -397,6 +398,7 @@ class Poller:
             return
         if entry.soon:
             entry.soon = False
+            entry.provisional = entry.aimed = False  # asked for soon: not to be put off
             self._schedule(entry, self._policy.min_delay)
         elif not entry.scheduled:
             # its reply was dropped as stale, or a status fed meanwhile moved it

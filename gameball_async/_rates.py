@@ -24,6 +24,7 @@ is handed on with them, and the estimate never aims more than
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Final
 
@@ -43,10 +44,12 @@ KEPT: Final = 32
 class RateBook:
     """The rate bounds of the jobs a session polled lately, by operation."""
 
-    __slots__ = ("_books",)
+    __slots__ = ("_books", "learnt_at")
 
     def __init__(self) -> None:
         self._books: dict[Operation | None, OrderedDict[str, tuple[float, Bounds]]] = {}
+        #: When the book last learnt (monotonic): a poll aimed before may be aimed better.
+        self.learnt_at = -math.inf
 
     def learn(self, job_id: str, operation: Operation | None, bounds: Bounds, now: float) -> None:
         """Take a job's newest bounds (slowest, fastest), read at ``now`` (monotonic).
@@ -57,6 +60,7 @@ class RateBook:
         if book is None:
             book = self._books[operation] = OrderedDict()
         book[job_id] = (now, bounds)
+        self.learnt_at = max(self.learnt_at, now)
         book.move_to_end(job_id)
         if len(book) > KEPT:
             book.popitem(last=False)

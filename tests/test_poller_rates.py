@@ -14,8 +14,19 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import anyio
+import attrs
 import pytest
-from _support import PATIENCE, FakeFactory, cashbacks, gets_by_job, session, until
+from _support import (
+    PATIENCE,
+    FakeFactory,
+    ManualClock,
+    Recorder,
+    ScriptedFetch,
+    cashbacks,
+    gets_by_job,
+    session,
+    until,
+)
 
 from gameball_async import (
     BatchJob,
@@ -27,6 +38,7 @@ from gameball_async import (
 )
 from gameball_async._entry import Entry
 from gameball_async._policy import _ETA_PAD, MAX_BET, Observation
+from gameball_async._poller import LINGER, Poller
 from gameball_async._rates import RateBook
 from gameball_async._server_clock import ServerClock
 from gameball_async.testing import FakeGameball
@@ -133,6 +145,97 @@ class TestReaim:
         assert not alone_entry.provisional
         assert alone < 23.0 <= shared <= 23.0 + 2 * POLICY.min_delay + _ETA_PAD
 
+    def test_a_poll_aimed_early_is_put_later_once_the_shared_rate_is_sharp(self) -> None:
+        # seen at 10.0 with a known server clock but no shared rate yet: aimed
+        # early (the end is known to within about 0.7 s), due well before 23.0
+        book = RateBook()
+        entry, due = first_look(server_clock=known_clock(), rates=book)
+        assert entry.aimed
+        assert due < 22.5
+        # nothing learnt since: as planned
+        assert (
+            entry.reaim(POLICY, server_clock=known_clock(), rates=book, rng=random.Random(0))
+            is None
+        )
+        # three other jobs show the rate before it falls due
+        entry.aimed = True
+        for n in range(3):
+            book.learn(f"other{n}", CASHBACK, (19.9, 20.1), 12.0)
+        later = entry.reaim(POLICY, server_clock=known_clock(), rates=book, rng=random.Random(0))
+        assert later is not None
+        assert due < 23.0 <= later <= 23.0 + 2 * POLICY.min_delay + _ETA_PAD
+        assert entry.aimed  # and again when it falls due, should the book learn more
+
+    def test_a_retry_after_a_failure_is_never_put_off(self) -> None:
+        book = twenty_a_second()
+        entry, _ = first_look(server_clock=known_clock(), rates=book)
+        entry.delay_after_failure(POLICY, retry_after=None, rng=random.Random(0))
+        book.learn("another", CASHBACK, (19.95, 20.05), 12.0)
+        assert (
+            entry.reaim(POLICY, server_clock=known_clock(), rates=book, rng=random.Random(0))
+            is None
+        )
+
+    def test_a_job_not_running_is_never_put_off(self) -> None:
+        entry = Entry("k", CASHBACK, None)
+        book = twenty_a_second()
+        entry.delay_after(
+            attrs.evolve(running(0, started=8.0), state=BatchState.QUEUED, state_word="Queued"),
+            POLICY,
+            now=10.0,
+            wall_now=WALL + 10.0,
+            retry_after=None,
+            rng=random.Random(0),
+            server_clock=known_clock(),
+            rates=book,
+        )
+        assert not entry.aimed
+        book.learn("another", CASHBACK, (19.95, 20.05), 12.0)
+        assert (
+            entry.reaim(POLICY, server_clock=known_clock(), rates=book, rng=random.Random(0))
+            is None
+        )
+
+
+class TestReaimInThePoller:
+    @staticmethod
+    def poller(clock: ManualClock) -> Poller:
+        return Poller(ScriptedFetch({}), POLICY, clock=clock, wall_clock=lambda: WALL + clock.now)
+
+    async def test_a_poll_asked_for_soon_is_not_put_off(self) -> None:
+        clock = ManualClock(10.0)
+        poller = self.poller(clock)
+        poller._server_clock = known_clock()
+        poller._rates = twenty_a_second()
+        entry = poller.subscribe("k", CASHBACK, None, Recorder())
+        poller.feed("k", running(40, started=8.0))
+        assert entry.aimed
+        poller.poll_soon("k")  # e.g. right after a stop
+        assert not entry.aimed
+        assert not entry.provisional
+        assert not poller._reaimed(entry, entry.due)
+        await poller.aclose()
+
+    async def test_a_lingering_job_whose_poll_moves_past_the_linger_is_let_go(self) -> None:
+        # its last waiter left with its poll (aimed early, at about 22.2) under
+        # LINGER away; the shared rate puts it at the end, 23.1, past LINGER:
+        # none is sent, as if it had been that far off when the waiter left
+        clock = ManualClock(10.0)
+        poller = self.poller(clock)
+        poller._server_clock = known_clock()
+        waiter = Recorder()
+        entry = poller.subscribe("k", CASHBACK, None, waiter)
+        poller.feed("k", running(40, started=8.0))
+        clock.advance(entry.due - clock.now - 0.9 * LINGER)
+        poller.unsubscribe(entry, waiter)
+        assert poller.holds("k")  # lingering for its next poll
+        for n in range(3):
+            poller._rates.learn(f"other{n}", CASHBACK, (19.9, 20.1), clock.now)
+        assert poller._reaimed(entry, entry.due)
+        assert not poller.holds("k")
+        assert entry.due >= 23.0  # a later wait picks it up there
+        await poller.aclose()
+
 
 # -- against the fake ------------------------------------------------------------------
 
@@ -218,6 +321,40 @@ class TestSharedRate:
         by_itself = [polls[job.job_id] for (name, _), job in jobs.items() if name == "alone"]
         assert shared == [2, 2]  # one to see it running, one at its end
         assert sum(by_itself) > sum(shared)
+
+    async def test_a_job_seen_before_the_rate_was_known_is_aimed_again(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        # The job is first seen 1 s into a 10 s run, while the teachers have
+        # shown nothing sharp yet: its next poll is aimed early, at about 9 s.
+        # By then the session knows the rate, and the poll is put at the end.
+        fake = await fake_factory(processing_rate=RATE)
+        async with (
+            session(fake) as creator,
+            session(fake, poll=ATTACHED) as gb,
+            session(fake, poll=ATTACHED) as alone,
+        ):
+            alone._poller._rates = SilentBook()
+            teachers = await teach(creator, gb, alone)
+            jobs = {
+                name: await creator.create_batch("cashback", cashbacks(1000, name))
+                for name in ("shared", "alone")
+            }
+            async with anyio.create_task_group() as tg:
+                for teacher in teachers:
+                    tg.start_soon(teacher.wait)
+                with anyio.fail_after(PATIENCE):
+                    await until(
+                        lambda: all(processed(fake, j.job_id) >= RATE for j in jobs.values())
+                    )
+                    assert not sharp(gb)()
+                    async with anyio.create_task_group() as waits:
+                        waits.start_soon(gb.job(jobs["shared"].job_id, "cashback").wait)
+                        waits.start_soon(alone.job(jobs["alone"].job_id, "cashback").wait)
+                tg.cancel_scope.cancel()
+        polls = gets_by_job(fake)
+        assert polls[jobs["shared"].job_id] == 2
+        assert polls[jobs["alone"].job_id] == 3
 
     @pytest.mark.parametrize("rate", [RATE / 2, RATE * 2])
     async def test_a_job_at_a_pace_of_its_own_is_not_put_off(
