@@ -18,6 +18,7 @@ from gameball_async._ratelimit import RateLimit
 
 __all__ = [
     "window_ms",
+    "release_lua",
     "ACQUIRE",
     "BACKFILL",
     "IN_FLIGHT_RETRY_MS",
@@ -127,17 +128,25 @@ local wait = math.max(frees(need_short, '(' .. (now - short_ms), short_ms),
 return {0, math.max(wait, 1), short_count, long_count, epoch}
 """
 
+
 # KEYS: log. ARGV: ttl_ms, then pairs of (age ms, member): each request's reply
 # came age ms ago, so it counts from then (XX: a lost log is not made anew here).
-RELEASE: Final = """
+def release_lua(log: str, ttl: str, first: int) -> str:
+    """Lua that re-scores released slots to their reply times (``now``: the
+    server's ms): the (age ms, member) pairs are ``ARGV[first]`` on, the log
+    is ``log`` and its ttl ``ttl`` (Lua expressions). Shared polling's store
+    runs it too, so an owner's releases ride on its write."""
+    return f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
+for i = {first}, #ARGV, 2 do
+  redis.call('ZADD', {log}, 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
-return now
+redis.call('PEXPIRE', {log}, tonumber({ttl}))
 """
+
+
+RELEASE: Final = release_lua("KEYS[1]", "ARGV[1]", 2) + "return now\n"
 
 # KEYS: pause. ARGV: ms. Holds the fleet until server time + ms (never shortens a pause).
 PAUSE: Final = """

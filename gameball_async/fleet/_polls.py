@@ -131,7 +131,7 @@ class SharedPolls:
         # (-1: none stored yet), hinted statuses not handed yet, and the jobs
         # that must be read again (a hint without a status, a reconnect)
         self._versions: dict[str, int] = {}
-        self._news: dict[str, tuple[int, BatchStatus]] = {}
+        self._news: dict[str, tuple[int, str]] = {}
         self._unread: set[str] = set()
         # followed jobs whose stored version, at the last beat, was newer than
         # the one handed: read at the next beat unless its hint came meanwhile
@@ -198,8 +198,14 @@ class SharedPolls:
                 return await self._locally(job_id, operation)
             news = self._news.pop(job_id, None)
             if news is not None:
-                self.hinted_reads += 1
-                return self._handed(job_id, *news)
+                version, data = news
+                try:
+                    status = decode_status(data)
+                except ValueError:
+                    self._unread.add(job_id)  # not something this version wrote: read it
+                else:
+                    self.hinted_reads += 1
+                    return self._handed(job_id, version, status)
             if self._current(job_id):
                 # nothing stored since the last read: a hint or a beat says
                 # when; asked again a heartbeat on (no Redis call), so an
@@ -576,15 +582,13 @@ class SharedPolls:
         if hint.data is None or hint.version is None:
             self._read_again(job_id)  # a status too long to carry, or a lease given back
             return
-        try:
-            status = decode_status(hint.data)
-        except ValueError:
-            self._read_again(job_id)
-            return
+        # kept as text: decoded only if the poller asks before a newer one comes
+        # (every write counts the version, a terminal one too; a version that
+        # went back, Redis having lost the key, is the heartbeat's to catch)
         news = self._news.get(job_id)
         known = news[0] if news is not None else self._versions.get(job_id, -1)
-        if hint.version > known or status.is_terminal:
-            self._news[job_id] = (hint.version, status)
+        if hint.version > known:
+            self._news[job_id] = (hint.version, hint.data)
             self._link.poll_soon(job_id)
 
     def _breaker_opened(self) -> None:

@@ -41,6 +41,7 @@ from redis.commands.core import AsyncScript
 from gameball_async._models import BatchStatus
 
 from ._keys import Keys
+from ._limiter_scripts import release_lua
 from ._registry import settled_lua
 
 __all__ = [
@@ -95,15 +96,9 @@ return out
 # status, the log's ttl ms, then (age ms, member) pairs: the limiter's slot
 # releases (as its RELEASE script), made whether or not the write is.
 _STORE: Final = (
-    """
-if KEYS[6] then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  for i = 11, #ARGV, 2 do
-    redis.call('ZADD', KEYS[6], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
-  end
-  redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[10]))
-end
+    "\nif KEYS[6] then"
+    + release_lua("KEYS[6]", "ARGV[10]", 11)
+    + """end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local stored = redis.call('HMGET', KEYS[2], 'fence', 'terminal')
 if stored[2] == '1' then return 2 end
