@@ -15,18 +15,25 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import ProtocolError, RateLimitError, ServerError, TransportError
 from ._models import BatchState, BatchStatus, Operation
-from ._policy import TIMING_NOISE, Observation, PollPolicy, capped_growth, next_poll_delay
+from ._policy import (
+    TIMING_NOISE,
+    Observation,
+    PollPolicy,
+    aim_by_rate_bounds,
+    capped_growth,
+    next_poll_delay,
+)
+from ._server_clock import claimed_start, start_hint
 
 if TYPE_CHECKING:
+    from ._policy import RateBounds
+    from ._rates import RateBook
     from ._server_clock import ServerClock
 
 __all__ = [
-    "CLAIM_TOLERANCE",
     "Entry",
     "Subscriber",
-    "claimed_start",
     "is_transient",
-    "start_hint",
     "status_changed",
 ]
 
@@ -60,6 +67,7 @@ class Entry:
     """
 
     __slots__ = (
+        "aimed",
         "anchor",
         "claim",
         "due",
@@ -73,6 +81,7 @@ class Entry:
         "last",
         "not_running_at",
         "operation",
+        "provisional",
         "scheduled",
         "soon",
         "status",
@@ -116,6 +125,12 @@ class Entry:
         self.hint: Observation | None = None
         self.last: Observation | None = None
         self.not_running_at = not_running_at
+        # the next poll was put early on an unchecked start claim: when it is
+        # due, what the session has learnt since may aim it better (reaim)
+        self.provisional = False
+        # the next poll was aimed by the job's count: a rate the session's
+        # jobs share, learnt before it falls due, may put it later (reaim)
+        self.aimed = False
 
     @property
     def finished(self) -> bool:
@@ -146,6 +161,7 @@ class Entry:
         policy's), never shorter than a ``Retry-After`` the reply gave.
         """
         self.failures += 1
+        self.provisional = self.aimed = False  # a retry, not an aim: never put off
         base = capped_growth(
             max(policy.initial_delay, policy.min_delay),
             policy.multiplier,
@@ -168,6 +184,7 @@ class Entry:
         rng: random.Random,
         sent_at: float | None = None,
         server_clock: ServerClock | None = None,
+        rates: RateBook | None = None,
     ) -> float:
         """Take in a non-terminal status read at ``now``; seconds until the next poll.
 
@@ -179,6 +196,8 @@ class Entry:
         :param server_clock: the session's bound on the server's clock, which
             checks ``startedAt`` where no floor of ours does, and learns from
             this job in turn.
+        :param rates: the session's book of the rate its jobs share, which
+            narrows this job's estimate and learns from it in turn.
         """
         self.failures = 0
         current = Observation(now, status.state, status.processed_count, status.total_count)
@@ -203,6 +222,22 @@ class Entry:
                 # every later observation gives a bound, tighter as the span grows
                 server_clock.learn(self.claim, self.first, current)
         reference: Observation | None = self.anchor if progressed else None
+        if (
+            progressed
+            and reference is not None
+            and not reference.exact
+            and self.not_running_at is None
+            and server_clock is not None
+        ):
+            # the server's clock is bounded now: its start claim, shifted by the
+            # bound, anchors the rate over a longer span than our own first look
+            bound = server_clock.behind_at_most
+            if bound is not None:
+                upgraded = start_hint(
+                    status, current, not_running_at=None, wall_now=wall_now, behind_at_most=bound
+                )
+                if upgraded is not None and upgraded.at < reference.at:
+                    self.anchor = reference = upgraded
         if self.anchor is None and status.state is BatchState.RUNNING:
             hint = start_hint(
                 status,
@@ -220,6 +255,9 @@ class Entry:
                 self.anchor = current
                 self.hint = hint
         self.last = current
+        self.provisional = False
+        self.aimed = status.state is BatchState.RUNNING
+        bounds = self._narrow(rates, current, reference, learn_at=now)
         delay = next_poll_delay(
             policy,
             previous=reference,
@@ -227,8 +265,10 @@ class Entry:
             steps_without_progress=self.steps,
             retry_after=retry_after,
             rng=rng,
+            bounds=bounds,
         )
         if reference is None and self.hint is not None and self.anchor is current:
+            self.provisional = self.claim is not None
             # One observation of our own and an unchecked start time: it may
             # bring the next poll forward, never put it off.
             hinted = next_poll_delay(
@@ -242,68 +282,83 @@ class Entry:
             delay = min(delay, hinted)
         return delay
 
+    def reaim(
+        self,
+        policy: PollPolicy,
+        *,
+        server_clock: ServerClock,
+        rates: RateBook | None,
+        rng: random.Random,
+    ) -> float | None:
+        """When an aimed poll falls due: the time (monotonic) it should be sent instead, if any.
 
-# A server clock this far from ours is not one to estimate a rate from.
-_MAX_PLAUSIBLE_RUN: Final = 86_400.0
-# How far a claim may pass a floor of ours and still be read as meeting it:
-# startedAt has millisecond resolution, and our wall and monotonic clocks,
-# read a moment apart, may disagree by as much again.
-CLAIM_TOLERANCE: Final = 0.005
+        Two things learnt since the poll was aimed may put it later. A poll
+        put early because the job's start claim could not be checked
+        (``provisional``): once the session bounds the server's clock, the
+        claim made younger by that bound is a start the job cannot have
+        passed. And a poll aimed by the job's count alone (``aimed``): the
+        rate the session's jobs share, learnt since from others, may show the
+        end is later (within ``MAX_BET`` of what the job's own looks allow).
+        Either way the poll is aimed once more when it falls due again.
 
-
-def claimed_start(status: BatchStatus, current: Observation, *, wall_now: float) -> float | None:
-    """The start ``startedAt`` claims, on the monotonic clock of ``current``, if it has one.
-
-    :param wall_now: the local wall clock (``time.time()``) at ``current``.
-    """
-    if status.started_at is None:
-        return None
-    return current.at - (wall_now - status.started_at.timestamp())
-
-
-def start_hint(
-    status: BatchStatus,
-    current: Observation,
-    *,
-    not_running_at: float | None,
-    wall_now: float,
-    behind_at_most: float | None = None,
-) -> Observation | None:
-    """An observation of zero progress at the job's reported start, if plausible.
-
-    ``startedAt`` is the server's clock, which may be off by any amount (or a
-    naive local time read as UTC), so it is checked against what this process
-    saw: the job cannot have started before ``not_running_at`` (the creation
-    request's sending, or that of a request answered Queued). A claim that
-    breaks that by more than :data:`CLAIM_TOLERANCE` shows the server's clock
-    is off, so it gives no hint at all (cutting it to the floor would still
-    claim too long a run, and a too slow rate puts the next poll late); so
-    does a claimed start in the future, or an implausibly old one. Without a
-    floor, the claim is made younger by ``behind_at_most``, the session's
-    bound on how far the server's clock is behind ours (see ``_server_clock``),
-    less the :data:`TIMING_NOISE` the rate's error bound allows for anyway.
-
-    :param current: the observation the status was read in (monotonic clock).
-    :param not_running_at: monotonic time the job was last known not running.
-    :param wall_now: the local wall clock (``time.time()``) at ``current``.
-    :param behind_at_most: seconds the server's clock may be behind ours, if known.
-    """
-    if status.started_at is None or current.processed <= 0:
-        return None
-    elapsed = wall_now - status.started_at.timestamp()
-    if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
-        return None
-    if not_running_at is not None:
-        floor = current.at - not_running_at
-        if elapsed > floor + CLAIM_TOLERANCE:
+        :return: ``None`` to send the poll as planned, else a time, which may
+            be no later than the poll's due time (then send it now).
+        """
+        provisional, aimed = self.provisional, self.aimed
+        self.provisional = self.aimed = False
+        last = self.last
+        if last is None or last.state is not BatchState.RUNNING or last.processed <= 0:
             return None
-        elapsed = min(elapsed, floor)
-    elif behind_at_most is not None:
-        # the rate's error bound already allows TIMING_NOISE on the span
-        elapsed -= max(behind_at_most - TIMING_NOISE, 0.0)
-    if elapsed <= 0.0:
-        return None
-    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total, exact=True)
+        delay: float | None = None
+        anchor = self._checked_claim(server_clock) if provisional else None
+        if anchor is not None:
+            self.anchor, self.hint = anchor, None
+            delay = next_poll_delay(
+                policy,
+                previous=anchor,
+                current=last,
+                steps_without_progress=self.steps,
+                retry_after=None,
+                rng=rng,
+                bounds=self._narrow(rates, last, anchor, learn_at=None),
+            )
+        elif (provisional or aimed) and rates is not None and rates.learnt_at > last.at:
+            bounds = self._narrow(rates, last, self.anchor, learn_at=None)
+            delay = None if bounds is None else aim_by_rate_bounds(policy, last, bounds)
+        if delay is None:
+            return None
+        self.aimed = True
+        return last.at + delay
+
+    def _checked_claim(self, server_clock: ServerClock) -> Observation | None:
+        """The job's start claim made younger by the bound on the server's clock, if known."""
+        last, claim, behind = self.last, self.claim, server_clock.behind_at_most
+        if last is None or claim is None or behind is None:
+            return None
+        start = claim + max(behind - TIMING_NOISE, 0.0)
+        if not start < last.at:
+            return None
+        return Observation(start, BatchState.RUNNING, 0, last.total, exact=True)
+
+    def _narrow(
+        self,
+        rates: RateBook | None,
+        current: Observation,
+        reference: Observation | None,
+        *,
+        learn_at: float | None,
+    ) -> RateBounds | None:
+        """The job's rate bounds narrowed by the session's book (see :meth:`RateBook.narrow`)."""
+        if rates is None:
+            return None
+        return rates.narrow(
+            self.job_id,
+            self.operation,
+            first=self.first,
+            current=current,
+            reference=reference,
+            learn_at=learn_at,
+        )
 
 
 def status_changed(old: BatchStatus | None, new: BatchStatus) -> bool:

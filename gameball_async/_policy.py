@@ -18,13 +18,19 @@ from ._models import BatchState
 __all__ = [
     "DEFAULT_POLL_POLICY",
     "DEFAULT_RETRY_POLICY",
+    "MAX_BET",
     "TIMING_NOISE",
+    "Bounds",
     "Observation",
     "PollPolicy",
+    "RateBounds",
     "RetryPolicy",
+    "aim_by_rate_bounds",
     "capped_growth",
+    "narrowed",
     "next_poll_delay",
     "optional_positive",
+    "rate_bounds",
     "retry_delay",
 ]
 
@@ -213,6 +219,7 @@ def next_poll_delay(
     steps_without_progress: int,
     retry_after: float | None,
     rng: random.Random,
+    bounds: RateBounds | None = None,
 ) -> float:
     """Seconds from ``current`` until the next poll of a job that is not terminal.
 
@@ -221,8 +228,15 @@ def next_poll_delay(
     :param steps_without_progress: polls in a row that saw no new progress;
         drives the exponential backoff.
     :param retry_after: a ``Retry-After`` the reply carried, in seconds.
+    :param bounds: the job's rate bounds narrowed by those the session's
+        recent jobs share (see ``_rates``); they aim the poll when they bound
+        the rate from both sides.
     """
-    delay = _estimate_to_end(policy, previous, current)
+    delay = None
+    if bounds is not None:
+        delay = aim_by_rate_bounds(policy, current, bounds)
+    if delay is None:
+        delay = _estimate_to_end(policy, previous, current)
     if delay is None:
         base = capped_growth(
             policy.initial_delay, policy.multiplier, steps_without_progress, policy.max_delay
@@ -278,4 +292,87 @@ def _estimate_to_end(
     else:
         error = eta / done + timing
         delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
+    return min(max(delay, policy.min_delay), policy.max_delay)
+
+
+#: A job's rate, as (slowest, fastest) items per second.
+Bounds = tuple[float, float]
+
+#: Seconds the rate the session's jobs share may put a poll past the earliest
+#: end the job's own bounds allow: the lag a job running faster than the
+#: others pays, at most, for the polls the shared rate saves the rest.
+MAX_BET: Final = 1.0
+
+
+@attrs.frozen(kw_only=True)
+class RateBounds:
+    """A job's rate bounds, its own narrowed by those its session's jobs share.
+
+    :param slowest: the slowest rate, items per second (> 0 to aim by it).
+    :param fastest: the fastest rate, items per second.
+    :param own_fastest: the fastest rate the job's own observations allow,
+        ``inf`` when they set none: it alone is sure to hold for this job.
+    """
+
+    slowest: float
+    fastest: float
+    own_fastest: float
+
+
+def rate_bounds(previous: Observation, current: Observation) -> Bounds | None:
+    """Items per second a job ran at between two observations, as (slowest, fastest).
+
+    Between two polls each count may have most of another item done, and the
+    reply times carry :data:`TIMING_NOISE`. From an exact ``previous`` (a start
+    from the server's ``startedAt``, checked or made as young as it can be)
+    only the fastest bound holds: the server's clock may be ahead of ours, and
+    the job older than its claim, by any amount.
+
+    :return: ``None`` when there was no progress or the span is within the noise.
+    """
+    done = current.processed - previous.processed
+    span = current.at - previous.at
+    if done <= 0 or span <= TIMING_NOISE:
+        return None
+    fastest = (done + 1) / (span - TIMING_NOISE)
+    if previous.exact:
+        return (0.0, fastest)
+    return (max(done - 1, 0) / (span + TIMING_NOISE), fastest)
+
+
+def narrowed(*bounds: Bounds | None) -> Bounds | None:
+    """The intersection of the rate bounds given (``None`` ones skipped), or ``None`` if empty.
+
+    With none given it is every rate, ``(0.0, inf)``.
+    """
+    slowest, fastest = 0.0, math.inf
+    for each in bounds:
+        if each is not None:
+            slowest, fastest = max(slowest, each[0]), min(fastest, each[1])
+    return (slowest, fastest) if slowest <= fastest else None
+
+
+def aim_by_rate_bounds(
+    policy: PollPolicy, current: Observation, bounds: RateBounds
+) -> float | None:
+    """Seconds until the next poll of a job whose rate is within ``bounds``, or ``None``.
+
+    The count has less than one more item done: the end is between
+    ``remaining - 1`` items at the fastest rate and ``remaining`` at the
+    slowest. Aimed just past the latest when that span is within the lag the
+    estimate accepts (twice ``min_delay``), else at the earliest. Either way
+    no later than :data:`MAX_BET` past the earliest end of the job's own
+    fastest bound: the shared bounds are the other jobs' rate, not proof of
+    this one's.
+    """
+    if current.total is None or current.state is not BatchState.RUNNING:
+        return None
+    if bounds.slowest <= 0.0:
+        return None
+    remaining = max(current.total - current.processed, 0)
+    earliest = max(remaining - 1, 0) / bounds.fastest
+    latest = remaining / bounds.slowest + TIMING_NOISE
+    sharp = latest - earliest <= 2.0 * policy.min_delay
+    delay = latest + _ETA_PAD if sharp else earliest
+    delay = min(delay, max(remaining - 1, 0) / bounds.own_fastest + MAX_BET)
     return min(max(delay, policy.min_delay), policy.max_delay)

@@ -46,6 +46,7 @@ from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
 from ._outage import Outage
 from ._policy import PollPolicy
+from ._rates import RateBook
 from ._server_clock import ServerClock
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class Poller:
         self._closed = False
         self._outage = Outage(clock)
         self._server_clock = ServerClock()
+        # the rate the session's jobs share, which aims a job's end from its first look
+        self._rates = RateBook()
         #: Polls sent since the session opened (for tests and benchmarks).
         self.polls_sent = 0
         #: Polls that failed transiently and were put back on the schedule.
@@ -211,6 +214,7 @@ class Poller:
         if entry is None or entry.finished:
             return
         entry.steps = 0
+        entry.provisional = entry.aimed = False  # asked for now: not to be put off
         if entry.in_flight:
             entry.soon = True
         else:
@@ -319,6 +323,8 @@ class Poller:
                 entry.scheduled = False
                 if self._entries.get(entry.job_id) is not entry or entry.in_flight:
                     continue  # nobody waits for it any more, or its poll reschedules it
+                if (entry.provisional or entry.aimed) and self._reaimed(entry, due):
+                    continue  # what the session learnt since puts it later
                 entry.in_flight = True
                 self._in_flight += 1
                 queue.send_nowait(entry)  # never blocks: the buffer holds max_in_flight
@@ -330,6 +336,25 @@ class Poller:
                 timeout = max(0.0, heap[0][0] - self._clock())
             with anyio.move_on_after(timeout):
                 await self._wakeup.wait()
+
+    def _reaimed(self, entry: Entry, due: float) -> bool:
+        """Put off a poll that fell due, if what the session learnt since aims it later.
+
+        :return: whether it was put back on the heap for later.
+        """
+        later = entry.reaim(
+            self._policy, server_clock=self._server_clock, rates=self._rates, rng=self._rng
+        )
+        if later is None or later <= due:
+            return False
+        delay = later - self._clock()
+        if not entry.subscribers and delay > LINGER:
+            # lingering for a poll that is now too far off: none is sent (see unsubscribe)
+            del self._entries[entry.job_id]
+            entry.due = later  # a later wait puts it back there
+            return True
+        self._schedule(entry, delay)
+        return True
 
     async def _poll(self, entry: Entry) -> None:
         ticket = self.ticket()
@@ -373,6 +398,7 @@ class Poller:
             return
         if entry.soon:
             entry.soon = False
+            entry.provisional = entry.aimed = False  # asked for soon: not to be put off
             self._schedule(entry, self._policy.min_delay)
         elif not entry.scheduled:
             # its reply was dropped as stale, or a status fed meanwhile moved it
@@ -442,6 +468,7 @@ class Poller:
             rng=self._rng,
             sent_at=sent_at,
             server_clock=self._server_clock,
+            rates=self._rates,
         )
         if self._entries.get(entry.job_id) is entry and not entry.in_flight:
             self._schedule(entry, delay)

@@ -19,6 +19,9 @@ forward by it can only make a job look younger, its rate faster and the next
 poll early, never late. This assumes a job does not process faster at its
 start than later, true of the fake's steady rate and of a real server's
 warm-up alike.
+
+:func:`start_hint` reads a claim with that bound, or against a floor of ours
+where the job has one (its creation, a Queued reply).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
+from ._models import BatchState, BatchStatus
 from ._policy import TIMING_NOISE, Observation
 
-__all__ = ["ServerClock"]
+__all__ = ["CLAIM_TOLERANCE", "ServerClock", "claimed_start", "start_hint"]
 
 #: Recent samples the bound is the smallest of: a server clock stepped further
 #: behind is learnt once this many polls of running jobs have shown it.
@@ -67,3 +71,66 @@ class ServerClock:
         latest_start = first.at - max(first.processed - 1, 0) / fastest
         self._samples.append(max(latest_start - claimed_start, 0.0))
         return True
+
+
+# A server clock this far from ours is not one to estimate a rate from.
+_MAX_PLAUSIBLE_RUN: Final = 86_400.0
+# How far a claim may pass a floor of ours and still be read as meeting it:
+# startedAt has millisecond resolution, and our wall and monotonic clocks,
+# read a moment apart, may disagree by as much again.
+CLAIM_TOLERANCE: Final = 0.005
+
+
+def claimed_start(status: BatchStatus, current: Observation, *, wall_now: float) -> float | None:
+    """The start ``startedAt`` claims, on the monotonic clock of ``current``, if it has one.
+
+    :param wall_now: the local wall clock (``time.time()``) at ``current``.
+    """
+    if status.started_at is None:
+        return None
+    return current.at - (wall_now - status.started_at.timestamp())
+
+
+def start_hint(
+    status: BatchStatus,
+    current: Observation,
+    *,
+    not_running_at: float | None,
+    wall_now: float,
+    behind_at_most: float | None = None,
+) -> Observation | None:
+    """An observation of zero progress at the job's reported start, if plausible.
+
+    ``startedAt`` is the server's clock, which may be off by any amount (or a
+    naive local time read as UTC), so it is checked against what this process
+    saw: the job cannot have started before ``not_running_at`` (the creation
+    request's sending, or that of a request answered Queued). A claim that
+    breaks that by more than :data:`CLAIM_TOLERANCE` shows the server's clock
+    is off, so it gives no hint at all (cutting it to the floor would still
+    claim too long a run, and a too slow rate puts the next poll late); so
+    does a claimed start in the future, or an implausibly old one. Without a
+    floor, the claim is made younger by ``behind_at_most``, the session's
+    bound on how far the server's clock is behind ours (see ``_server_clock``),
+    less the :data:`TIMING_NOISE` the rate's error bound allows for anyway.
+
+    :param current: the observation the status was read in (monotonic clock).
+    :param not_running_at: monotonic time the job was last known not running.
+    :param wall_now: the local wall clock (``time.time()``) at ``current``.
+    :param behind_at_most: seconds the server's clock may be behind ours, if known.
+    """
+    if status.started_at is None or current.processed <= 0:
+        return None
+    elapsed = wall_now - status.started_at.timestamp()
+    if not 0.0 < elapsed < _MAX_PLAUSIBLE_RUN:
+        return None
+    if not_running_at is not None:
+        floor = current.at - not_running_at
+        if elapsed > floor + CLAIM_TOLERANCE:
+            return None
+        elapsed = min(elapsed, floor)
+    elif behind_at_most is not None:
+        # the rate's error bound already allows TIMING_NOISE on the span
+        elapsed -= max(behind_at_most - TIMING_NOISE, 0.0)
+    if elapsed <= 0.0:
+        return None
+    return Observation(current.at - elapsed, BatchState.RUNNING, 0, current.total, exact=True)

@@ -11,7 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gameball_async import BatchState, PollPolicy, RetryPolicy
-from gameball_async._policy import Observation, capped_growth, next_poll_delay, retry_delay
+from gameball_async._policy import (
+    _ETA_PAD,
+    MAX_BET,
+    TIMING_NOISE,
+    Observation,
+    RateBounds,
+    aim_by_rate_bounds,
+    capped_growth,
+    narrowed,
+    next_poll_delay,
+    rate_bounds,
+    retry_delay,
+)
 
 SEEDS = range(200)
 
@@ -224,6 +236,176 @@ class TestNextPollDelay:
     def test_validation(self, kwargs: dict[str, Any]) -> None:
         with pytest.raises(ValueError, match=r"delay|multiplier|jitter|timeout"):
             PollPolicy(**kwargs)
+
+
+class TestRateBounds:
+    def test_one_item_and_the_timing_noise_either_way(self) -> None:
+        bounds = rate_bounds(_obs(10.0, 100), _obs(14.0, 180))
+        assert bounds == pytest.approx((79 / (4 + TIMING_NOISE), 81 / (4 - TIMING_NOISE)))
+
+    def test_from_an_exact_start_only_the_fastest_holds(self) -> None:
+        start = Observation(at=8.0, state=BatchState.RUNNING, processed=0, total=100, exact=True)
+        # the server's clock may be ahead of ours: the job may be older, so slower
+        assert rate_bounds(start, _obs(10.0, 40)) == pytest.approx((0.0, 41 / (2 - TIMING_NOISE)))
+
+    @pytest.mark.parametrize(
+        ("previous", "current"),
+        [
+            (_obs(10.0, 40), _obs(12.0, 40)),  # no progress
+            (_obs(10.0, 40), _obs(10.0 + TIMING_NOISE / 2, 41)),  # within the noise
+            (_obs(10.0, 40), _obs(9.0, 50)),  # backwards
+        ],
+    )
+    def test_none_without_a_span_to_measure(
+        self, previous: Observation, current: Observation
+    ) -> None:
+        assert rate_bounds(previous, current) is None
+
+    @given(
+        rate=st.floats(0.5, 500.0),
+        start=st.floats(0.0, 100.0),
+        after=st.floats(0.0, 100.0),
+        span=st.floats(0.0, 100.0),
+        noise=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),
+    )
+    def test_the_true_rate_is_within(
+        self, rate: float, start: float, after: float, span: float, noise: tuple[float, float]
+    ) -> None:
+        # two counts read ``after`` and ``after + span`` s into a steady run,
+        # each reply's time up to half the timing noise off
+        first = _obs(start + after + noise[0] * TIMING_NOISE, math.floor(after * rate), None)
+        later = _obs(
+            start + after + span + noise[1] * TIMING_NOISE,
+            math.floor((after + span) * rate),
+            None,
+        )
+        bounds = rate_bounds(first, later)
+        if bounds is not None:
+            assert bounds[0] <= rate <= bounds[1]
+
+
+class TestNarrowed:
+    def test_the_intersection(self) -> None:
+        assert narrowed((10.0, 30.0), None, (19.0, 40.0), (0.0, 21.0)) == (19.0, 21.0)
+
+    def test_none_when_they_do_not_meet(self) -> None:
+        assert narrowed((10.0, 15.0), (19.0, 40.0)) is None
+
+    def test_nothing_known_is_every_rate(self) -> None:
+        assert narrowed() == (0.0, math.inf)
+        assert narrowed(None, None) == (0.0, math.inf)
+
+
+class TestAimByRateBounds:
+    POLICY = PollPolicy(initial_delay=1.0, max_delay=60.0, min_delay=0.25, jitter=0.0)
+
+    def test_sharp_bounds_aim_just_past_the_latest_end(self) -> None:
+        # 300 left at 19.9..20.1 items/s: ends within 14.9..15.08 s
+        current = _obs(5.0, 100, total=400)
+        delay = aim_by_rate_bounds(
+            self.POLICY, current, RateBounds(slowest=19.9, fastest=20.1, own_fastest=20.1)
+        )
+        assert delay == pytest.approx(300 / 19.9 + TIMING_NOISE + _ETA_PAD)
+
+    def test_rough_bounds_aim_at_the_earliest(self) -> None:
+        current = _obs(5.0, 100, total=400)
+        delay = aim_by_rate_bounds(
+            self.POLICY, current, RateBounds(slowest=18.0, fastest=22.0, own_fastest=22.0)
+        )
+        assert delay == pytest.approx(299 / 22.0)
+
+    def test_never_past_the_jobs_own_earliest_end_by_more_than_the_bet(self) -> None:
+        # the others run at 20 items/s; this job's own looks allow 30
+        current = _obs(5.0, 100, total=400)
+        bounds = RateBounds(slowest=19.9, fastest=20.1, own_fastest=30.0)
+        delay = aim_by_rate_bounds(self.POLICY, current, bounds)
+        assert delay == pytest.approx(299 / 30.0 + MAX_BET)
+
+    @pytest.mark.parametrize(
+        "current",
+        [
+            _obs(5.0, 100, total=None),
+            _obs(5.0, 0, state=BatchState.QUEUED),
+            _obs(5.0, 100, state=BatchState.UNKNOWN),
+        ],
+    )
+    def test_none_without_a_running_count_to_aim_from(self, current: Observation) -> None:
+        bounds = RateBounds(slowest=19.9, fastest=20.1, own_fastest=20.1)
+        assert aim_by_rate_bounds(self.POLICY, current, bounds) is None
+
+    def test_none_without_a_slowest_rate(self) -> None:
+        bounds = RateBounds(slowest=0.0, fastest=20.1, own_fastest=20.1)
+        assert aim_by_rate_bounds(self.POLICY, _obs(5.0, 100), bounds) is None
+
+    def test_within_min_and_max_delay(self) -> None:
+        bounds = RateBounds(slowest=19.9, fastest=20.1, own_fastest=20.1)
+        assert aim_by_rate_bounds(self.POLICY, _obs(5.0, 399, total=400), bounds) == 0.25
+        far = aim_by_rate_bounds(self.POLICY, _obs(5.0, 100, total=100_000), bounds)
+        assert far == self.POLICY.max_delay
+
+    def test_next_poll_delay_takes_the_bounds_over_its_own_estimate(self) -> None:
+        # a rough estimate from two looks 1 s apart, sharp with the shared rate
+        previous, current = _obs(4.0, 80, total=400), _obs(5.0, 100, total=400)
+        bounds = RateBounds(slowest=19.9, fastest=20.1, own_fastest=20.1)
+        kwargs: dict[str, Any] = {
+            "previous": previous,
+            "current": current,
+            "steps_without_progress": 0,
+            "retry_after": None,
+            "rng": random.Random(0),
+        }
+        alone = next_poll_delay(self.POLICY, **kwargs)
+        shared = next_poll_delay(self.POLICY, bounds=bounds, **kwargs)
+        assert alone < 15.0 < shared == aim_by_rate_bounds(self.POLICY, current, bounds)
+        # and a Retry-After still wins when longer
+        assert (
+            next_poll_delay(self.POLICY, bounds=bounds, **{**kwargs, "retry_after": 20.0}) == 20.0
+        )
+
+    @given(
+        rate=st.floats(1.0, 200.0),
+        remaining=st.integers(1, 5000),
+        part=st.floats(0.0, 0.999),
+        low=st.floats(0.0, 0.2),
+        high=st.floats(0.0, 0.2),
+        min_delay=st.floats(0.05, 1.0),
+    )
+    def test_within_bounds_the_end_is_never_overshot_by_more_than_the_lag_accepted(
+        self, rate: float, remaining: int, part: float, low: float, high: float, min_delay: float
+    ) -> None:
+        # the job runs at ``rate``, within the bounds, with ``part`` of its
+        # next item done: it ends ``(remaining - part) / rate`` s from now
+        policy = PollPolicy(min_delay=min_delay, max_delay=1e9)
+        bounds = RateBounds(
+            slowest=rate * (1 - low), fastest=rate * (1 + high), own_fastest=rate * (1 + high)
+        )
+        current = _obs(0.0, 1000, total=1000 + remaining)
+        delay = aim_by_rate_bounds(policy, current, bounds)
+        assert delay is not None
+        end = (remaining - part) / rate
+        # early when rough (the next poll measures more), just past when sharp,
+        # and never later than the lag the estimate accepts
+        assert delay <= max(end + 2 * min_delay + _ETA_PAD, min_delay) + 1e-9
+
+    @given(
+        rate=st.floats(1.0, 200.0),
+        others=st.floats(1.0, 200.0),
+        remaining=st.integers(1, 5000),
+        part=st.floats(0.0, 0.999),
+        own=st.floats(1.0, 2.0),
+    )
+    def test_a_job_faster_than_the_others_pays_at_most_the_bet(
+        self, rate: float, others: float, remaining: int, part: float, own: float
+    ) -> None:
+        # the others' rate may say nothing true of this job; its own fastest
+        # bound (``own`` times its rate) does
+        policy = PollPolicy(min_delay=0.25, max_delay=1e9)
+        bounds = RateBounds(slowest=others * 0.99, fastest=others * 1.01, own_fastest=rate * own)
+        current = _obs(0.0, 1000, total=1000 + remaining)
+        delay = aim_by_rate_bounds(policy, current, bounds)
+        assert delay is not None
+        end = (remaining - part) / rate
+        assert delay <= max(end + MAX_BET, policy.min_delay) + 1e-9
 
 
 class TestArithmeticIsTotal:

@@ -48,9 +48,9 @@ from gameball_async import (
     TransportError,
     as_completed,
 )
-from gameball_async._entry import start_hint
 from gameball_async._policy import Observation
 from gameball_async._poller import LINGER, Poller
+from gameball_async._server_clock import start_hint
 from gameball_async.testing import FakeGameball
 
 pytestmark = pytest.mark.anyio
