@@ -200,7 +200,9 @@ class Entry:
             narrows this job's estimate and learns from it in turn.
         """
         self.failures = 0
-        current = Observation(now, status.state, status.processed_count, status.total_count)
+        current = Observation(
+            now, status.state, status.processed_count, status.total_count, sent=sent_at
+        )
         last = self.last
         progressed = last is not None and current.processed > last.processed
         if last is not None and last.state is not status.state:

@@ -202,6 +202,9 @@ class Observation:
     :ivar exact: ``at`` is when ``processed`` items were done with no other
         item under way: the job's start, from its ``startedAt``. A count read
         by a poll may have most of another item done.
+    :ivar sent: when the request that read it was sent (monotonic), if
+        known: the server counted ``processed`` between ``sent`` and ``at``,
+        however long a loaded loop or a slow network held either end.
     """
 
     at: float
@@ -209,6 +212,17 @@ class Observation:
     processed: int
     total: int | None
     exact: bool = False
+    sent: float | None = None
+
+    def read_between(self) -> tuple[float, float]:
+        """The earliest and latest time (monotonic) the server can have counted ``processed``.
+
+        ``[sent, at]`` when the request's sending is known; otherwise ``at``
+        give or take half of :data:`TIMING_NOISE`.
+        """
+        if self.sent is None or self.exact:
+            return (self.at - TIMING_NOISE / 2, self.at + TIMING_NOISE / 2)
+        return (self.sent, self.at)
 
 
 def next_poll_delay(
@@ -322,22 +336,27 @@ class RateBounds:
 def rate_bounds(previous: Observation, current: Observation) -> Bounds | None:
     """Items per second a job ran at between two observations, as (slowest, fastest).
 
-    Between two polls each count may have most of another item done, and the
-    reply times carry :data:`TIMING_NOISE`. From an exact ``previous`` (a start
-    from the server's ``startedAt``, checked or made as young as it can be)
-    only the fastest bound holds: the server's clock may be ahead of ours, and
-    the job older than its claim, by any amount.
+    Between two polls each count may have most of another item done, and
+    each was read at some time within :meth:`Observation.read_between` (a
+    request's round trip, or :data:`TIMING_NOISE` where its sending is not
+    known): bounds from the shortest and the longest span those allow hold
+    the job's rate however late a loaded loop took a reply in. From an exact
+    ``previous`` (a start from the server's ``startedAt``, checked or made as
+    young as it can be) only the fastest bound holds: the server's clock may
+    be ahead of ours, and the job older than its claim, by any amount.
 
     :return: ``None`` when there was no progress or the span is within the noise.
     """
     done = current.processed - previous.processed
-    span = current.at - previous.at
-    if done <= 0 or span <= TIMING_NOISE:
+    previous_from, previous_to = previous.read_between()
+    current_from, current_to = current.read_between()
+    shortest = current_from - previous_to
+    if done <= 0 or shortest <= 0.0:
         return None
-    fastest = (done + 1) / (span - TIMING_NOISE)
+    fastest = (done + 1) / shortest
     if previous.exact:
         return (0.0, fastest)
-    return (max(done - 1, 0) / (span + TIMING_NOISE), fastest)
+    return (max(done - 1, 0) / (current_to - previous_from), fastest)
 
 
 def narrowed(*bounds: Bounds | None) -> Bounds | None:

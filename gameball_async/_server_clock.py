@@ -63,8 +63,8 @@ class ServerClock:
         :return: whether they made a sample (enough items processed between them).
         """
         done = later.processed - first.processed
-        # reply times carry network noise: the span is taken that much shorter
-        span = later.at - first.at - TIMING_NOISE
+        # the shortest span the two reads allow (a round trip each, or the noise)
+        span = later.read_between()[0] - first.read_between()[1]
         if done < _MIN_ITEMS or span <= 0.0:
             return False
         fastest = (done + 1) / span

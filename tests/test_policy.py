@@ -6,6 +6,7 @@ import math
 import random
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -278,6 +279,47 @@ class TestRateBounds:
             start + after + span + noise[1] * TIMING_NOISE,
             math.floor((after + span) * rate),
             None,
+        )
+        bounds = rate_bounds(first, later)
+        if bounds is not None:
+            assert bounds[0] <= rate <= bounds[1]
+
+    def test_a_reply_held_past_the_noise_bounds_by_its_round_trip(self) -> None:
+        # 20 items a second since 4.995; the second count is read at 13.71 but
+        # a loaded loop takes its reply in only at 14.0, 290 ms late
+        first = Observation(10.0, BatchState.RUNNING, 100, 1000, sent=9.99)
+        later = Observation(14.0, BatchState.RUNNING, 174, 1000, sent=13.70)
+        bounds = rate_bounds(first, later)
+        assert bounds is not None
+        assert bounds == pytest.approx((73 / (14.0 - 9.99), 75 / (13.70 - 10.0)))
+        assert bounds[0] <= 20.0 <= bounds[1]
+        # by the reply times alone, the noise allowed for misses it
+        unsent = rate_bounds(attrs.evolve(first, sent=None), attrs.evolve(later, sent=None))
+        assert unsent is not None
+        assert unsent[1] < 20.0
+
+    @given(
+        rate=st.floats(0.5, 500.0),
+        start=st.floats(0.0, 100.0),
+        after=st.floats(0.0, 100.0),
+        span=st.floats(0.0, 100.0),
+        trips=st.tuples(*(st.floats(0.0, 2.0) for _ in range(4))),
+    )
+    def test_the_true_rate_is_within_however_long_the_round_trips(
+        self, rate: float, start: float, after: float, span: float, trips: tuple[float, ...]
+    ) -> None:
+        # each count read ``after`` and ``after + span`` s into a steady run,
+        # its request sent up to 2 s before and its reply taken in up to 2 s after
+        read = (after, after + span)
+        first, later = (
+            Observation(
+                start + at + trips[2 * n + 1],
+                BatchState.RUNNING,
+                math.floor(at * rate),
+                None,
+                sent=start + at - trips[2 * n],
+            )
+            for n, at in enumerate(read)
         )
         bounds = rate_bounds(first, later)
         if bounds is not None:
