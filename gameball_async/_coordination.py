@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -28,6 +29,7 @@ __all__ = [
     "Coordinator",
     "Fetch",
     "NoStatusYet",
+    "REQUEST_SENT",
     "SessionLink",
     "account_namespace",
 ]
@@ -35,6 +37,14 @@ __all__ = [
 #: The strategy that reads one status: ``(job_id, operation) -> (status, retry_after)``.
 #: One attempt; failures raise :class:`GameballError` subclasses.
 Fetch = Callable[[str, "Operation | None"], Awaitable[tuple["BatchStatus", "float | None"]]]
+
+
+#: When the request a :data:`Fetch` read its status with went out
+#: (``time.monotonic()``), set by the transport once the request's rate-limiter
+#: slot is taken: the server counted what it read after that, not after the
+#: poll began waiting for its slot. Read by the poller in the same task, right
+#: after the fetch; a value from an earlier request is older than the poll.
+REQUEST_SENT: ContextVar[float] = ContextVar("gameball_async_request_sent", default=0.0)
 
 
 class NoStatusYet(Exception):

@@ -40,7 +40,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._closing import end_tasks
-from ._coordination import Fetch, NoStatusYet
+from ._coordination import REQUEST_SENT, Fetch, NoStatusYet
 from ._entry import Entry, Subscriber, is_transient, status_changed
 from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
@@ -365,6 +365,9 @@ class Poller:
         try:
             self.polls_sent += 1
             status, retry_after = await self._fetch(entry.job_id, entry.operation)
+            if self._clock is time.monotonic:
+                # the request went out once its rate-limiter slot was taken
+                sent_at = max(sent_at, REQUEST_SENT.get())
         except Exception as exc:
             failure = exc
         finally:

@@ -32,6 +32,7 @@ import aiohttp
 import anyio
 
 from ._config import DEFAULT_CONNECTION_LIMIT, DEFAULT_TIMEOUT, Timeout
+from ._coordination import REQUEST_SENT
 from ._errors import AmbiguousSubmissionError, CreationTimeoutError, GameballError, ProtocolError
 from ._http import AiohttpWire, Failed, Wire
 from ._models import Operation
@@ -263,6 +264,7 @@ class Transport:
         try:
             if guard is not None:
                 guard.in_flight = True
+            REQUEST_SENT.set(time.monotonic())
             answer = await self._wire.send(method, self.base_url + path, body)
         finally:
             await slot.__aexit__(None, None, None)

@@ -36,6 +36,7 @@ from gameball_async import (
     GameballSession,
     Operation,
     PollPolicy,
+    RateLimit,
 )
 from gameball_async._entry import Entry
 from gameball_async._policy import _ETA_PAD, MAX_BET, Observation
@@ -283,6 +284,32 @@ async def teach(creator: GameballSession, *sessions: GameballSession) -> list[Ba
     """
     jobs = [await creator.create_batch("cashback", cashbacks(400, f"teach{n}-")) for n in range(3)]
     return [gb.job(job.job_id, "cashback") for gb in sessions for job in jobs]
+
+
+class TestReadTimes:
+    async def test_a_read_is_timed_from_when_its_request_went_out(
+        self, fake_factory: FakeFactory
+    ) -> None:
+        # the poll waits 0.3 s for its rate-limiter slot: the fake counts what
+        # it replies after that wait, so the read's window starts there, not
+        # when the poll began (a window that wide would loosen the job's bounds)
+        fake = await fake_factory(processing_rate=RATE)
+        async with session(fake) as creator, session(fake, rate_limit=RateLimit()) as gb:
+            job = await creator.create_batch("cashback", cashbacks(800, "timed"))
+            await until(lambda: processed(fake, job.job_id) >= 1)
+            paused_at = time.monotonic()
+            gb._open().limiter.pause(0.3)
+            handle = gb.job(job.job_id, "cashback")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(handle.wait)
+                with anyio.fail_after(PATIENCE):
+                    await until(lambda: job.job_id in gb._poller._entries)
+                    entry = gb._poller._entries[job.job_id]
+                    await until(lambda: entry.last is not None)
+                tg.cancel_scope.cancel()
+        assert entry.last is not None
+        assert entry.last.sent is not None
+        assert paused_at + 0.3 <= entry.last.sent <= entry.last.at
 
 
 class TestSharedRate:
