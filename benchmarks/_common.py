@@ -9,7 +9,8 @@ import statistics
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["FakeProcess", "add_quick", "machine", "run_main", "section_main", "spread", "summary"]
@@ -116,3 +117,20 @@ def machine() -> str:
         f"{os.cpu_count()} cores {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.system()} {platform.release()}"
     )
+
+
+@contextmanager
+def pure_json() -> Iterator[None]:
+    """The package's JSON codec made the stdlib's while in the block, orjson installed or not.
+
+    Lets one run measure the default install beside the ``speedups`` extra.
+    """
+    from gameball_async import _decode, _decode_items, _json, _wire
+
+    saved = (_wire._encode, _decode._loads, _decode_items._loads)
+    _wire._encode = _json.make_dumps(_wire._json_default, fast=False)
+    _decode._loads = _decode_items._loads = _json.make_loads(fast=False)
+    try:
+        yield
+    finally:
+        _wire._encode, _decode._loads, _decode_items._loads = saved

@@ -6,7 +6,10 @@ rate limit. The raw loop sends the same requests with pre-built headers and
 parses the JSON reply; ours includes validation, model conversion, the rate
 limiter (set high enough never to wait), retries' bookkeeping and decoding.
 After a warm-up, rounds alternate which side goes first; each figure is the
-median of the rounds, each ratio the median of the per-round ratios.
+median of the rounds, each ratio the median of the per-round ratios. Ours
+uses orjson when the ``speedups`` extra is installed; ``*_ours_pure`` is the
+same session with the stdlib's JSON codec (the default install), in the same
+rounds.
 
 Run: ``python -m benchmarks.overhead [--quick]``.
 """
@@ -17,14 +20,15 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
 
-from gameball_async import Cashback, GameballSession, RateLimit
+from gameball_async import Cashback, GameballSession, RateLimit, _json
 
-from ._common import FakeProcess, section_main, spread
+from ._common import FakeProcess, pure_json, section_main, spread
 
 ITEMS_PER_BATCH = 10
 UNLIMITED = RateLimit(per_second=10**9, per_window=10**9)
@@ -66,7 +70,15 @@ async def _cpu(calls: int, one: Callable[[int], Awaitable[None]]) -> float:
 
 async def measure(calls: int, rounds: int) -> dict[str, Any]:
     results: dict[str, list[float]] = {
-        k: [] for k in ("poll_ours", "poll_raw", "create_ours", "create_raw")
+        k: []
+        for k in (
+            "poll_ours",
+            "poll_ours_pure",
+            "poll_raw",
+            "create_ours",
+            "create_ours_pure",
+            "create_raw",
+        )
     }
     with FakeProcess("--no-rate-limit", "--processing-rate", "1000000") as fake:
         headers = {"APIKey": fake.api_key, "SecretKey": fake.secret_key}
@@ -109,23 +121,42 @@ async def measure(calls: int, rounds: int) -> dict[str, Any]:
             # Warm up both (connections, caches) before anything is measured.
             await _cpu(calls // 4, poll_ours)
             await _cpu(calls // 4, poll_raw)
-            pairs = (("poll_ours", poll_ours), ("poll_raw", poll_raw))
-            creations = (("create_ours", create_ours), ("create_raw", create_raw))
+            pairs = (
+                ("poll_ours", poll_ours),
+                ("poll_ours_pure", poll_ours),
+                ("poll_raw", poll_raw),
+            )
+            creations = (
+                ("create_ours", create_ours),
+                ("create_ours_pure", create_ours),
+                ("create_raw", create_raw),
+            )
             for round_ in range(rounds):
                 # Alternate which goes first, so drift in the machine's load
                 # does not always favour the same side.
                 for group in (pairs, creations):
                     for name, call in group if round_ % 2 == 0 else group[::-1]:
-                        results[name].append(await _cpu(calls, call))
+                        # *_pure: the stdlib's JSON codec, as without the speedups extra
+                        with pure_json() if name.endswith("_pure") else nullcontext():
+                            results[name].append(await _cpu(calls, call))
                         offset += calls
     polls = [o / r for o, r in zip(results["poll_ours"], results["poll_raw"], strict=False)]
     creates = [o / r for o, r in zip(results["create_ours"], results["create_raw"], strict=False)]
+    pure_polls = [
+        o / r for o, r in zip(results["poll_ours_pure"], results["poll_raw"], strict=False)
+    ]
+    pure_creates = [
+        o / r for o, r in zip(results["create_ours_pure"], results["create_raw"], strict=False)
+    ]
     return {
+        "json_codec": "orjson" if _json.FAST else "stdlib",
         "calls_per_round": calls,
         "items_per_batch": ITEMS_PER_BATCH,
         "cpu_ms_per_1000": {k: spread(v) for k, v in results.items()},
         "ratio_poll": spread(polls),
         "ratio_create": spread(creates),
+        "ratio_poll_pure": spread(pure_polls),
+        "ratio_create_pure": spread(pure_creates),
         "target_poll": 1.15,
         "target_create": 1.3,
     }

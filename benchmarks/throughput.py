@@ -8,6 +8,10 @@ before the clock starts, with aiohttp and the same concurrency. The fake
 requests per 30 s would cap any client at 12 batches (12,000 records) per
 second, which says nothing about the client.
 
+``ours`` uses orjson when the ``speedups`` extra is installed;
+``ours_pure`` is the same client with the stdlib's JSON codec (the default
+install), side by side in each round.
+
 Also reported: the share of ours' client CPU spent validating and converting
 records (measured by encoding the same batches alone).
 
@@ -25,10 +29,10 @@ from typing import Any
 
 import aiohttp
 
-from gameball_async import Cashback, GameballSession, Operation, RateLimit
+from gameball_async import Cashback, GameballSession, Operation, RateLimit, _json
 from gameball_async._schema import encode_batch
 
-from ._common import FakeProcess, section_main, spread
+from ._common import FakeProcess, pure_json, section_main, spread
 
 BATCH = 1000
 CONCURRENCY = 8
@@ -119,29 +123,42 @@ def _encode_share(total: int) -> float:
 def run(quick: bool) -> dict[str, Any]:
     """Run the throughput benchmark and return its figures."""
     total, rounds = (30_000, 2) if quick else (1_000_000, 3)
-    walls: dict[str, list[float]] = {"ours": [], "raw": []}
-    cpus: dict[str, list[float]] = {"ours": [], "raw": []}
+    names = ("ours", "ours_pure", "raw")
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     with FakeProcess("--no-rate-limit", "--processing-rate", "1000000") as fake:
         for r in range(rounds):
-            for name, fn in (("ours", _ours), ("raw", _raw)):
-                wall, cpu = asyncio.run(fn(fake, total, f"{name}{r}"))
+            for name in names:
+                fn = _raw if name == "raw" else _ours
+                if name == "ours_pure":
+                    with pure_json():
+                        wall, cpu = asyncio.run(fn(fake, total, f"{name}{r}"))
+                else:
+                    wall, cpu = asyncio.run(fn(fake, total, f"{name}{r}"))
                 walls[name].append(wall)
                 cpus[name].append(cpu)
                 fake.reset()
     encode = [_encode_share(total) for _ in range(rounds)]
+    with pure_json():
+        encode_pure = [_encode_share(total) for _ in range(rounds)]
     rate = {k: [total / w for w in v] for k, v in walls.items()}
     return {
         "records": total,
+        "json_codec": "orjson" if _json.FAST else "stdlib",
         "batch": BATCH,
         "concurrency": CONCURRENCY,
         "records_per_second": {k: spread(v) for k, v in rate.items()},
         "client_cpu_seconds": {k: spread(v) for k, v in cpus.items()},
         "validate_and_encode_cpu_seconds": spread(encode),
+        "validate_and_encode_cpu_seconds_pure": spread(encode_pure),
         "validate_and_encode_share_of_ours_cpu": spread(
             [e / c for e, c in zip(encode, cpus["ours"], strict=False)]
         ),
         "ratio_records_per_second": spread(
             [o / r for o, r in zip(rate["ours"], rate["raw"], strict=False)]
+        ),
+        "ratio_records_per_second_pure": spread(
+            [o / r for o, r in zip(rate["ours_pure"], rate["raw"], strict=False)]
         ),
     }
 

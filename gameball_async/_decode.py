@@ -13,10 +13,9 @@ into one model: the developer guide's (``totalCount``, ``finishedCount``,
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -30,6 +29,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._json import make_loads
 from ._models import BatchState, BatchStatus, Operation
 from ._wire import parse_datetime
 
@@ -41,6 +41,9 @@ __all__ = [
     "normalise_state",
     "parse_retry_after",
 ]
+
+# not Final: benchmarks/_common.pure_json swaps in the pure codec
+_loads: Callable[[bytes | str], Any] = make_loads()
 
 
 _STATE_WORDS: Final[dict[str, BatchState]] = {
@@ -115,7 +118,7 @@ def decode_json(body: bytes, what: str) -> Any:
     :raises ProtocolError: when the body is not JSON (a truncated excerpt is kept).
     """
     try:
-        return json.loads(body)
+        return _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep: not JSON to us
         excerpt = body[:200].decode("utf-8", "replace")
         raise ProtocolError(f"{what} is not JSON: {excerpt!r}") from None
@@ -326,7 +329,7 @@ def decode_error(http_status: int, body: bytes, *, retry_after: float | None = N
     """
     payload: Any = None
     try:
-        payload = json.loads(body) if body else None
+        payload = _loads(body) if body else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         payload = None
     code: int | None = None

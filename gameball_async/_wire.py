@@ -9,7 +9,6 @@ with a ``Z`` suffix and refuses any naive one that slipped through.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -20,6 +19,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
+from ._json import make_dumps
 from ._records import RECORD_CLASSES as _RECORDS
 from ._records import typed_fields
 
@@ -98,18 +98,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-_encoder: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-)
+# not Final: benchmarks/_common.pure_json swaps in the pure codec
+_encode: Callable[[Any], bytes] = make_dumps(_json_default)
 
 
 def dumps(value: Any) -> bytes:
     """Encode a value as compact UTF-8 JSON, datetimes as UTC ``Z`` strings.
 
+    orjson does it when the ``speedups`` extra is installed (``_json.py``).
+
     :raises ValueError: for a naive datetime or a non-finite number.
     :raises TypeError: for a value JSON cannot hold.
     """
-    return _encoder.encode(value).encode()
+    return _encode(value)
 
 
 def _make_converter() -> cattrs.Converter:
