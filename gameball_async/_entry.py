@@ -83,6 +83,7 @@ class Entry:
         "operation",
         "provisional",
         "scheduled",
+        "scout",
         "soon",
         "status",
         "steps",
@@ -128,6 +129,8 @@ class Entry:
         # the next poll was put early on an unchecked start claim: when it is
         # due, what the session has learnt since may aim it better (reaim)
         self.provisional = False
+        # a provisional poll in flight, counted among the poller's scouts
+        self.scout = False
         # the next poll was aimed by the job's count: a rate the session's
         # jobs share, learnt before it falls due, may put it later (reaim)
         self.aimed = False
@@ -331,6 +334,22 @@ class Entry:
             return None
         self.aimed = True
         return last.at + delay
+
+    def seconds_left(self) -> float | None:
+        """A rough guess at the seconds until the job's end, from its start claim
+        (or first look) to its last look; ``None`` without a count to go on.
+
+        For scheduling choices only, never to aim a poll by.
+        """
+        last = self.last
+        start = self.hint if self.hint is not None else self.anchor
+        if last is None or start is None or last.total is None:
+            return None
+        done = last.processed - start.processed
+        elapsed = last.at - start.at
+        if done <= 0 or elapsed <= 0:
+            return None
+        return max(last.total - last.processed, 0) * elapsed / done
 
     def _checked_claim(self, server_clock: ServerClock) -> Observation | None:
         """The job's start claim made younger by the bound on the server's clock, if known."""

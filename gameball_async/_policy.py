@@ -37,6 +37,9 @@ __all__ = [
 DEFAULT_INITIAL_DELAY: Final = 1.0
 DEFAULT_MULTIPLIER: Final = 1.6
 DEFAULT_MAX_DELAY: Final = 30.0
+# Gameball's batches run up to 1,000 items: at tens of items a second, a job
+# seen early in its run ends 30-60 s later, one aimed poll away.
+DEFAULT_MAX_AIMED_DELAY: Final = 60.0
 DEFAULT_MIN_DELAY: Final = 0.25
 DEFAULT_POLL_JITTER: Final = 0.2
 
@@ -82,7 +85,12 @@ class PollPolicy:
 
     :param initial_delay: seconds before the first poll, and the first backoff step.
     :param multiplier: growth of the delay between polls without progress (>= 1).
-    :param max_delay: the longest delay between two polls of one job.
+    :param max_delay: the longest delay between two polls of one job, except a
+        poll aimed at a running job's end (see ``max_aimed_delay``).
+    :param max_aimed_delay: the longest delay before a poll aimed at the
+        estimated end of a running job (never shorter than ``max_delay``). A
+        job that fails or is stopped partway through is seen at most this
+        late; set it to ``max_delay`` for one bound on every poll.
     :param min_delay: the shortest delay between two polls of one job.
     :param jitter: share of each backoff delay that is randomised, 0.0 to 1.0;
         1.0 is "full jitter" (uniform between 0 and the delay, floored at
@@ -94,6 +102,7 @@ class PollPolicy:
     initial_delay: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=_non_negative)
     multiplier: float = attrs.field(default=DEFAULT_MULTIPLIER, validator=_at_least_one)
     max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_non_negative)
+    max_aimed_delay: float = attrs.field(default=DEFAULT_MAX_AIMED_DELAY, validator=_non_negative)
     min_delay: float = attrs.field(default=DEFAULT_MIN_DELAY, validator=_non_negative)
     jitter: float = attrs.field(default=DEFAULT_POLL_JITTER, validator=_fraction)
     timeout: float | None = attrs.field(default=None, validator=optional_positive)
@@ -103,6 +112,11 @@ class PollPolicy:
             raise ValueError(
                 f"min_delay ({self.min_delay}) must not exceed max_delay ({self.max_delay})"
             )
+
+    @property
+    def aim_cap(self) -> float:
+        """The longest delay before a poll aimed at a running job's end."""
+        return max(self.max_delay, self.max_aimed_delay)
 
 
 @attrs.frozen(kw_only=True)
@@ -306,7 +320,7 @@ def _estimate_to_end(
     else:
         error = eta / done + timing
         delay = eta + error + _ETA_PAD if error <= policy.min_delay else eta - error
-    return min(max(delay, policy.min_delay), policy.max_delay)
+    return min(max(delay, policy.min_delay), policy.aim_cap)
 
 
 #: A job's rate, as (slowest, fastest) items per second.
@@ -314,8 +328,10 @@ Bounds = tuple[float, float]
 
 #: Seconds the rate the session's jobs share may put a poll past the earliest
 #: end the job's own bounds allow: the lag a job running faster than the
-#: others pays, at most, for the polls the shared rate saves the rest.
-MAX_BET: Final = 1.0
+#: others pays, at most, for the polls the shared rate saves the rest. A job
+#: seen once early in its run knows its own rate to a few per cent, seconds
+#: over a 30 s run: with less than this the bet is lost by an item or two.
+MAX_BET: Final = 1.5
 
 
 @attrs.frozen(kw_only=True)
@@ -394,4 +410,4 @@ def aim_by_rate_bounds(
     sharp = latest - earliest <= 2.0 * policy.min_delay
     delay = latest + _ETA_PAD if sharp else earliest
     delay = min(delay, max(remaining - 1, 0) / bounds.own_fastest + MAX_BET)
-    return min(max(delay, policy.min_delay), policy.max_delay)
+    return min(max(delay, policy.min_delay), policy.aim_cap)

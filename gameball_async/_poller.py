@@ -46,7 +46,7 @@ from ._errors import GameballError, ProtocolError, SessionClosedError
 from ._models import BatchStatus, Operation
 from ._outage import Outage
 from ._policy import PollPolicy
-from ._rates import RateBook
+from ._rates import MIN_JOBS, RateBook
 from ._server_clock import ServerClock
 
 if TYPE_CHECKING:
@@ -62,6 +62,17 @@ DEFAULT_MAX_IN_FLIGHT: Final = 16
 LINGER: Final = 2.0
 #: Seconds ``aclose`` gives the scheduler task to end once cancelled.
 CLOSE_PATIENCE: Final = 1.0
+#: Provisional polls in flight while the session knows neither the server's
+#: clock nor its jobs' shared rate; more falling due wait for their replies:
+#: enough for the book to agree (``MIN_JOBS``), and one that may teach nothing.
+SCOUTS: Final = MIN_JOBS + 1
+#: Seconds a provisional poll held back for the scouts waits before it is
+#: looked at again (their replies come meanwhile, or not: it waits once more).
+SCOUT_HOLD: Final = 0.05
+#: A job about this close to its end is polled as planned, never held: its
+#: next look most likely sees it end, and a hold behind the scouts (their
+#: round trip, the rate limiter's next window) would be lag, not a poll saved.
+SCOUT_WORTH: Final = 3.0
 
 
 class Poller:
@@ -94,6 +105,7 @@ class Poller:
         self._seq = 0
         self._tickets = itertools.count(1)
         self._in_flight = 0
+        self._scouts = 0
         self._wakeup = anyio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -323,10 +335,18 @@ class Poller:
                 entry.scheduled = False
                 if self._entries.get(entry.job_id) is not entry or entry.in_flight:
                     continue  # nobody waits for it any more, or its poll reschedules it
-                if (entry.provisional or entry.aimed) and self._reaimed(entry, due):
+                scout = entry.provisional
+                if scout and self._scouting(entry):
+                    # the first looks out now may time it better: wait for them
+                    self._schedule(entry, SCOUT_HOLD)
+                    continue
+                if (scout or entry.aimed) and self._reaimed(entry, due):
                     continue  # what the session learnt since puts it later
                 entry.in_flight = True
                 self._in_flight += 1
+                if scout:
+                    entry.scout = True
+                    self._scouts += 1
                 queue.send_nowait(entry)  # never blocks: the buffer holds max_in_flight
             if not self._entries and not self._in_flight:
                 break
@@ -336,6 +356,24 @@ class Poller:
                 timeout = max(0.0, heap[0][0] - self._clock())
             with anyio.move_on_after(timeout):
                 await self._wakeup.wait()
+
+    def _scouting(self, entry: Entry) -> bool:
+        """Whether a provisional poll falling due should wait for those in flight.
+
+        A burst of first looks (jobs created or attached together) puts each
+        job's second look early: its start claim cannot be checked and no
+        rate is known yet. The replies of a few of those second looks bound
+        the server's clock and the jobs' shared rate, which aim the rest at
+        their ends: so while :data:`SCOUTS` of them are out and neither is
+        known, the others wait for their replies rather than go too. A job
+        near its end (:data:`SCOUT_WORTH`) never waits.
+        """
+        if self._scouts < SCOUTS or self._server_clock.behind_at_most is not None:
+            return False
+        left = entry.seconds_left()
+        if left is not None and left < SCOUT_WORTH:
+            return False
+        return self._rates.shared(entry.operation, self._clock()) is None
 
     def _reaimed(self, entry: Entry, due: float) -> bool:
         """Put off a poll that fell due, if what the session learnt since aims it later.
@@ -373,6 +411,9 @@ class Poller:
         finally:
             entry.in_flight = False
             self._in_flight -= 1
+            if entry.scout:
+                entry.scout = False
+                self._scouts -= 1
             self._wakeup.set()
         try:
             if isinstance(failure, NoStatusYet):

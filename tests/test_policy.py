@@ -184,9 +184,14 @@ class TestNextPollDelay:
 
     def test_eta_bounded(self) -> None:
         policy = PollPolicy(min_delay=0.5, max_delay=8.0)
-        # sharp, and far beyond max_delay
+        # sharp, and far beyond max_delay and max_aimed_delay
         assert (
             self._eta(policy, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
+            == policy.max_aimed_delay
+        )
+        one_bound = attrs.evolve(policy, max_aimed_delay=8.0)
+        assert (
+            self._eta(one_bound, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
             == 8.0
         )
         # about to end
@@ -384,6 +389,52 @@ class TestAimByRateBounds:
         assert aim_by_rate_bounds(self.POLICY, _obs(5.0, 399, total=400), bounds) == 0.25
         far = aim_by_rate_bounds(self.POLICY, _obs(5.0, 100, total=100_000), bounds)
         assert far == self.POLICY.max_delay
+
+    def test_a_poll_aimed_at_the_end_may_go_past_max_delay(self) -> None:
+        # 900 left at 20 items/s: 45 s away, past the 30 s cap of the backoff
+        # but within the aimed polls' 60 s: one poll at the end, not one at
+        # 30 s and another at 45
+        policy = PollPolicy(max_delay=30.0, jitter=0.0)
+        assert policy.max_aimed_delay == 60.0
+        bounds = RateBounds(slowest=19.99, fastest=20.01, own_fastest=20.01)
+        current = _obs(5.0, 100, total=1000)
+        at_the_end = 900 / 19.99 + TIMING_NOISE + _ETA_PAD
+        assert aim_by_rate_bounds(policy, current, bounds) == pytest.approx(at_the_end)
+        one_bound = attrs.evolve(policy, max_aimed_delay=30.0)
+        assert aim_by_rate_bounds(one_bound, current, bounds) == 30.0
+        # never held under the backoff's own cap
+        longer = PollPolicy(max_delay=120.0, max_aimed_delay=10.0)
+        assert longer.aim_cap == 120.0
+        assert aim_by_rate_bounds(longer, current, bounds) == pytest.approx(at_the_end)
+
+    def test_a_jobs_own_estimate_may_go_past_max_delay_too(self) -> None:
+        # from its start (exact) to 200 of 1,000 items in 10 s: its end, about
+        # 40 s on, is aimed at (early by the estimate's error), not 30 s on
+        policy = PollPolicy(max_delay=30.0, jitter=0.0)
+        start = Observation(at=0.0, state=BatchState.RUNNING, processed=0, total=1000, exact=True)
+        delay = next_poll_delay(
+            policy,
+            previous=start,
+            current=_obs(10.0, 200, total=1000),
+            steps_without_progress=0,
+            retry_after=None,
+            rng=random.Random(0),
+        )
+        assert policy.max_delay < delay < 800 / 20.0
+        assert delay == pytest.approx(799 * 10.0 / 201 - 40.0 * TIMING_NOISE / 10.0)
+
+    def test_backoff_stays_within_max_delay(self) -> None:
+        # no rate to aim by: max_aimed_delay does not stretch the backoff
+        policy = PollPolicy(max_delay=30.0, jitter=0.0)
+        delay = next_poll_delay(
+            policy,
+            previous=None,
+            current=_obs(10.0, 0, total=1000, state=BatchState.QUEUED),
+            steps_without_progress=50,
+            retry_after=None,
+            rng=random.Random(0),
+        )
+        assert delay == 30.0
 
     def test_next_poll_delay_takes_the_bounds_over_its_own_estimate(self) -> None:
         # a rough estimate from two looks 1 s apart, sharp with the shared rate

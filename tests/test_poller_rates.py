@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +22,7 @@ from _support import (
     FakeFactory,
     ManualClock,
     Recorder,
+    Reply,
     ScriptedFetch,
     cashbacks,
     gets_by_job,
@@ -40,7 +41,7 @@ from gameball_async import (
 )
 from gameball_async._entry import Entry
 from gameball_async._policy import _ETA_PAD, MAX_BET, Observation
-from gameball_async._poller import LINGER, Poller
+from gameball_async._poller import LINGER, SCOUT_HOLD, SCOUT_WORTH, SCOUTS, Poller
 from gameball_async._rates import MIN_JOBS, RateBook
 from gameball_async._server_clock import ServerClock
 from gameball_async.testing import FakeGameball
@@ -236,6 +237,121 @@ class TestReaimInThePoller:
         assert poller._reaimed(entry, entry.due)
         assert not poller.holds("k")
         assert entry.due >= 23.0  # a later wait picks it up there
+        await poller.aclose()
+
+
+def job_running(n: int, processed: int, *, started: float = 8.0) -> BatchStatus:
+    """Job ``k<n>`` of 300 items at 20 a second since ``started`` (ends at 23.0)."""
+    return attrs.evolve(running(processed, started=started), job_id=f"k{n}")
+
+
+class TestScouts:
+    """A burst of first looks: a few second looks go, the rest wait for what they teach."""
+
+    JOBS = 3 * SCOUTS
+
+    @staticmethod
+    def burst(clock: ManualClock, script: dict[str, Sequence[Reply]]) -> tuple[Poller, list[Entry]]:
+        # every job seen once at 10.0, 40 items done: with neither the
+        # server's clock nor a shared rate known, each one's next poll is
+        # provisional, early (its start claim unchecked)
+        fetch = ScriptedFetch(script)
+        fetch.gate = anyio.Event()  # the polls block until the test lets them reply
+        poller = Poller(fetch, POLICY, clock=clock, wall_clock=lambda: WALL + clock.now)
+        entries = []
+        for n in range(TestScouts.JOBS):
+            entries.append(poller.subscribe(f"k{n}", CASHBACK, None, Recorder()))
+            poller.feed(f"k{n}", job_running(n, 40))
+        assert all(entry.provisional for entry in entries)
+        assert max(entry.due for entry in entries) < 20.0
+        return poller, entries
+
+    async def test_only_a_few_second_looks_go_before_the_rest_can_be_aimed(self) -> None:
+        clock = ManualClock(10.0)
+        # their second looks, at 12.0, show the rate: 80 items since 8.0
+        script: dict[str, Sequence[Reply]] = {
+            f"k{n}": [job_running(n, 80)] for n in range(self.JOBS)
+        }
+        poller, entries = self.burst(clock, script)
+        fetch = poller._fetch
+        assert isinstance(fetch, ScriptedFetch)
+        clock.advance(2.0)
+        poller._wakeup.set()
+        with anyio.fail_after(PATIENCE):
+            await until(lambda: len(fetch.calls) >= SCOUTS)
+            held = [entry for entry in entries if not entry.in_flight]
+            assert len(held) == self.JOBS - SCOUTS
+            # the dispatcher went over every due poll before the scouts ran:
+            # the others wait, still provisional, for a moment each
+            assert all(entry.scheduled and entry.provisional for entry in held)
+            assert all(entry.due == clock.now + SCOUT_HOLD for entry in held)
+            fetch.gate.set()
+            await until(lambda: not any(entry.in_flight for entry in entries))
+            assert poller._server_clock.behind_at_most is not None  # what they taught
+            clock.advance(SCOUT_HOLD)
+            poller._wakeup.set()
+            # looked at again, the held polls are aimed at the jobs' end
+            await until(lambda: all(entry.due > 20.0 for entry in held))
+        assert len(fetch.calls) == SCOUTS
+        await poller.aclose()
+
+    async def test_a_job_near_its_end_is_not_held(self) -> None:
+        clock = ManualClock(10.0)
+        script: dict[str, Sequence[Reply]] = {
+            f"k{n}": [job_running(n, 80)] for n in range(self.JOBS)
+        }
+        script["near"] = [attrs.evolve(job_running(0, 300), job_id="near")]
+        poller, _ = self.burst(clock, script)
+        fetch = poller._fetch
+        assert isinstance(fetch, ScriptedFetch)
+        clock.advance(2.0)
+        poller._wakeup.set()
+        with anyio.fail_after(PATIENCE):
+            await until(lambda: len(fetch.calls) >= SCOUTS)
+            assert poller._scouts == SCOUTS  # the others are held
+            # then a job seen with 290 of 300 done at 20 a second: half a
+            # second to go, its next look most likely sees it end
+            near = poller.subscribe("near", CASHBACK, None, Recorder())
+            poller.feed("near", attrs.evolve(job_running(0, 290, started=-2.5), job_id="near"))
+            assert near.provisional
+            left = near.seconds_left()
+            assert left is not None
+            assert left < SCOUT_WORTH
+            clock.advance(near.due - clock.now)
+            poller._wakeup.set()
+            await until(lambda: "near" in fetch.calls)
+        assert len(fetch.calls) == SCOUTS + 1
+        fetch.gate.set()
+        await poller.aclose()
+
+    async def test_second_looks_that_teach_nothing_do_not_hold_the_rest_for_ever(self) -> None:
+        clock = ManualClock(10.0)
+        # every job is over when looked at again: nothing to learn a rate from
+        script: dict[str, Sequence[Reply]] = {
+            f"k{n}": [
+                attrs.evolve(
+                    job_running(n, 300), state=BatchState.COMPLETED, state_word="Completed"
+                )
+            ]
+            for n in range(self.JOBS)
+        }
+        poller, entries = self.burst(clock, script)
+        fetch = poller._fetch
+        assert isinstance(fetch, ScriptedFetch)
+        clock.advance(2.0)
+        fetch.gate.set()
+
+        def moved_on() -> bool:
+            # the held polls fall due again each SCOUT_HOLD (of the clock's)
+            clock.advance(SCOUT_HOLD)
+            poller._wakeup.set()
+            return all(entry.finished for entry in entries)
+
+        with anyio.fail_after(PATIENCE):
+            await until(moved_on)
+        assert sorted(fetch.calls) == sorted(f"k{n}" for n in range(self.JOBS))
+        assert fetch.max_in_flight <= SCOUTS
+        assert poller._scouts == 0
         await poller.aclose()
 
 

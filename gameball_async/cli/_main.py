@@ -47,10 +47,13 @@ def _poll_policy(args: argparse.Namespace) -> PollPolicy:
     interval = args.poll_interval
     if interval is None:
         return PollPolicy()
+    longest = max(interval * 10, min(interval, 0.25))
     return PollPolicy(
         initial_delay=interval,
         min_delay=min(interval, 0.25),
-        max_delay=max(interval * 10, min(interval, 0.25)),
+        max_delay=longest,
+        # a poll interval asked for holds for the polls aimed at an end too
+        max_aimed_delay=longest,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -14,10 +15,11 @@ import pytest
 from rich.console import Console
 
 import gameball_async
-from gameball_async import BatchState, BatchStatus
+from gameball_async import BatchState, BatchStatus, PollPolicy
 from gameball_async.cli import main
 from gameball_async.cli._display import ConsoleUI, render_run
 from gameball_async.cli._jobs import stop_message
+from gameball_async.cli._main import _poll_policy
 from gameball_async.cli._results import conclude
 from gameball_async.cli._track import SUCCEEDED, UNKNOWN, Report, Tracker
 
@@ -28,6 +30,16 @@ class TestVersion:
     ) -> None:
         assert main(["--version"]) == 0
         assert capsys.readouterr().out == f"gameball-batch {gameball_async.__version__}\n"
+
+
+class TestPollInterval:
+    def test_an_interval_asked_for_bounds_the_aimed_polls_too(self) -> None:
+        policy = _poll_policy(argparse.Namespace(poll_interval=1.0))
+        assert policy.initial_delay == 1.0
+        assert policy.max_delay == policy.max_aimed_delay == policy.aim_cap == 10.0
+
+    def test_no_interval_keeps_the_defaults(self) -> None:
+        assert _poll_policy(argparse.Namespace(poll_interval=None)) == PollPolicy()
 
 
 def screen(output: str) -> list[str]:
