@@ -58,6 +58,11 @@ def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any)
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+def _optional_non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
+
+
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be within 0.0..1.0, got {value!r}")
@@ -90,7 +95,8 @@ class PollPolicy:
     :param max_aimed_delay: the longest delay before a poll aimed at the
         estimated end of a running job (never shorter than ``max_delay``). A
         job that fails or is stopped partway through is seen at most this
-        late; set it to ``max_delay`` for one bound on every poll.
+        late. ``None``: 60 s while ``max_delay`` is at its default (30 s),
+        else ``max_delay``, so a ``max_delay`` of your own bounds every poll.
     :param min_delay: the shortest delay between two polls of one job.
     :param jitter: share of each backoff delay that is randomised, 0.0 to 1.0;
         1.0 is "full jitter" (uniform between 0 and the delay, floored at
@@ -102,7 +108,7 @@ class PollPolicy:
     initial_delay: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=_non_negative)
     multiplier: float = attrs.field(default=DEFAULT_MULTIPLIER, validator=_at_least_one)
     max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_non_negative)
-    max_aimed_delay: float = attrs.field(default=DEFAULT_MAX_AIMED_DELAY, validator=_non_negative)
+    max_aimed_delay: float | None = attrs.field(default=None, validator=_optional_non_negative)
     min_delay: float = attrs.field(default=DEFAULT_MIN_DELAY, validator=_non_negative)
     jitter: float = attrs.field(default=DEFAULT_POLL_JITTER, validator=_fraction)
     timeout: float | None = attrs.field(default=None, validator=optional_positive)
@@ -116,7 +122,11 @@ class PollPolicy:
     @property
     def aim_cap(self) -> float:
         """The longest delay before a poll aimed at a running job's end."""
-        return max(self.max_delay, self.max_aimed_delay)
+        if self.max_aimed_delay is not None:
+            return max(self.max_delay, self.max_aimed_delay)
+        if self.max_delay == DEFAULT_MAX_DELAY:
+            return DEFAULT_MAX_AIMED_DELAY
+        return self.max_delay
 
 
 @attrs.frozen(kw_only=True)

@@ -184,15 +184,15 @@ class TestNextPollDelay:
 
     def test_eta_bounded(self) -> None:
         policy = PollPolicy(min_delay=0.5, max_delay=8.0)
-        # sharp, and far beyond max_delay and max_aimed_delay
+        # sharp, and far beyond max_delay (which then bounds the aimed polls too)
         assert (
             self._eta(policy, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
-            == policy.max_aimed_delay
-        )
-        one_bound = attrs.evolve(policy, max_aimed_delay=8.0)
-        assert (
-            self._eta(one_bound, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
             == 8.0
+        )
+        stretched = attrs.evolve(policy, max_aimed_delay=40.0)
+        assert (
+            self._eta(stretched, _obs(0.0, 1000, total=100_000), _obs(10.0, 1100, total=100_000))
+            == 40.0
         )
         # about to end
         assert self._eta(policy, _obs(0.0, 0), _obs(1.0, 99)) == 0.5
@@ -394,14 +394,20 @@ class TestAimByRateBounds:
         # 900 left at 20 items/s: 45 s away, past the 30 s cap of the backoff
         # but within the aimed polls' 60 s: one poll at the end, not one at
         # 30 s and another at 45
-        policy = PollPolicy(max_delay=30.0, jitter=0.0)
-        assert policy.max_aimed_delay == 60.0
+        policy = PollPolicy(jitter=0.0)
+        assert policy.max_delay == 30.0
+        assert policy.aim_cap == 60.0
         bounds = RateBounds(slowest=19.99, fastest=20.01, own_fastest=20.01)
         current = _obs(5.0, 100, total=1000)
         at_the_end = 900 / 19.99 + TIMING_NOISE + _ETA_PAD
         assert aim_by_rate_bounds(policy, current, bounds) == pytest.approx(at_the_end)
         one_bound = attrs.evolve(policy, max_aimed_delay=30.0)
         assert aim_by_rate_bounds(one_bound, current, bounds) == 30.0
+        # a max_delay of one's own bounds the aimed polls too, unless told otherwise
+        own = PollPolicy(max_delay=20.0, jitter=0.0)
+        assert aim_by_rate_bounds(own, current, bounds) == 20.0
+        stretched = attrs.evolve(own, max_aimed_delay=50.0)
+        assert aim_by_rate_bounds(stretched, current, bounds) == pytest.approx(at_the_end)
         # never held under the backoff's own cap
         longer = PollPolicy(max_delay=120.0, max_aimed_delay=10.0)
         assert longer.aim_cap == 120.0
@@ -410,7 +416,7 @@ class TestAimByRateBounds:
     def test_a_jobs_own_estimate_may_go_past_max_delay_too(self) -> None:
         # from its start (exact) to 200 of 1,000 items in 10 s: its end, about
         # 40 s on, is aimed at (early by the estimate's error), not 30 s on
-        policy = PollPolicy(max_delay=30.0, jitter=0.0)
+        policy = PollPolicy(jitter=0.0)
         start = Observation(at=0.0, state=BatchState.RUNNING, processed=0, total=1000, exact=True)
         delay = next_poll_delay(
             policy,
