@@ -58,11 +58,6 @@ def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any)
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _optional_non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
-
-
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be within 0.0..1.0, got {value!r}")
@@ -108,7 +103,9 @@ class PollPolicy:
     initial_delay: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=_non_negative)
     multiplier: float = attrs.field(default=DEFAULT_MULTIPLIER, validator=_at_least_one)
     max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_non_negative)
-    max_aimed_delay: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    max_aimed_delay: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_negative)
+    )
     min_delay: float = attrs.field(default=DEFAULT_MIN_DELAY, validator=_non_negative)
     jitter: float = attrs.field(default=DEFAULT_POLL_JITTER, validator=_fraction)
     timeout: float | None = attrs.field(default=None, validator=optional_positive)

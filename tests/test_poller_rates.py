@@ -266,17 +266,25 @@ class TestScouts:
         assert max(entry.due for entry in entries) < 20.0
         return poller, entries
 
+    @staticmethod
+    def due(
+        clock: ManualClock, script: dict[str, Sequence[Reply]]
+    ) -> tuple[Poller, list[Entry], ScriptedFetch]:
+        """The burst, its second looks then fallen due (at 12.0)."""
+        poller, entries = TestScouts.burst(clock, script)
+        fetch = poller._fetch
+        assert isinstance(fetch, ScriptedFetch)
+        clock.advance(2.0)
+        poller._wakeup.set()
+        return poller, entries, fetch
+
     async def test_only_a_few_second_looks_go_before_the_rest_can_be_aimed(self) -> None:
         clock = ManualClock(10.0)
         # their second looks, at 12.0, show the rate: 80 items since 8.0
         script: dict[str, Sequence[Reply]] = {
             f"k{n}": [job_running(n, 80)] for n in range(self.JOBS)
         }
-        poller, entries = self.burst(clock, script)
-        fetch = poller._fetch
-        assert isinstance(fetch, ScriptedFetch)
-        clock.advance(2.0)
-        poller._wakeup.set()
+        poller, entries, fetch = self.due(clock, script)
         with anyio.fail_after(PATIENCE):
             await until(lambda: len(fetch.calls) >= SCOUTS)
             held = [entry for entry in entries if not entry.in_flight]
@@ -301,11 +309,7 @@ class TestScouts:
             f"k{n}": [job_running(n, 80)] for n in range(self.JOBS)
         }
         script["near"] = [attrs.evolve(job_running(0, 300), job_id="near")]
-        poller, _ = self.burst(clock, script)
-        fetch = poller._fetch
-        assert isinstance(fetch, ScriptedFetch)
-        clock.advance(2.0)
-        poller._wakeup.set()
+        poller, _, fetch = self.due(clock, script)
         with anyio.fail_after(PATIENCE):
             await until(lambda: len(fetch.calls) >= SCOUTS)
             assert poller._scouts == SCOUTS  # the others are held

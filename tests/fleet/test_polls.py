@@ -159,6 +159,13 @@ async def test_the_owner_closing_mid_job_hands_its_jobs_over(
     assert fake.counts["status"] - sent_before == fb.polls.requests
 
 
+def reads_needed(fleet: PollsFleet) -> int:
+    """The jobs a member follows that only a read can end: those must be polled
+    locally once its breaker opened. A job that ended already, or whose last
+    status a hint brought just before the fault (news not yet read), needs none."""
+    return len(fleet.polls.followed - fleet.polls._news.keys())
+
+
 async def outage_run(
     fake: FakeGameball,
     server: RedisServer,
@@ -183,16 +190,9 @@ async def outage_run(
         ids = {job.job_id for job in jobs}
         results: list[BatchStatus] = []
         followed: list[BatchStatus] = []
-        # the follower's jobs that only a read can end once its breaker opened:
-        # those must then be polled locally. A job that ended already, or whose
-        # last status a hint brought just before the fault (news not yet
-        # read), needs nothing.
+        # the follower's jobs that only a read can end once its breaker opened
         pending_at_opening: list[int] = []
-
-        def opened() -> None:
-            pending_at_opening.append(len(fb.polls.followed - fb.polls._news.keys()))
-
-        fb.breaker.on_open.append(opened)
+        fb.breaker.on_open.append(lambda: pending_at_opening.append(reads_needed(fb)))
 
         async def wait(job: BatchJob, into: list[BatchStatus] | None = None) -> None:
             status = await job.wait()
@@ -317,16 +317,9 @@ async def test_pubsub_connections_killed_mid_run(
         ids = {job.job_id for job in jobs}
         results: list[BatchStatus] = []
         followed: list[BatchStatus] = []
-        # the follower's jobs that only a read can end once its breaker opened:
-        # those must then be polled locally. A job that ended already, or whose
-        # last status a hint brought just before the fault (news not yet
-        # read), needs nothing.
+        # the follower's jobs that only a read can end once its breaker opened
         pending_at_opening: list[int] = []
-
-        def opened() -> None:
-            pending_at_opening.append(len(fb.polls.followed - fb.polls._news.keys()))
-
-        fb.breaker.on_open.append(opened)
+        fb.breaker.on_open.append(lambda: pending_at_opening.append(reads_needed(fb)))
 
         async def wait(job: BatchJob, into: list[BatchStatus] | None = None) -> None:
             status = await job.wait()
