@@ -30,7 +30,6 @@ A lease's value is ``<process id>|<fence>``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -38,7 +37,10 @@ import attrs
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from gameball_async._models import BatchStatus
+from gameball_async._decode import decode_status as read_status
+from gameball_async._errors import ProtocolError
+from gameball_async._json import make_dumps, make_loads
+from gameball_async._models import BatchStatus, Operation
 
 from ._keys import Keys
 from ._limiter_scripts import release_lua
@@ -252,21 +254,60 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def encode_status(status: BatchStatus) -> str:
-    """A status as the JSON text stored in Redis (``to_dict(raw=True)``).
+_dumps: Final = make_dumps(_plain)
+_loads: Final = make_loads()
 
-    The raw reply travels too, so a follower gets what the owner's read gave
-    (a running status without per-item results, a terminal one with them).
+
+def encode_status(status: BatchStatus) -> bytes:
+    """A status as the JSON stored in Redis: the reply it was read from.
+
+    ``{"job_id", "operation", "state_word", "reply"}``: the reply as the owner's read kept it
+    (a running job's top-level fields, a terminal one's whole reply), which a
+    follower decodes as the owner did, its per-item results lazily. Encoding
+    the reply alone costs one ``dumps`` of data that is JSON already, where the
+    decoded form (:meth:`BatchStatus.to_dict`) would build and write every
+    per-item result twice. A status read from no reply (``raw`` empty) goes as
+    ``to_dict(raw=True)``.
     """
-    return json.dumps(status.to_dict(raw=True), separators=(",", ":"), default=_plain)
+    if not status.raw:
+        return _dumps(status.to_dict(raw=True))
+    operation = status.operation
+    return _dumps(
+        {
+            "job_id": status.job_id,
+            "operation": None if operation is None else operation.value,
+            # as the owner showed it (a word quoting the key is redacted)
+            "state_word": status.state_word,
+            "reply": status.raw,
+        }
+    )
 
 
-def decode_status(data: str) -> BatchStatus:
-    """A status stored by :func:`encode_status`.
+def decode_status(data: str | bytes) -> BatchStatus:
+    """A status stored by :func:`encode_status` (or as ``to_dict(raw=True)``,
+    the form of releases before 0.3).
 
     :raises ValueError: when ``data`` is not such a status.
     """
-    return BatchStatus.from_dict(json.loads(data))
+    stored = _loads(data)
+    if not isinstance(stored, Mapping) or "reply" not in stored:
+        return BatchStatus.from_dict(stored)
+    job_id, operation = stored.get("job_id"), stored.get("operation")
+    word = stored.get("state_word")
+    if not isinstance(job_id, str) or not (operation is None or isinstance(operation, str)):
+        raise ValueError("a stored status without its job id or with an unreadable operation")
+    try:
+        status = read_status(
+            stored["reply"],
+            job_id=job_id,
+            # a running status's reply holds no results unless its read kept them
+            operation=None if operation is None else Operation(operation),
+        )
+    except (ProtocolError, ValueError) as exc:  # ValueError: an unknown operation
+        raise ValueError(f"a stored status that is not a status reply: {exc}") from None
+    if isinstance(word, str) and word != status.state_word:
+        status = attrs.evolve(status, state_word=word)
+    return status
 
 
 def _ms(seconds: float) -> int:
@@ -309,7 +350,7 @@ class Scripts:
         self,
         job_id: str,
         lease: str,
-        data: str,
+        data: bytes,
         *,
         terminal: bool,
         releases: tuple[str, int, list[str | int]] | None = None,
@@ -346,7 +387,7 @@ class Scripts:
         )
         return int(reply)
 
-    async def store_final(self, job_id: str, data: str) -> int:
+    async def store_final(self, job_id: str, data: bytes) -> int:
         """Store a terminal status read without a lease: 1 stored, 2 one was there.
 
         Either way the job has left the registry's open set.

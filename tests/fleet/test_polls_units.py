@@ -54,6 +54,14 @@ def completed(job_id: str) -> BatchStatus:
     return decode_status(payload, job_id=job_id, operation=Operation.CASHBACK)
 
 
+async def stored(client: aioredis.Redis, job_id: str) -> BatchStatus:
+    """The status the fleet stored for a job (a SUBMITTED one before any)."""
+    data = await client.hget(KEYS.status(job_id), "data")
+    if data is None:
+        return BatchStatus.submitted(job_id, Operation.CASHBACK, total_count=None)
+    return _polls_scripts.decode_status(data)
+
+
 class Link:
     """A session's side of the link: scripted reads, recorded poll_soon calls."""
 
@@ -290,9 +298,7 @@ async def test_observed_by_the_owner_is_stored_and_told_once(
         await owner.fetch("1", None)
         owner.observed(running("1", 4))
         with anyio.fail_after(10):
-            while b'"finished_count":4' not in (  # noqa: ASYNC110
-                await redis_client.hget(KEYS.status("1"), "data") or b""
-            ):
+            while (await stored(redis_client, "1")).finished_count != 4:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         owner.observed(completed("1"))
         with anyio.fail_after(10):
