@@ -14,7 +14,9 @@ fake finished it), its CPU seconds while awaiting, and its session's counters.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
+import os
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -24,6 +26,18 @@ from gameball_async import GameballSession, RateLimit, as_completed
 from gameball_async._wire import parse_datetime
 
 SETUPS = ("fleet", "default", "divided")
+#: With this environment variable naming a folder, each worker profiles its
+#: awaiting with cProfile into ``<folder>/<setup>-<pid>.prof`` (to find where
+#: the CPU goes; the profile's own cost inflates the CPU figures of that run).
+PROFILE_DIR = "GBBENCH_PROFILE_DIR"
+
+
+def _profiler() -> cProfile.Profile | None:
+    if not os.environ.get(PROFILE_DIR):
+        return None
+    profile = cProfile.Profile()
+    profile.enable()
+    return profile
 
 
 def end_time(raw: dict[str, Any], rate: float) -> float:
@@ -70,6 +84,7 @@ async def main(config: dict[str, Any]) -> None:
         ids: list[str] = json.loads(line)
         rate = float(config["rate"])
         lags: list[float] = []
+        profile = _profiler()
         cpu, wall = time.process_time(), time.perf_counter()
         async for job in as_completed([gb.job(job_id, "balance-inquiry") for job_id in ids]):
             detected = time.time()
@@ -78,6 +93,9 @@ async def main(config: dict[str, Any]) -> None:
             lags.append(detected - end_time(dict(job.status.raw), rate))
         cpu = time.process_time() - cpu
         wall = time.perf_counter() - wall
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(f"{os.environ[PROFILE_DIR]}/{setup}-{os.getpid()}.prof")
         stats = gb.stats()
         fleet_figures = _fleet_figures(gb)
     print(
