@@ -3,7 +3,9 @@
 A process that polls a job first takes the job's *lease* (a Redis key with an
 expiry whose value names the process and a fence number) and becomes its
 owner: its poller's reads go to Gameball, and each status read is stored under
-the job's status key with a fenced write, then hinted on the hints channel.
+the job's status key with a fenced write, then hinted on the hints channel: a
+terminal one at once, a running one (progress only) by the process's next
+heartbeat, which stores all of them with its leases' renewal in one call.
 Every other process awaiting the job *follows*: it reads the status key
 instead (no request to Gameball). A hint carries the status the owner stored
 (unless it is long) with its version, so a follower's poller gets each status
@@ -144,6 +146,9 @@ class SharedPolls:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # job id -> the owner's failed polls in a row
         self._failures: dict[str, int] = {}
+        # owned jobs: the running status read last and not stored yet (the
+        # next beat stores it), with the lease it was read under
+        self._unstored: dict[str, tuple[str, BatchStatus]] = {}
         self._closed = False
         self._stop = asyncio.Event()
         #: Status requests this process sent to Gameball through shared polling.
@@ -282,6 +287,7 @@ class SharedPolls:
         owned = list(self._owned.items())
         self._owned.clear()
         self._followed.clear()
+        self._unstored.clear()  # progress only: the next owner reads its own
         if owned:
             await self._release(owned)
 
@@ -420,7 +426,15 @@ class SharedPolls:
 
     async def _share(self, job_id: str, lease: str, status: BatchStatus) -> None:
         terminal = status.is_terminal
-        if terminal and self._owned.get(job_id) == lease:
+        if not terminal:
+            # stored by the next heartbeat, with every lease's renewal: a
+            # follower needs the terminal status at once, a running one only
+            # shows progress (a poll's own store was a Redis call per request)
+            if self._owned.get(job_id) == lease:
+                self._unstored[job_id] = (lease, status)
+            return
+        self._unstored.pop(job_id, None)
+        if self._owned.get(job_id) == lease:
             # stored or not, this process stops renewing it (the write releases it)
             del self._owned[job_id]
         data = encode_status(status)
@@ -521,19 +535,36 @@ class SharedPolls:
         followed = [job_id for job_id in self._followed if job_id not in self._owned]
         if not owned and not followed:
             return
+        unstored = self._unstored
+        for job_id in [
+            job_id for job_id, (lease, _) in unstored.items() if self._owned.get(job_id) != lease
+        ]:
+            del unstored[job_id]
+        sent = dict(unstored)
+        statuses = {job_id: encode_status(status) for job_id, (_, status) in sent.items()}
         try:
             kept, remaining = await self._breaker.call(
                 lambda: self._scripts.beat(
-                    owned, followed, self._lease_ttl, process=self._process_key
+                    owned, followed, self._lease_ttl, process=self._process_key,
+                    statuses=statuses,
                 )
-            )
+            )  # fmt: skip
         except RedisUnavailable:
-            return
+            return  # stored by a later beat, if still the newest
+        for job_id, entry in sent.items():
+            if unstored.get(job_id) is entry:
+                del unstored[job_id]
         if self._process_key is not None and self._on_renewed is not None:
             self._on_renewed()
         for (job_id, value), ours in zip(owned, kept, strict=True):
-            if not ours:
+            if ours == 0:
                 logger.debug("gameball_async: lease of job %s lost before its renewal", job_id)
+                self._lost(job_id, value)
+            elif ours == 2:
+                self.writes_refused += 1
+                logger.debug(
+                    "gameball_async: shared status of job %s refused (newer fence)", job_id
+                )
                 self._lost(job_id, value)
         soon = self._heartbeat * 1000
         for job_id, (ttl, version) in zip(followed, remaining, strict=True):

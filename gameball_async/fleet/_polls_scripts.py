@@ -19,9 +19,10 @@ processes of a fleet:
   (``refresh()``, ``stop()``): stored unless a terminal one is there already,
   and out of the open set the same way.
 - ``beat``: one heartbeat for all of a process's leases: renew those it still
-  holds and the process's own heartbeat key, and report the remaining time of
-  the leases of the jobs it follows and their statuses' versions (a hint lost
-  shows there).
+  holds and the process's own heartbeat key, store (fenced, and hinted) the
+  running statuses its polls read since the last beat, and report the
+  remaining time of the leases of the jobs it follows and their statuses'
+  versions (a hint lost shows there).
 - ``release``: give leases back (each only if still held with our value) and
   hint the followers, so one of them takes over at once.
 
@@ -140,24 +141,48 @@ return 1
 """
 )
 
-# KEYS: the process's heartbeat key, the owned jobs' leases, then per followed
-# job its lease and status hash. ARGV: lease ttl ms, owned count, heartbeat
-# ttl ms ('0': not renewed here), the owned leases' values. Per owned lease:
-# 1 renewed, 0 lost; per followed job: its lease's ms left and the version of
-# its stored status (-1: none).
+# KEYS: the process's heartbeat key (or the fence counter), the fence counter,
+# per owned job its lease and status hash, then per followed job its lease and
+# status hash. ARGV: lease ttl ms, owned count, heartbeat ttl ms ('0': not
+# renewed here), status ttl ms, fence ttl ms, channel, then per owned job its
+# lease's value, fence, job id, a running status to store ('' for none) and '1'
+# when the hint carries it. Per owned lease: 1 renewed (and its status stored
+# as ``store`` would, unless a terminal one is there), 2 renewed but its write
+# refused (a newer fence wrote: the lease is a stale one), 0 lost;
+# per followed job: its lease's ms left and the version of its stored status
+# (-1: none).
 _BEAT: Final = """
 if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) end
 local n = tonumber(ARGV[2])
 local out = {}
 for i = 1, n do
-  if redis.call('GET', KEYS[i + 1]) == ARGV[3 + i] then
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  local a = 6 + (i - 1) * 5
+  local lease, status = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  if redis.call('GET', lease) == ARGV[a + 1] then
+    redis.call('PEXPIRE', lease, ARGV[1])
     out[i] = 1
+    local data = ARGV[a + 4]
+    if data ~= '' then
+      local stored = redis.call('HMGET', status, 'fence', 'terminal')
+      if stored[1] and tonumber(stored[1]) > tonumber(ARGV[a + 2]) then
+        out[i] = 2
+      elseif stored[2] ~= '1' then
+        redis.call('HSET', status, 'data', data, 'fence', ARGV[a + 2], 'terminal', '0')
+        local version = redis.call('HINCRBY', status, 'version', 1)
+        redis.call('PEXPIRE', status, ARGV[4])
+        redis.call('PEXPIRE', KEYS[2], ARGV[5])
+        if ARGV[a + 5] == '1' then
+          redis.call('PUBLISH', ARGV[6], ARGV[a + 3] .. '\\n' .. version .. '\\n' .. data)
+        else
+          redis.call('PUBLISH', ARGV[6], ARGV[a + 3])
+        end
+      end
+    end
   else
     out[i] = 0
   end
 end
-for i = n + 2, #KEYS, 2 do
+for i = 2 * n + 3, #KEYS, 2 do
   table.insert(out, redis.call('PTTL', KEYS[i]))
   table.insert(out, tonumber(redis.call('HGET', KEYS[i + 1], 'version')) or -1)
 end
@@ -412,26 +437,46 @@ class Scripts:
         lease_ttl: float,
         *,
         process: tuple[str, float] | None = None,
-    ) -> tuple[list[bool], list[tuple[int, int]]]:
+        statuses: Mapping[str, bytes] | None = None,
+    ) -> tuple[list[int], list[tuple[int, int]]]:
         """Renew ``owned`` leases (job id, value); read the followed jobs' state.
 
         :param process: the process's heartbeat key and its TTL in seconds, to
             renew in the same call (the fleet's own heartbeat then need not).
-        :return: per owned lease whether it is still ours (and renewed), per
-            followed job its lease's remaining milliseconds (-2: none, -1: no
-            expiry) and its stored status's version (-1: none).
+        :param statuses: running statuses (JSON, by job id) of owned jobs to
+            store and hint in the same call, each a fenced write as
+            :meth:`store`'s under the lease renewed.
+        :return: per owned lease 1 when it is still ours (and renewed, its
+            status stored), 2 when its status was refused (a newer fence
+            wrote), 0 when it is lost; per followed job its lease's remaining
+            milliseconds (-2: none, -1: no expiry) and its stored status's
+            version (-1: none).
         """
         keys = self._keys
-        names = [process[0] if process is not None else keys.fence]
-        names += [keys.lease(job_id) for job_id, _ in owned]
+        statuses = statuses or {}
+        names = [process[0] if process is not None else keys.fence, keys.fence]
+        args: list[str | int | bytes] = [
+            _ms(lease_ttl),
+            len(owned),
+            _ms(process[1]) if process is not None else 0,
+            _ms(STATUS_TTL),
+            _ms(FENCE_TTL),
+            keys.hints,
+        ]
+        for job_id, value in owned:
+            names += [keys.lease(job_id), keys.status(job_id)]
+            data = statuses.get(job_id, b"")
+            args += [
+                value,
+                fence_of(value),
+                job_id,
+                data,
+                "1" if len(data) <= HINT_DATA_MAX else "0",
+            ]
         for job_id in followed:
             names += [keys.lease(job_id), keys.status(job_id)]
-        values = [value for _, value in owned]
-        heartbeat_ms = _ms(process[1]) if process is not None else 0
-        reply = await self._beat(
-            keys=names, args=[_ms(lease_ttl), len(owned), heartbeat_ms, *values]
-        )
-        kept = [int(flag) == 1 for flag in reply[: len(owned)]]
+        reply = await self._beat(keys=names, args=args)
+        kept = [int(flag) for flag in reply[: len(owned)]]
         rest = reply[len(owned) :]
         return kept, [(int(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]
 

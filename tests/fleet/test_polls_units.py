@@ -62,6 +62,14 @@ async def stored(client: aioredis.Redis, job_id: str) -> BatchStatus:
     return _polls_scripts.decode_status(data)
 
 
+async def beat(shared: SharedPolls, link: Link) -> None:
+    """The process's next heartbeat, now: it stores the running statuses read
+    since the last (its session awaits the jobs it owns: a beat gives back the
+    others)."""
+    link.awaited |= shared.owned
+    await shared._beat()
+
+
 class Link:
     """A session's side of the link: scripted reads, recorded poll_soon calls."""
 
@@ -123,6 +131,9 @@ async def test_owner_polls_and_shares_follower_reads(redis_client: aioredis.Redi
     async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as follower:
         assert await owner.fetch("1", None) == (a.replies["1"], None)
         assert owner.owned == {"1"}
+        # a running status is stored by the owner's next heartbeat, not by its poll
+        assert await redis_client.exists(KEYS.status("1")) == 0
+        await beat(owner, a)
         status, retry_after = await follower.fetch("1", None)
         assert (status, retry_after) == (a.replies["1"], None)
         assert status.to_dict(raw=True) == a.replies["1"].to_dict(raw=True)
@@ -157,15 +168,18 @@ async def test_a_stale_owners_write_is_refused(redis_client: aioredis.Redis) -> 
         # the stale owner froze: its lease ran out and another process took the job
         await redis_client.delete(KEYS.lease("1"))
         await fresh.fetch("1", None)
+        await beat(fresh, b)
         assert fresh.owned == {"1"}
         assert b.sent == ["1"]
         new_lease = await redis_client.get(KEYS.lease("1"))
         assert new_lease != old_lease
-        # it wakes up and writes what it read before: refused, and it follows now
+        # it wakes up and polls once more: its heartbeat finds the lease gone
+        # and stores nothing, and it follows now
         a.replies["1"] = running("1", 1)
         status, _ = await stale.fetch("1", None)
         assert status.finished_count == 1  # its own poller still gets its read
-        assert stale.writes_refused == 1
+        await beat(stale, a)
+        assert stale.leases_lost == 1
         assert stale.owned == frozenset()
         stored, _ = await stale.fetch("1", None)
         assert stored.finished_count == 6
@@ -185,7 +199,10 @@ async def test_an_older_fence_never_overwrites_a_newer_one(redis_client: aioredi
         await redis_client.hset(KEYS.status("1"), "fence", 10**6)
         a.replies["1"] = running("1", 3)
         await owner.fetch("1", None)
+        await beat(owner, a)
         assert owner.writes_refused == 1
+        assert owner.owned == frozenset()  # it follows now
+        assert await redis_client.hget(KEYS.status("1"), "data") is None
         assert text(await redis_client.get(KEYS.lease("1"))) == lease
 
 
@@ -228,6 +245,7 @@ async def test_every_key_expires(redis_client: aioredis.Redis) -> None:
     a.replies["1"] = running("1", 1)
     async with polls(redis_client, a, "a") as owner:
         await owner.fetch("1", None)
+        await beat(owner, a)
         assert 0 < await redis_client.pttl(KEYS.lease("1")) <= 1000
         assert 0 < await redis_client.pttl(KEYS.status("1")) <= STATUS_TTL * 1000
         assert await redis_client.pttl(KEYS.fence) > STATUS_TTL * 1000
@@ -246,6 +264,7 @@ async def test_heartbeat_renews_releases_and_spots_a_gone_owner(
     ):
         await owner.fetch("1", None)
         await owner.fetch("2", None)
+        await beat(owner, a)
         await follower.fetch("1", None)
         await follower.fetch("2", None)
         # renewed past its 1 s TTL by the heartbeat
@@ -297,9 +316,10 @@ async def test_observed_by_the_owner_is_stored_and_told_once(
     async with polls(redis_client, a, "a", terminal=seen.append) as owner:
         await owner.fetch("1", None)
         owner.observed(running("1", 4))
-        with anyio.fail_after(10):
-            while (await stored(redis_client, "1")).finished_count != 4:  # noqa: ASYNC110
+        with anyio.fail_after(10):  # stored by a heartbeat once the owner has taken it
+            while (await stored(redis_client, "1")).finished_count != 4:
                 await anyio.sleep(0.01)
+                await beat(owner, a)
         owner.observed(completed("1"))
         with anyio.fail_after(10):
             while await redis_client.exists(KEYS.lease("1")):  # noqa: ASYNC110
@@ -377,6 +397,7 @@ async def test_an_owner_whose_polls_keep_failing_gives_the_job_back(
         status, _ = await other.fetch("1", None)
         assert status.finished_count == 5
         assert other.owned == {"1"}
+        await beat(other, b)
         # and the first one follows: its next poll reads what the other stored
         stored, _ = await owner.fetch("1", None)
         assert stored.finished_count == 5
@@ -464,6 +485,7 @@ async def test_first_reads_at_once_go_in_one_take_call(redis_client: aioredis.Re
         for job_id in ids:
             a.replies[job_id] = running(job_id, int(job_id))
             await owner.fetch(job_id, None)
+        await beat(owner, a)
         got: dict[str, BatchStatus] = {}
 
         async def read(job_id: str) -> None:
@@ -489,6 +511,7 @@ async def test_a_read_cancelled_while_gathered_leaves_the_others_theirs(
     b.awaited |= {"1", "2"}
     async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as other:
         await owner.fetch("1", None)
+        await beat(owner, a)
         got: list[BatchStatus] = []
 
         async def read(job_id: str) -> None:
@@ -553,9 +576,9 @@ async def test_a_lost_hint_is_caught_by_the_heartbeat(redis_client: aioredis.Red
 
 async def test_the_owners_store_carries_the_limiters_releases(redis_client: aioredis.Redis) -> None:
     # issue 15 §3: the slot's release (its re-score to the reply time) rides
-    # on the store made right after the reply, not on a call of its own
+    # on the store made right after a terminal reply, not on a call of its own
     a = Link()
-    a.replies["1"] = running("1", 1)
+    a.replies["1"] = completed("1")
     far = 10**13  # a request in flight is entered at its deadline
     await redis_client.zadd(KEYS.limiter_log, {"p.0:1": far})
     waiting: list[tuple[str, int, list[str | int]]] = [
@@ -575,3 +598,38 @@ async def test_the_owners_store_carries_the_limiters_releases(redis_client: aior
     assert await redis_client.zscore(KEYS.limiter_log, "p.0:gone") is None  # XX: never added
     assert 0 < await redis_client.pttl(KEYS.limiter_log) <= 60_000
     assert waiting == []
+
+
+async def test_running_statuses_wait_for_the_heartbeat_which_stores_the_newest(
+    redis_client: aioredis.Redis,
+) -> None:
+    # issue 15 §3: an owner's poll of a running job makes no Redis call; its
+    # next heartbeat stores the newest such status of each job it owns with
+    # the leases' renewal, and hints it to the followers
+    a, b = Link(), Link()
+    b.awaited.add("1")
+    async with polls(redis_client, a, "a") as owner, polls(redis_client, b, "b") as follower:
+        a.replies["1"] = running("1", 1)
+        await owner.fetch("1", None)
+        await beat(owner, a)
+        await follower.fetch("1", None)  # it follows, at version 1
+        follower.start()
+        with anyio.fail_after(10):
+            while not follower.listening:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        for finished in (2, 3, 4):
+            a.replies["1"] = running("1", finished)
+            await owner.fetch("1", None)
+        assert (await stored(redis_client, "1")).finished_count == 1
+        await beat(owner, a)
+        assert (await stored(redis_client, "1")).finished_count == 4
+        assert await redis_client.hget(KEYS.status("1"), "version") == b"2"  # one write
+        with anyio.fail_after(10):
+            while "1" not in b.soon:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        status, _ = await follower.fetch("1", None)
+        assert status.finished_count == 4
+        assert follower.hinted_reads == 1
+        assert b.sent == []
+        await beat(owner, a)  # nothing new: nothing written
+        assert await redis_client.hget(KEYS.status("1"), "version") == b"2"
