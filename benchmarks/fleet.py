@@ -45,10 +45,19 @@ would mostly lengthen that one run. ``--quick``: P = 2 only, 8 jobs of 20..60
 items queued for 0.57 s (about 20 s in all).
 
 Run: ``python -m benchmarks.fleet [--quick]``.
+
+Side by side: ``python -m benchmarks.fleet --checkout base=PATH --checkout
+new=PATH [--cell 2:split:fleet ...] [--rounds 3]`` runs the given cells
+(``P:scenario:setup``; by default *split* P = 2 with and without the fleet,
+*skew* P = 4, *same* P = 4 and 8, and *same* P = 8 without the fleet) with
+each checkout's own package and benchmark code (its fake, Redis and workers),
+the checkouts taking turns in each round; each figure is the median of the
+rounds. The 40-job set is the full run's.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -72,7 +81,7 @@ from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._limiter import FleetRateLimiter
 from gameball_async.testing import RedisServer
 
-from ._common import FakeProcess, section_main, spread
+from ._common import FakeProcess, add_quick, run_main, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 100.0  # items per second per job on the fake
@@ -414,9 +423,36 @@ def run(quick: bool, seed: int = 17, rounds: int = 3) -> dict[str, Any]:
     }
 
 
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_quick(parser)
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a checkout to run side by side with the others (repeatable)",
+    )
+    parser.add_argument(
+        "--cell", action="append", default=[], metavar="P:SCENARIO:SETUP", help="(repeatable)"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+
+
+def _main(args: argparse.Namespace) -> None:
+    if args.checkout:
+        checkouts = dict(item.split("=", 1) for item in args.checkout)
+        checkouts = {label: str(Path(path).resolve()) for label, path in checkouts.items()}
+        from ._fleet_compare import COMPARED, compare
+
+        figures = compare(checkouts, args.cell or list(COMPARED), args.rounds)
+    else:
+        figures = run(args.quick, rounds=args.rounds)
+    print(json.dumps(figures, indent=2))
+
+
 def main() -> None:
-    """Run this section alone and print its figures as JSON."""
-    section_main(__doc__, run)
+    """Run this section alone (or checkouts side by side) and print its figures as JSON."""
+    run_main(__doc__, _arguments, _main)
 
 
 if __name__ == "__main__":
