@@ -250,7 +250,10 @@ def _fleet(figures: dict[str, Any]) -> list[str]:
         f"| limiter overhead under {o['target_ms']} ms per request ({o['requests']} "
         f"acquire/release pairs, never made to wait) | {o['fleet_ms_per_request']} ms wall, "
         f"{o['fleet_cpu_ms_per_request']} ms CPU, {o['round_trips_per_request']} round trips "
-        f"(local limiter: {o['local_ms_per_request']} ms) | "
+        f"(local limiter: {o['local_ms_per_request']} ms); {o.get('burst_tasks', '-')} tasks "
+        f"at once: {o.get('burst_ms_per_request', '-')} ms wall, "
+        f"{o.get('burst_cpu_ms_per_request', '-')} ms CPU, "
+        f"{o.get('burst_round_trips_per_request', '-')} round trips | "
         f"{_met(o['fleet_ms_per_request'] < o['target_ms'])} |",
         "",
     ]

@@ -38,6 +38,12 @@ over the limit after a recovery. Two more rules keep the limit across an outage:
   that knew the old one enters everything it sent in the window again before
   it takes a slot.
 
+One acquire takes slots for the tasks queued behind it in the local FIFO too
+(up to :data:`MAX_BATCH`, within what is free beyond the waiters queued ahead):
+a burst of requests in one process costs one round trip, not one each. A slot
+taken for a task that then went away is given back as a request answered at
+once (it counts in the 1 s window, never over the limit).
+
 Releases are folded into the limiter's next acquire: a reply's release waits
 up to :data:`RELEASE_DELAY` for one, then goes on its own (a late release
 changes nothing within the 1 s window, where the request counts either way).
@@ -67,9 +73,11 @@ from ._limiter_scripts import (
     BACKFILL,
     IN_FLIGHT_RETRY_MS,
     LEAVE,
+    MAX_BATCH,
     MAX_PAUSE,
     MAX_WAIT,
     PAUSE,
+    POOL_TTL,
     RELEASE,
     RELEASE_DELAY,
     STALE_WAITER_MS,
@@ -138,6 +146,10 @@ class FleetRateLimiter:
         self._bound_ms = math.ceil(request_bound * 1000)
         self._short_ms, self._long_ms = window_ms(limit)
         self._lock = anyio.Lock()  # the local FIFO: one waiter per limiter in Redis
+        # slots one acquire took for the tasks queued behind it: (member, when taken)
+        self._pool: deque[tuple[str, float]] = deque()
+        self._acquire_key_bytes = [name.encode() for name in self._acquire_keys]
+        self._leave_key_bytes = self._acquire_key_bytes[2:]
         self._paused_until = 0.0
         self._in_flight = 0
         # the local fallback's requests not yet in the Redis log: reply times
@@ -229,24 +241,33 @@ class FleetRateLimiter:
                     if not shared and (self._recovering or time.monotonic() < self._capped_until):
                         await self._fallback._take()
                         shared = True
+                    member = self._from_pool()
+                    if member is not None:
+                        self._in_flight += 1
+                        self._flying[member] = shared
+                        self._trim_pool()
+                        return member
                     if self._unlogged or self._unlogged_in_flight:
                         try:
                             await self._enter_sent(lost=False)
                         except RedisUnavailable:
                             break
-                    member = f"{self._waiter}:{next(self._members)}"
-                    args = self._args(member)
+                    prefix = f"{self._waiter}:{next(self._members)}"
+                    # its own slot, and one for each task queued behind it
+                    wanted = 1 + min(self._lock.statistics().tasks_waiting, MAX_BATCH - 1)
+                    args = self._args(prefix, wanted)
                     # a call cut short may still have queued this limiter: leave on the way out
                     queued = True
                     try:
                         self.round_trips += 1
                         code, value, short, long, epoch = await self._breaker.call(
-                            lambda: self._acquire(keys=self._acquire_keys, args=args)  # noqa: B023
+                            lambda: self._acquire(keys=self._acquire_key_bytes, args=args)  # noqa: B023
                         )
                     except RedisUnavailable:
                         break
                     now = time.monotonic()
-                    granted = int(code) == 1  # then the counts leave out its own entry
+                    granted = int(value) if int(code) == 1 else 0
+                    # the counts leave out this call's own entries
                     self._seen = (now, int(short) + granted, int(long) + granted)
                     if self._recovering:
                         self._recovering = False
@@ -267,8 +288,11 @@ class FleetRateLimiter:
                     self._epoch = epoch
                     if granted:
                         queued = False  # the script took it out of the queue
+                        member = f"{prefix}.1"
+                        self._pool.extend((f"{prefix}.{n}", now) for n in range(2, granted + 1))
                         self._in_flight += 1
                         self._flying[member] = shared
+                        self._trim_pool()
                         return member
                     await anyio.sleep(min(int(value) / 1000, MAX_WAIT))
             except BaseException:
@@ -279,6 +303,7 @@ class FleetRateLimiter:
                 raise
             if queued:
                 self._spawn(self._leave_queue)
+            self._trim_pool(keep=0)  # the others fall back too
             self._start_share()
             self._recovering = True
             if not shared:
@@ -373,7 +398,7 @@ class FleetRateLimiter:
         # how long the log outlives its newest entry
         return self._long_ms + self._bound_ms + 1000
 
-    def _args(self, member: str) -> list[str | int]:
+    def _args(self, prefix: str, wanted: int) -> list[str | int]:
         limit = self._limit
         args: list[str | int] = [
             limit.per_second,
@@ -381,13 +406,14 @@ class FleetRateLimiter:
             self._short_ms,
             self._long_ms,
             self._bound_ms,
-            member,
+            prefix,
             self._waiter,
             STALE_WAITER_MS,
             IN_FLIGHT_RETRY_MS,
             self._epoch,
             self._new_epoch,
             self._ttl_ms,
+            wanted,
         ]
         if self._releases:
             args += self._release_pairs()
@@ -402,10 +428,31 @@ class FleetRateLimiter:
         self._releases.clear()
         return pairs
 
+    def _from_pool(self) -> str | None:
+        # a slot an acquire took for this task, unless it waited too long for it
+        pool = self._pool
+        now = time.monotonic()
+        while pool:
+            member, taken = pool.popleft()
+            if now - taken <= POOL_TTL:
+                return member
+            self._queue_release(member, now)
+        return None
+
+    def _trim_pool(self, keep: int | None = None) -> None:
+        # slots beyond the tasks still queued (one went away) are given back
+        # as requests answered now: they count in the 1 s window, never over
+        if keep is None:
+            keep = self._lock.statistics().tasks_waiting
+        now = time.monotonic()
+        while len(self._pool) > keep:
+            member, _ = self._pool.pop()
+            self._queue_release(member, now)
+
     async def _leave_queue(self) -> None:
-        keys = self._acquire_keys
+        keys = self._leave_key_bytes
         self.round_trips += 1
-        await self._breaker.call(lambda: self._leave(keys=keys[2:], args=[self._waiter]))
+        await self._breaker.call(lambda: self._leave(keys=keys, args=[self._waiter]))
 
     def _give_back(self, member: str | None) -> None:
         self._in_flight -= 1
@@ -424,6 +471,9 @@ class FleetRateLimiter:
         sent.append((now, member))
         if sent[0][0] < now - self._long_ms / 1000:
             self._forget_old(now)
+        self._queue_release(member, now)
+
+    def _queue_release(self, member: str, now: float) -> None:
         self._releases.append((member, now))
         if self._flush is None:
             # a late release only counts the request longer: never over the limit
@@ -441,6 +491,7 @@ class FleetRateLimiter:
             self._flush.cancel()
             self._flush = None
         self._releases.clear()
+        self._pool.clear()
 
     def take_releases(self) -> tuple[str, int, list[str | int]] | None:
         """The releases waiting for an acquire, for another script call to send

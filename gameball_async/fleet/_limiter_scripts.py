@@ -1,8 +1,8 @@
 """The Lua scripts of the account-wide rate limiter, and the numbers they use.
 
 Each script is one atomic step over one account's keys (all on one Cluster
-slot, see ``_keys.py``), on the server's clock (``TIME``): ``ACQUIRE`` takes a
-slot (or says how long to wait) with the releases folded into it, ``RELEASE``
+slot, see ``_keys.py``), on the server's clock (``TIME``): ``ACQUIRE`` takes
+slots (or says how long to wait) with the releases folded into it, ``RELEASE``
 moves finished requests back to their reply times, ``PAUSE`` holds the fleet
 after a 429, ``LEAVE`` takes a waiter that gave up out of the queue, and
 ``BACKFILL`` enters what a process sent on its local share while Redis was
@@ -23,9 +23,11 @@ __all__ = [
     "BACKFILL",
     "IN_FLIGHT_RETRY_MS",
     "LEAVE",
+    "MAX_BATCH",
     "MAX_PAUSE",
     "MAX_WAIT",
     "PAUSE",
+    "POOL_TTL",
     "RELEASE",
     "RELEASE_DELAY",
     "STALE_WAITER_MS",
@@ -40,22 +42,28 @@ STALE_WAITER_MS: Final = 3000
 IN_FLIGHT_RETRY_MS: Final = 25
 #: Longest pause a 429 may set for the fleet, in seconds (the transport clamps first).
 MAX_PAUSE: Final = 300.0
+#: Most slots one acquire takes: its own and those of the tasks queued behind it.
+MAX_BATCH: Final = 16
+#: Seconds a slot taken for a queued task stays usable; then it is given back.
+POOL_TTL: Final = 1.0
 #: Seconds a release waits to ride on the next acquire before it goes on its own.
 #: Shorter than the 1 s window: until then the request counts in it either way.
 RELEASE_DELAY: Final = 0.1
 
 # KEYS: log, pause, waiters, seen, epoch. ARGV: per_second, per_window, short_ms,
-# long_ms, bound_ms, member, waiter, stale_ms, retry_ms, known epoch ('' for none),
-# a new epoch (used if the key is missing), log ttl ms, then pairs of (age ms,
-# member): releases folded in (each request's reply came age ms ago).
-# Returns {1, now_ms, short, long, epoch} when granted, {0, wait_ms, short, long,
-# epoch} when not (short and long: the log's counts before this call's entry), and
+# long_ms, bound_ms, member prefix, waiter, stale_ms, retry_ms, known epoch ('' for
+# none), a new epoch (used if the key is missing), log ttl ms, slots wanted, then
+# pairs of (age ms, member): releases folded in (each request's reply came age ms
+# ago). Returns {1, granted, short, long, epoch} when 1 to `wanted` slots are
+# granted (members prefix.1 .. prefix.granted: the tasks queued behind the one
+# asking in the limiter's FIFO take the rest), {0, wait_ms, short, long, epoch}
+# when none is (short and long: the log's counts before this call's entries), and
 # {2, 0, 0, 0, epoch} when the epoch is not the known one (the log was lost:
 # enter what this limiter sent, then ask again).
 ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 13, #ARGV, 2 do
+for i = 14, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], 'XX', now - tonumber(ARGV[i]), ARGV[i + 1])
 end
 local epoch = redis.call('GET', KEYS[5])
@@ -93,13 +101,17 @@ local long_count = redis.call('ZCARD', KEYS[1])
 local need_short = short_count - per_second + 1 + ahead
 local need_long = long_count - per_window + 1 + ahead
 if need_short <= 0 and need_long <= 0 then
-  redis.call('ZADD', KEYS[1], now + bound_ms, ARGV[6])
+  -- the free slots beyond the waiters queued ahead, as many as wanted
+  local granted = math.min(tonumber(ARGV[13]), 1 - math.max(need_short, need_long))
+  for i = 1, granted do
+    redis.call('ZADD', KEYS[1], now + bound_ms, ARGV[6] .. '.' .. i)
+  end
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[12]))
   if since then
     redis.call('ZREM', KEYS[3], waiter)
     redis.call('ZREM', KEYS[4], waiter)
   end
-  return {1, now, short_count, long_count, epoch}
+  return {1, granted, short_count, long_count, epoch}
 end
 if not since then
   redis.call('ZADD', KEYS[3], now, waiter)

@@ -35,13 +35,15 @@ async def limiters(client: aioredis.Redis) -> AsyncIterator[MakeLimiter]:
     """Build limiters as separate processes would have them (own id, breaker, tasks)."""
     backgrounds: list[Background] = []
 
-    def make(limit: RateLimit, *, bound: float = 5.0, processes: int = 1) -> FleetRateLimiter:
+    def make(
+        limit: RateLimit, *, bound: float = 5.0, processes: int = 1, timeout: float = 0.3
+    ) -> FleetRateLimiter:
         background = Background()
         backgrounds.append(background)
         return FleetRateLimiter(
             client,
             KEYS,
-            Breaker(timeout=0.3, cooldown=0.5),
+            Breaker(timeout=timeout, cooldown=0.5),
             limit,
             request_bound=bound,
             process_id=uuid.uuid4().hex[:16],
@@ -279,6 +281,108 @@ async def test_a_release_rides_on_the_next_acquire(redis_client: aioredis.Redis)
                 await anyio.sleep(0.02)
         assert len(entries) == 20  # every one counted from its reply, none at its deadline
         assert limiter.round_trips == 21
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``condition()`` holds, a loop turn at a time."""
+    with anyio.fail_after(PATIENCE):
+        while not condition():
+            await anyio.lowlevel.checkpoint()
+
+
+async def test_one_acquire_takes_the_slots_of_the_tasks_queued_behind_it(
+    redis_client: aioredis.Redis,
+) -> None:
+    # issue 15 §3: a burst of requests in one process is one round trip, not
+    # one each: the task asking takes a slot for every task queued in its FIFO
+    limit = RateLimit(per_second=1000, per_window=10_000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit, bound=30.0)
+        entered = 0
+
+        async def send() -> None:
+            nonlocal entered
+            async with limiter.slot():
+                entered += 1
+
+        async with anyio.create_task_group() as tg:
+            await limiter._lock.acquire()  # a task mid-acquire: the others queue
+            for _ in range(12):
+                tg.start_soon(send)
+            await until(lambda: limiter._lock.statistics().tasks_waiting == 12)
+            assert limiter.round_trips == 0
+            limiter._lock.release()  # the twelve go now
+            await until(lambda: entered == 12)
+        assert limiter.round_trips == 1  # one acquire for the twelve
+        entries: Any = await redis_client.zrange(KEYS.limiter_log, 0, -1, withscores=True)
+        assert len({member for member, _ in entries}) == 12
+
+
+async def test_a_batch_takes_no_more_than_the_limit_leaves(
+    redis_client: aioredis.Redis,
+) -> None:
+    limit = RateLimit(per_second=5, per_window=10_000, margin=0.05)
+    stamps: list[float] = []
+    async with limiters(redis_client) as make:
+        limiter, other = make(limit), make(limit)
+        async with other.slot():  # another process takes one of the five
+            stamps.append(await server_time(redis_client))
+
+        async def send() -> None:
+            async with limiter.slot():
+                stamps.append(await server_time(redis_client))
+
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                for _ in range(14):
+                    tg.start_soon(send)
+    assert len(stamps) == 15
+    assert max_in_window(stamps, 1.0) <= 5
+    assert limiter.round_trips < 14
+
+
+async def test_a_slot_taken_for_a_task_that_went_away_is_given_back(
+    redis_client: aioredis.Redis,
+) -> None:
+    # the acquire took slots for two queued tasks; one is cancelled before its
+    # turn: its slot goes back as a request answered at once, not left in the
+    # log at its deadline (where it would count until the request bound)
+    limit = RateLimit(per_second=1000, per_window=10_000)
+    async with limiters(redis_client) as make:
+        limiter = make(limit, bound=30.0, timeout=PATIENCE)
+        entered = 0
+        leaving = anyio.CancelScope()
+
+        async def send(scope: anyio.CancelScope) -> None:
+            nonlocal entered
+            with scope:
+                async with limiter.slot():
+                    entered += 1
+
+        async with anyio.create_task_group() as tg:
+            await limiter._lock.acquire()  # a task mid-acquire: the others queue
+            for scope in (anyio.CancelScope(), anyio.CancelScope(), leaving):
+                tg.start_soon(send, scope)
+            await until(lambda: limiter._lock.statistics().tasks_waiting == 3)
+            # the first asks for the three and its call hangs until the unpause
+            await redis_client.client_pause(10_000, all=False)  # writes (scripts) wait
+            limiter._lock.release()
+            await until(lambda: limiter.round_trips == 1)
+            leaving.cancel()  # the third goes away while the call is in flight
+            await until(lambda: limiter._lock.statistics().tasks_waiting == 1)
+            await redis_client.client_unpause()
+            await until(lambda: entered == 2 and limiter.in_flight == 0)
+        assert limiter.round_trips == 1
+        assert not limiter._pool
+        now = await server_time(redis_client)
+        limiter.flush_releases()
+        with anyio.fail_after(PATIENCE):
+            while True:
+                entries: Any = await redis_client.zrange(KEYS.limiter_log, 0, -1, withscores=True)
+                if all(score / 1000 <= now + 1 for _, score in entries):
+                    break
+                await anyio.sleep(0.02)
+        assert len(entries) == 3  # three taken, none left at its deadline
 
 
 async def test_a_closing_session_sends_the_releases_still_waiting(
