@@ -60,6 +60,15 @@ finally:
 """
 
 
+def _by_command(runs: list[dict[str, Any]]) -> dict[str, float]:
+    # the median per command (a checkout from before the breakdown has none)
+    names = sorted({name for run in runs for name in run.get("redis_by_command", {})})
+    return {
+        name: statistics.median(run.get("redis_by_command", {}).get(name, 0) for run in runs)
+        for name in names
+    }
+
+
 def compare(checkouts: dict[str, str], cells: list[str], rounds: int) -> dict[str, Any]:
     """The ``cells`` with each checkout's code, checkouts taking turns in each round."""
     for cell in cells:
@@ -91,6 +100,7 @@ def compare(checkouts: dict[str, str], cells: list[str], rounds: int) -> dict[st
             "checkout": label,
             **{key: statistics.median(run[key] for run in seen[cell, label]) for key in _FIGURES},
             "cpu_ms_per_request_rounds": [run["cpu_ms_per_request"] for run in seen[cell, label]],
+            "redis_by_command": _by_command(seen[cell, label]),
         }
         for cell in cells
         for label in checkouts

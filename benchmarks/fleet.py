@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -94,6 +95,19 @@ PATIENCE = 300.0
 _MARK = "gbbench-mark-"
 
 
+def _script_names() -> dict[str, str]:
+    # each fleet script's SHA1 (what EVALSHA names it by) to its constant's name
+    from gameball_async.fleet import _limiter_scripts, _polls_scripts, _registry
+
+    names: dict[str, str] = {}
+    for module in (_limiter_scripts, _polls_scripts, _registry):
+        for name, value in vars(module).items():
+            if name.lstrip("_").isupper() and isinstance(value, str) and "redis.call" in value:
+                where = module.__name__.rsplit("._", 1)[-1].removesuffix("_scripts")
+                names[hashlib.sha1(value.encode()).hexdigest()] = f"{where}.{name.strip('_')}"
+    return names
+
+
 class RedisCounter:
     """Counts the commands Redis runs, on a ``MONITOR`` connection in a thread.
 
@@ -107,6 +121,7 @@ class RedisCounter:
         self._monitor = redis.Redis.from_url(url, socket_timeout=None)
         self._lock = threading.Condition()
         self._counts = {"round_trips": 0, "script_commands": 0}
+        self._scripts = _script_names()
         self._seen: dict[str, dict[str, int]] = {}
         self._marks = 0
         self._thread = threading.Thread(target=self._listen, daemon=True)
@@ -131,6 +146,13 @@ class RedisCounter:
                     self._counts["script_commands"] += 1
                 else:
                     self._counts["round_trips"] += 1
+                    words = text.split(" ", 2)
+                    kind = words[0].upper()
+                    if kind in ("EVALSHA", "EVAL") and len(words) > 1:
+                        kind = self._scripts.get(words[1].strip("'\""), kind)
+                    # by command (a script by its name), "cmd:" keeping them apart
+                    key = f"cmd:{kind}"
+                    self._counts[key] = self._counts.get(key, 0) + 1
 
     def mark(self, stop: bool = False) -> dict[str, int]:
         """The counts so far (every command sent before this call included)."""
@@ -278,6 +300,12 @@ def one_run(
         "redis_round_trips": round_trips,
         "redis_script_commands": after["script_commands"] - before["script_commands"],
         "redis_per_request": round(round_trips / max(counts.get("requests", 0), 1), 2),
+        # per HTTP request, by command (a fleet script by its constant's name)
+        "redis_by_command": {
+            key[4:]: round((after[key] - before.get(key, 0)) / max(counts.get("requests", 0), 1), 3)
+            for key in sorted(after)
+            if key.startswith("cmd:") and after[key] > before.get(key, 0)
+        },
         "cpu_ms_per_request": round(
             1e3 * sum(result["cpu_seconds"] for result in results) / max(requests, 1), 3
         ),
@@ -368,6 +396,9 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
             row[key] = sorted({name for run in runs for name in run[key]})
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             row[key] = statistics.median(run[key] for run in runs)
+        elif key == "redis_by_command":
+            names = sorted({name for run in runs for name in run[key]})
+            row[key] = {n: statistics.median(run[key].get(n, 0) for run in runs) for n in names}
         else:
             row[key] = value
     if len(runs) > 1:
