@@ -60,6 +60,12 @@ logger: Final = logging.getLogger("gameball_async")
 FAILURES_BEFORE_RELEASE: Final = 3
 #: Seconds the reads that start in this span go in one ``take`` call.
 TAKE_GATHER: Final = 0.05
+#: Seconds a follower whose heartbeat finds a job's lease gone after a newer
+#: write waits for that write's hint (or for its poller to read the hint in
+#: hand) before it reads the job itself: an owner's terminal write takes the
+#: lease with it, and its hint, published before the heartbeat's reply is
+#: sent, is often read or used just after the reply.
+HINT_GRACE: Final = 0.25
 
 
 class SharedPolls:
@@ -578,8 +584,14 @@ class SharedPolls:
                     self._read_again(job_id)
                 else:
                     self._behind[job_id] = version  # its hint may be on its way
-            if ttl == -2:  # no lease: its owner is gone, take over now
-                self._read_again(job_id)
+            if ttl == -2:  # no lease
+                if news is not None or job_id in self._behind:
+                    # written since the last read, its hint in hand or on its
+                    # way: most likely its terminal write, which takes the
+                    # lease with it (still followed then: read it)
+                    self._check_at(job_id, HINT_GRACE)
+                else:  # its owner is gone: take over now
+                    self._read_again(job_id)
             elif 0 <= ttl < soon:  # runs out before the next beat: be there
                 self._check_at(job_id, ttl / 1000 + 0.01)
 

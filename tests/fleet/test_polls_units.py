@@ -13,7 +13,7 @@ from _fleet_support import WHEN, fast_breaker
 from gameball_async import BatchState, BatchStatus, Operation, RateLimit, ServerError
 from gameball_async._coordination import NoStatusYet, SessionLink
 from gameball_async._decode import decode_status
-from gameball_async.fleet import _polls_scripts
+from gameball_async.fleet import _polls, _polls_scripts
 from gameball_async.fleet._keys import Keys
 from gameball_async.fleet._polls import FAILURES_BEFORE_RELEASE, SharedPolls
 from gameball_async.fleet._polls_scripts import STATUS_TTL, encode_status, text
@@ -572,6 +572,69 @@ async def test_a_lost_hint_is_caught_by_the_heartbeat(redis_client: aioredis.Red
         status, _ = await follower.fetch("1", None)
         assert status.processed_count == 8
         assert follower.takes == 2
+
+
+async def test_a_lease_gone_with_a_newer_write_waits_for_its_hint(
+    redis_client: aioredis.Redis,
+) -> None:
+    # issue 15 §3: the owner's terminal write takes the lease with it; a
+    # follower's heartbeat that sees the lease gone before it read the write's
+    # hint waits HINT_GRACE for the hint instead of reading the job itself (in
+    # *same* at P = 8, a take per job and process); a hint that never comes
+    # (this follower listens to none) is made up for by a read after that
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a") as owner,
+        polls(redis_client, b, "b") as follower,
+    ):
+        await owner.fetch("1", None)
+        await beat(owner, a)  # the running status stored
+        await follower.fetch("1", None)  # following: read once
+        assert follower.takes == 1
+        a.replies["1"] = completed("1")
+        await owner.fetch("1", None)  # stored at once, the lease deleted
+        assert not await redis_client.exists(KEYS.lease("1"))
+        started = anyio.current_time()
+        await follower._beat()
+        assert b.soon == []  # not at once: its hint may be on its way
+        await _told(b, "1")  # none came: read after the grace
+        assert anyio.current_time() - started >= _polls.HINT_GRACE
+        status, _ = await follower.fetch("1", None)
+        assert status.state is BatchState.COMPLETED
+        assert follower.takes == 2
+
+
+async def test_a_lease_gone_with_its_terminal_hint_in_hand_reads_nothing(
+    redis_client: aioredis.Redis,
+) -> None:
+    # the hint came, its status not yet asked for by the poller, when the
+    # heartbeat finds the lease gone: the hint's status is used, no take
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(redis_client, a, "a", started=True) as owner,
+        polls(redis_client, b, "b", started=True) as follower,
+    ):
+        await _listening(owner, follower)
+        await owner.fetch("1", None)
+        await beat(owner, a)
+        await _told(b, "1")
+        await follower.fetch("1", None)
+        assert follower.takes == 1
+        a.replies["1"] = completed("1")
+        await owner.fetch("1", None)
+        await _told(b, "1")  # the terminal hint, in hand
+        await follower._beat()  # the lease is gone
+        assert b.soon == []
+        status, _ = await follower.fetch("1", None)
+        assert status.state is BatchState.COMPLETED
+        assert follower.takes == 1
+        assert follower.hinted_reads >= 1
 
 
 async def test_the_owners_store_carries_the_limiters_releases(redis_client: aioredis.Redis) -> None:
