@@ -337,8 +337,7 @@ async def test_a_batch_takes_no_more_than_the_limit_leaves(
                 for _ in range(14):
                     tg.start_soon(send)
     assert len(stamps) == 15
-    assert max_in_window(stamps, 1.0) <= 5
-    assert limiter.round_trips < 14
+    assert max_in_window(stamps, 1.0) <= 5  # (the round trips saved: the test above)
 
 
 async def test_a_slot_taken_for_a_task_that_went_away_is_given_back(
