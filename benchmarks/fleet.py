@@ -33,8 +33,9 @@ commands clients sent, counted on a ``MONITOR`` connection; the commands the
 Lua scripts ran are counted apart) and per HTTP request, client CPU ms per
 request. Apart, the limiter's own cost: N acquire/release pairs of the fleet
 limiter against the local Redis with a limit that never makes them wait, ms
-per request, against the local limiter; then N more taken by 16 tasks at once
-(a burst of one process's polls, which one acquire serves together).
+per request, against the local limiter and against a bare redis-py call of a
+one-line script (the floor of one round trip); then N more taken by 16 tasks
+at once (a burst of one process's polls, which one acquire serves together).
 
 Job set: 40 jobs of 20..400 items at 100 items/s (0.2-4 s of work each),
 queued for 0.5 s + jobs / 30 s (1.83 s: every creation, at 30/s, lands before
@@ -344,6 +345,17 @@ async def _burst(limiter: RateLimiter, n: int, tasks: int) -> tuple[float, float
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+async def _bare_script(client: aioredis.Redis, n: int) -> tuple[float, float]:
+    # the floor: one redis-py script call (a one-line script) per request
+    script = client.register_script("return 1")
+    for _ in range(50):
+        await script(keys=["bench-overhead:floor"], args=[1])
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        await script(keys=["bench-overhead:floor"], args=[1])
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
 async def limiter_overhead(url: str, n: int) -> dict[str, Any]:
     """N acquire/release pairs of the fleet limiter (never made to wait) against the local one."""
     never_waits = RateLimit(per_second=10**7, per_window=10**8)
@@ -361,6 +373,7 @@ async def limiter_overhead(url: str, n: int) -> dict[str, Any]:
         spawn=background.spawn,
     )
     try:
+        floor_cpu, floor_wall = await _bare_script(client, n)
         cpu, wall = await _slots(limiter, n)
         trips = limiter.round_trips
         burst_cpu, burst_wall = await _burst(limiter, n, BURST_TASKS)
@@ -377,6 +390,8 @@ async def limiter_overhead(url: str, n: int) -> dict[str, Any]:
         "local_ms_per_request": round(1e3 * local_wall / n, 4),
         "local_cpu_ms_per_request": round(1e3 * local_cpu / n, 4),
         "round_trips_per_request": round(trips / (n + 50), 2),
+        "bare_script_ms_per_request": round(1e3 * floor_wall / n, 4),
+        "bare_script_cpu_ms_per_request": round(1e3 * floor_cpu / n, 4),
         "burst_tasks": BURST_TASKS,
         "burst_ms_per_request": round(1e3 * burst_wall / n, 4),
         "burst_cpu_ms_per_request": round(1e3 * burst_cpu / n, 4),
