@@ -1,5 +1,6 @@
 """``python -m benchmarks.fleet --checkout LABEL=PATH ...``: fleet cells of several
-checkouts side by side (see :mod:`benchmarks.fleet`).
+checkouts side by side (see :mod:`benchmarks.fleet`, which calls it: nothing
+here imports it, each checkout's own runs its cells).
 
 Each checkout runs its cells with its own package and its own
 ``benchmarks/fleet.py`` (its fake, its Redis, its workers), so a commit from
@@ -15,8 +16,6 @@ import subprocess
 import sys
 import time
 from typing import Any, Final
-
-from .fleet import PATIENCE, SCENARIOS, SETUPS
 
 #: The cells of a side-by-side run unless ``--cell`` names others.
 COMPARED: Final = (
@@ -69,12 +68,12 @@ def _by_command(runs: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def compare(checkouts: dict[str, str], cells: list[str], rounds: int) -> dict[str, Any]:
-    """The ``cells`` with each checkout's code, checkouts taking turns in each round."""
-    for cell in cells:
-        p, scenario, setup = cell.split(":")
-        if not p.isdigit() or scenario not in SCENARIOS or setup not in SETUPS:
-            raise SystemExit(f"a cell is P:scenario:setup ({SCENARIOS}, {SETUPS}), not {cell!r}")
+def compare(
+    checkouts: dict[str, str], cells: list[str], rounds: int, *, patience: float
+) -> dict[str, Any]:
+    """The ``cells`` (checked by the caller) with each checkout's code, checkouts
+    taking turns in each round; each checkout's run may take ``patience`` seconds
+    a cell."""
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
     for _ in range(rounds):
@@ -87,7 +86,7 @@ def compare(checkouts: dict[str, str], cells: list[str], rounds: int) -> dict[st
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=PATIENCE * len(cells),
+                timeout=patience * len(cells),
             )
             if done.returncode:
                 raise RuntimeError(f"{label}'s cells failed: {done.stderr[-2000:]}")

@@ -85,6 +85,7 @@ from gameball_async.fleet._limiter import FleetRateLimiter
 from gameball_async.testing import RedisServer
 
 from ._common import FakeProcess, add_quick, run_main, spread
+from ._fleet_compare import COMPARED, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 100.0  # items per second per job on the fake
@@ -513,9 +514,13 @@ def _main(args: argparse.Namespace) -> None:
     if args.checkout:
         checkouts = dict(item.split("=", 1) for item in args.checkout)
         checkouts = {label: str(Path(path).resolve()) for label, path in checkouts.items()}
-        from ._fleet_compare import COMPARED, compare
-
-        figures = compare(checkouts, args.cell or list(COMPARED), args.rounds)
+        cells = args.cell or list(COMPARED)
+        for cell in cells:
+            p, scenario, setup = [*cell.split(":"), "", ""][:3]
+            if not p.isdigit() or scenario not in SCENARIOS or setup not in SETUPS:
+                known = f"{SCENARIOS}, {SETUPS}"
+                raise SystemExit(f"a cell is P:scenario:setup ({known}), not {cell!r}")
+        figures = compare(checkouts, cells, args.rounds, patience=PATIENCE)
     else:
         figures = run(args.quick, rounds=args.rounds)
     print(json.dumps(figures, indent=2))
