@@ -62,6 +62,7 @@ async def main(mode: str, config: dict[str, Any]) -> None:
     ):
         gb._open()  # attach to the fleet now
         go = aioredis.Redis.from_url(config["redis_url"])
+        await go.ping()  # connected before the barrier, not while the test's faults begin
         print("ready", flush=True)
         # a barrier: the test pushes one token per process, all wake at once
         await go.blpop(["test:go"], timeout=60)

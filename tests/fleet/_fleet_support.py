@@ -418,8 +418,14 @@ class Workers:
             return [json.loads(await lines.next()) for lines in self._lines]
 
     async def go(self, client: Any) -> None:
-        """Release every worker at once (one token each on the ``test:go`` list)."""
+        """Release every worker at once (one token each on the ``test:go`` list),
+        and wait until each has taken its own: a fault the test makes next must
+        find every worker past the barrier (one still waiting on Redis there
+        would fail outside the fleet's code and never start)."""
         await client.rpush("test:go", *([1] * len(self.processes)))
+        with anyio.fail_after(PROCESS_PATIENCE):
+            while await client.llen("test:go"):  # noqa: ASYNC110 (a Redis list, no event)
+                await anyio.sleep(0.01)
 
     def kill(self, index: int) -> None:
         """``kill -9`` one worker."""
