@@ -427,6 +427,25 @@ async def test_a_job_ending_while_redis_is_down_is_told_for_the_registrys_own_wr
         redis_server.start()
 
 
+@asynccontextmanager
+async def owner_and_follower(
+    client: aioredis.Redis, *, started: bool = True
+) -> AsyncIterator[tuple[SharedPolls, Link, SharedPolls, Link]]:
+    """Processes ``a`` and ``b`` (polls and links), both awaiting job "1", whose
+    reply to ``a`` is running("1", 1); ``started``: both listening to hints."""
+    a, b = Link(), Link()
+    a.replies["1"] = running("1", 1)
+    a.awaited.add("1")
+    b.awaited.add("1")
+    async with (
+        polls(client, a, "a", started=started) as owner,
+        polls(client, b, "b", started=started) as follower,
+    ):
+        if started:
+            await _listening(owner, follower)
+        yield owner, a, follower, b
+
+
 async def _listening(*shared: SharedPolls) -> None:
     with anyio.fail_after(10):
         while not all(each.listening for each in shared):  # noqa: ASYNC110
@@ -445,15 +464,7 @@ async def test_a_hint_carries_the_status_so_the_follower_reads_nothing(
 ) -> None:
     # issue 15 §3: a follower gets each status the owner stored from its hint;
     # with nothing new, its poller is told so without a Redis call
-    a, b = Link(), Link()
-    a.replies["1"] = running("1", 1)
-    a.awaited.add("1")
-    b.awaited.add("1")
-    async with (
-        polls(redis_client, a, "a", started=True) as owner,
-        polls(redis_client, b, "b", started=True) as follower,
-    ):
-        await _listening(owner, follower)
+    async with owner_and_follower(redis_client) as (owner, a, follower, b):
         await owner.fetch("1", None)
         await _told(b, "1")  # the hint of a job not followed yet brings its first read forward
         await follower.fetch("1", None)  # its first read
@@ -531,15 +542,7 @@ async def test_a_status_too_long_for_a_hint_is_read_by_the_follower(
     redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_polls_scripts, "HINT_DATA_MAX", 10)
-    a, b = Link(), Link()
-    a.replies["1"] = running("1", 1)
-    a.awaited.add("1")
-    b.awaited.add("1")
-    async with (
-        polls(redis_client, a, "a", started=True) as owner,
-        polls(redis_client, b, "b", started=True) as follower,
-    ):
-        await _listening(owner, follower)
+    async with owner_and_follower(redis_client) as (owner, a, follower, b):
         await owner.fetch("1", None)
         await _told(b, "1")
         await follower.fetch("1", None)
@@ -553,15 +556,7 @@ async def test_a_status_too_long_for_a_hint_is_read_by_the_follower(
 
 
 async def test_a_lost_hint_is_caught_by_the_heartbeat(redis_client: aioredis.Redis) -> None:
-    a, b = Link(), Link()
-    a.replies["1"] = running("1", 1)
-    a.awaited.add("1")
-    b.awaited.add("1")
-    async with (
-        polls(redis_client, a, "a", started=True) as owner,
-        polls(redis_client, b, "b", started=True) as follower,
-    ):
-        await _listening(owner, follower)
+    async with owner_and_follower(redis_client) as (owner, _a, follower, b):
         await owner.fetch("1", None)
         await _told(b, "1")
         await follower.fetch("1", None)
@@ -582,14 +577,7 @@ async def test_a_lease_gone_with_a_newer_write_waits_for_its_hint(
     # hint waits HINT_GRACE for the hint instead of reading the job itself (in
     # *same* at P = 8, a take per job and process); a hint that never comes
     # (this follower listens to none) is made up for by a read after that
-    a, b = Link(), Link()
-    a.replies["1"] = running("1", 1)
-    a.awaited.add("1")
-    b.awaited.add("1")
-    async with (
-        polls(redis_client, a, "a") as owner,
-        polls(redis_client, b, "b") as follower,
-    ):
+    async with owner_and_follower(redis_client, started=False) as (owner, a, follower, b):
         await owner.fetch("1", None)
         await beat(owner, a)  # the running status stored
         await follower.fetch("1", None)  # following: read once
@@ -612,15 +600,7 @@ async def test_a_lease_gone_with_its_terminal_hint_in_hand_reads_nothing(
 ) -> None:
     # the hint came, its status not yet asked for by the poller, when the
     # heartbeat finds the lease gone: the hint's status is used, no take
-    a, b = Link(), Link()
-    a.replies["1"] = running("1", 1)
-    a.awaited.add("1")
-    b.awaited.add("1")
-    async with (
-        polls(redis_client, a, "a", started=True) as owner,
-        polls(redis_client, b, "b", started=True) as follower,
-    ):
-        await _listening(owner, follower)
+    async with owner_and_follower(redis_client) as (owner, a, follower, b):
         await owner.fetch("1", None)
         await beat(owner, a)
         await _told(b, "1")
