@@ -148,8 +148,7 @@ class FleetRateLimiter:
         self._lock = anyio.Lock()  # the local FIFO: one waiter per limiter in Redis
         # slots one acquire took for the tasks queued behind it: (member, when taken)
         self._pool: deque[tuple[str, float]] = deque()
-        self._acquire_key_bytes = [name.encode() for name in self._acquire_keys]
-        self._leave_key_bytes = self._acquire_key_bytes[2:]
+        self._keys_of_acquire = self._acquire_keys  # built once: every acquire sends them
         self._paused_until = 0.0
         self._in_flight = 0
         # the local fallback's requests not yet in the Redis log: reply times
@@ -261,7 +260,7 @@ class FleetRateLimiter:
                     try:
                         self.round_trips += 1
                         code, value, short, long, epoch = await self._breaker.call(
-                            lambda: self._acquire(keys=self._acquire_key_bytes, args=args)  # noqa: B023
+                            lambda: self._acquire(keys=self._keys_of_acquire, args=args)  # noqa: B023
                         )
                     except RedisUnavailable:
                         break
@@ -442,6 +441,8 @@ class FleetRateLimiter:
     def _trim_pool(self, keep: int | None = None) -> None:
         # slots beyond the tasks still queued (one went away) are given back
         # as requests answered now: they count in the 1 s window, never over
+        if not self._pool:
+            return  # the common case: nothing taken for others
         if keep is None:
             keep = self._lock.statistics().tasks_waiting
         now = time.monotonic()
@@ -450,7 +451,7 @@ class FleetRateLimiter:
             self._queue_release(member, now)
 
     async def _leave_queue(self) -> None:
-        keys = self._leave_key_bytes
+        keys = self._keys_of_acquire[2:]
         self.round_trips += 1
         await self._breaker.call(lambda: self._leave(keys=keys, args=[self._waiter]))
 

@@ -60,6 +60,21 @@ __all__ = [
     "text",
 ]
 
+
+def _hint_lua(channel: str, job_id: str, data: str, carries: str, indent: str = "") -> str:
+    """Lua that publishes a write's hint (as :func:`parse_hint` reads it): the
+    job id, the local ``version`` and the status ``data`` when ``carries`` is
+    '1', else the job id alone (Lua expressions)."""
+    lines = [
+        f"if {carries} == '1' then",
+        f"  redis.call('PUBLISH', {channel}, {job_id} .. '\\n' .. version .. '\\n' .. {data})",
+        "else",
+        f"  redis.call('PUBLISH', {channel}, {job_id})",
+        "end",
+    ]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
 # KEYS: the fence counter, then per job its lease and status hash. ARGV:
 # process id, lease ttl ms, fence ttl ms. Per job: taken, holder, data, and
 # the version of the stored status (its writes' count, -1: none).
@@ -113,14 +128,9 @@ redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if ARGV[4] == '1' then
   redis.call('DEL', KEYS[1])"""
     + settled_lua("KEYS[4]", "KEYS[5]", "ARGV[8]")
-    + """end
-if ARGV[9] == '1' then
-  redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\\n' .. version .. '\\n' .. ARGV[3])
-else
-  redis.call('PUBLISH', ARGV[7], ARGV[8])
-end
-return 1
-"""
+    + "end\n"
+    + _hint_lua("ARGV[7]", "ARGV[8]", "ARGV[3]", "ARGV[9]")
+    + "return 1\n"
 )
 
 # KEYS: status hash, job record, open set. ARGV: data, status ttl ms, channel,
@@ -132,13 +142,8 @@ redis.call('HSET', KEYS[1], 'data', ARGV[1], 'terminal', '1')
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])"""
     + settled_lua("KEYS[2]", "KEYS[3]", "ARGV[4]")
-    + """if ARGV[5] == '1' then
-  redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. version .. '\\n' .. ARGV[1])
-else
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-end
-return 1
-"""
+    + _hint_lua("ARGV[3]", "ARGV[4]", "ARGV[1]", "ARGV[5]")
+    + "return 1\n"
 )
 
 # KEYS: the process's heartbeat key (or the fence counter), the fence counter,
@@ -151,7 +156,8 @@ return 1
 # refused (a newer fence wrote: the lease is a stale one), 0 lost;
 # per followed job: its lease's ms left and the version of its stored status
 # (-1: none).
-_BEAT: Final = """
+_BEAT: Final = (
+    """
 if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) end
 local n = tonumber(ARGV[2])
 local out = {}
@@ -171,12 +177,9 @@ for i = 1, n do
         local version = redis.call('HINCRBY', status, 'version', 1)
         redis.call('PEXPIRE', status, ARGV[4])
         redis.call('PEXPIRE', KEYS[2], ARGV[5])
-        if ARGV[a + 5] == '1' then
-          redis.call('PUBLISH', ARGV[6], ARGV[a + 3] .. '\\n' .. version .. '\\n' .. data)
-        else
-          redis.call('PUBLISH', ARGV[6], ARGV[a + 3])
-        end
-      end
+"""
+    + _hint_lua("ARGV[6]", "ARGV[a + 3]", "data", "ARGV[a + 5]", indent="        ")
+    + """      end
     end
   else
     out[i] = 0
@@ -188,6 +191,7 @@ for i = 2 * n + 3, #KEYS, 2 do
 end
 return out
 """
+)
 
 _RELEASE: Final = """
 local released = 0
