@@ -33,7 +33,9 @@ _FIGURES: Final = (
     "redis_per_request",
     "cpu_ms_per_request",
 )
-# one checkout's cells, run by that checkout's own benchmarks/fleet.py
+# one checkout's cells, run by that checkout's own benchmarks/fleet.py; it
+# repeats run()'s set-up with names every checkout since the fleet benchmark has
+# (one_run, RedisCounter, RATE), so a commit from before this module runs too
 _CELLS = """
 import json, random, sys
 from benchmarks.fleet import RATE, RedisCounter, one_run
