@@ -169,7 +169,12 @@ class SessionLifecycle:
                 self._transport, self._routes, self._counters, self._attachment, self._observer
             )
             self._poller_if_open = Poller(
-                fetch, self._poll_policy, max_in_flight=self._max_in_flight
+                fetch,
+                self._poll_policy,
+                max_in_flight=self._max_in_flight,
+                # a fleet's limiter cannot tell its room without asking Redis
+                pace=limiter if isinstance(limiter, LocalRateLimiter) else None,
+                counters=self._counters,
             )
             self._poller_if_open.observer = self._observer
             self._state = "open"

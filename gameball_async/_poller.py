@@ -4,7 +4,12 @@ Every awaited job has one entry here, whatever the number of waiters on it;
 a min-heap orders the entries by the time of their next poll and one background
 task serves them, so 10,000 awaited jobs cost one task and a few hundred bytes
 each, not 10,000 loops. Polls go through the session's rate limiter in the
-order they fall due, so new jobs cannot starve old ones.
+order they fall due, so new jobs cannot starve old ones, with one exception:
+when the limiter has no room for every poll due, a poll aimed at its job's
+end, now near, goes ahead of those due up to :data:`PRIORITY_LEAD` seconds
+before it (they only learn progress; it most likely ends a wait). So the
+scheduler hands out no more polls than the limiter can send at once, and
+keeps the rest to choose from when room comes.
 
 A poll is one request: a transient failure (5xx, 429, a timeout, a dropped
 connection, an undecodable reply) puts the entry back on the heap with backoff
@@ -31,10 +36,11 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -51,8 +57,9 @@ from ._server_clock import ServerClock
 
 if TYPE_CHECKING:
     from ._observer import Observer
+    from ._stats import Counters
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "LINGER", "Poller"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "LINGER", "Pace", "Poller"]
 
 logger: Final = logging.getLogger("gameball_async")
 
@@ -73,6 +80,28 @@ SCOUT_HOLD: Final = 0.05
 #: next look most likely sees it end, and a hold behind the scouts (their
 #: round trip, the rate limiter's next window) would be lag, not a poll saved.
 SCOUT_WORTH: Final = 3.0
+#: Seconds ahead of its turn a poll goes when the rate limiter lacks room for
+#: all those due and it was aimed at an end within :data:`END_NEAR`: a poll due
+#: this much earlier that only learns progress waits for it. It also bounds
+#: how long such a poll can be put off by a stream of ending ones.
+PRIORITY_LEAD: Final = 2.0
+#: Seconds from now within which a job's estimated end makes its poll a likely end.
+END_NEAR: Final = 1.0
+#: Seconds the scheduler waits before asking again for room at a rate limiter
+#: whose every slot is held by a request in flight (one may be a creation).
+ROOM_RECHECK: Final = 0.05
+
+
+class Pace(Protocol):
+    """What the scheduler may ask of the session's rate limiter, when it can tell."""
+
+    def room(self, now: float) -> int | None:
+        """Requests that may go at ``now`` without waiting; ``None`` when unknown."""
+        ...
+
+    def delay(self, now: float) -> float:
+        """Seconds from ``now`` until a request may go (``math.inf``: when one ends)."""
+        ...
 
 
 class Poller:
@@ -83,6 +112,10 @@ class Poller:
     :param max_in_flight: polls in flight at once.
     :param clock: monotonic clock.
     :param wall_clock: the local wall clock, to read the server's timestamps against.
+    :param pace: the session's rate limiter, when it can tell its room (the
+        local one); without it polls are handed out as they fall due.
+    :param counters: the session's counters, where a poll held for the
+        limiter's room adds its wait to ``limiter_wait_seconds``.
     """
 
     def __init__(
@@ -93,15 +126,25 @@ class Poller:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        pace: Pace | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._fetch = fetch
         self._policy = policy
         self._max_in_flight = max_in_flight
+        self._pace = pace
+        self._counters = counters
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = random.Random()
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, int, Entry]] = []
+        # polls due and not handed out yet: (priority, seq, due, entry)
+        self._ready: list[tuple[float, int, float, Entry]] = []
+        # polls handed to a worker that has not reached the rate limiter yet
+        self._handed = 0
+        # polls due were left waiting for the rate limiter's room
+        self._short_of_room = False
         self._seq = 0
         self._tickets = itertools.count(1)
         self._in_flight = 0
@@ -314,6 +357,7 @@ class Poller:
         # A fixed pool of workers fed through a stream: spawning a task per
         # poll cost several times the rest of the scheduling.
         queue, ready = anyio.create_memory_object_stream[Entry](self._max_in_flight)
+        self._handed = 0  # what an earlier queue held went with its workers
         async with queue, ready, anyio.create_task_group() as workers:
             for _ in range(self._max_in_flight):
                 workers.start_soon(self._work, ready, name="gameball_async poll worker")
@@ -325,16 +369,28 @@ class Poller:
             await self._poll(entry)
 
     async def _dispatch(self, queue: MemoryObjectSendStream[Entry]) -> None:
+        heap, ready, pace = self._heap, self._ready, self._pace
         while self._entries or self._in_flight:
-            heap = self._heap
             now = self._clock()
-            while heap and self._in_flight < self._max_in_flight and heap[0][0] <= now:
-                due, _, entry = heapq.heappop(heap)
+            while heap and heap[0][0] <= now:
+                due, seq, entry = heapq.heappop(heap)
                 if due != entry.due or not entry.scheduled:
                     continue  # superseded by a later _schedule
                 entry.scheduled = False
                 if self._entries.get(entry.job_id) is not entry or entry.in_flight:
                     continue  # nobody waits for it any more, or its poll reschedules it
+                heapq.heappush(ready, (self._priority(entry, due, now), seq, due, entry))
+            room = None if pace is None or not ready else pace.room(now)
+            if room is not None:
+                room -= self._handed
+            while ready and self._in_flight < self._max_in_flight and (room is None or room > 0):
+                _, _, due, entry = heapq.heappop(ready)
+                if (
+                    entry.scheduled
+                    or entry.in_flight
+                    or self._entries.get(entry.job_id) is not entry
+                ):
+                    continue  # moved, finished or left while it waited for room
                 scout = entry.provisional
                 if scout and self._scouting(entry):
                     # the first looks out now may time it better: wait for them
@@ -344,18 +400,48 @@ class Poller:
                     continue  # what the session learnt since puts it later
                 entry.in_flight = True
                 self._in_flight += 1
+                self._handed += 1
+                if room is not None:
+                    room -= 1
+                    if self._short_of_room and self._counters is not None:
+                        # it waited for the limiter here rather than in its queue
+                        self._counters.limiter_wait_seconds += max(0.0, now - due)
                 if scout:
                     entry.scout = True
                     self._scouts += 1
                 queue.send_nowait(entry)  # never blocks: the buffer holds max_in_flight
+            self._short_of_room = bool(ready) and room is not None and room <= 0
             if not self._entries and not self._in_flight:
                 break
             self._wakeup = anyio.Event()
             timeout = None
-            if heap and self._in_flight < self._max_in_flight:
-                timeout = max(0.0, heap[0][0] - self._clock())
+            if self._in_flight < self._max_in_flight:
+                if ready and pace is not None:
+                    # held for room at the rate limiter; a worker's reply wakes it too
+                    wait = pace.delay(self._clock())
+                    timeout = ROOM_RECHECK if math.isinf(wait) or wait <= 0 else wait
+                if heap:
+                    due_in = max(0.0, heap[0][0] - self._clock())
+                    timeout = due_in if timeout is None else min(timeout, due_in)
             with anyio.move_on_after(timeout):
                 await self._wakeup.wait()
+
+    def _priority(self, entry: Entry, due: float, now: float) -> float:
+        """The turn of a poll due: its due time, brought forward by :data:`PRIORITY_LEAD`
+        when it was aimed at its job's end and that end is within :data:`END_NEAR`.
+
+        Not a provisional poll: aimed from a start the session could not check,
+        it is early on purpose, and taking the room of a first look it would
+        most often see the job still run and cost one more poll (in the
+        default profile of ``benchmarks/polling.py``, 0.15 more per job).
+        """
+        last = entry.last
+        if last is None or not entry.aimed or entry.provisional:
+            return due
+        left = entry.seconds_left()
+        if left is not None and last.at + left <= now + END_NEAR:
+            return due - PRIORITY_LEAD
+        return due
 
     def _scouting(self, entry: Entry) -> bool:
         """Whether a provisional poll falling due should wait for those in flight.
@@ -400,6 +486,8 @@ class Poller:
         status: BatchStatus | None = None
         retry_after: float | None = None
         sent_at = self._clock()
+        # it reaches the rate limiter in this step: no longer counted against its room
+        self._handed -= 1
         try:
             self.polls_sent += 1
             status, retry_after = await self._fetch(entry.job_id, entry.operation)

@@ -15,6 +15,7 @@ cannot starve earlier polls.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -162,6 +163,23 @@ class LocalRateLimiter:
             next_slot(self._long, limit.per_window - busy, limit.window + limit.margin, now),
         )
         return max(0.0, slot - now)
+
+    def room(self, now: float) -> int | None:
+        """Requests that may go at ``now`` without waiting, as far as this limiter can tell.
+
+        ``None`` when it cannot: the limit is off, or requests already queue
+        for a slot (whoever asks next joins that queue, first come first served).
+        """
+        limit = self._limit
+        if not limit.enabled or self._lock.locked():
+            return None
+        if self._paused_until > now:
+            return 0
+        busy = self._in_flight
+        # the sent times are sorted: those still inside each window are the newest
+        short = len(self._short) - bisect.bisect_right(self._short, now - 1.0 - limit.margin)
+        long = len(self._long) - bisect.bisect_right(self._long, now - limit.window - limit.margin)
+        return max(0, min(limit.per_second - short, limit.per_window - long) - busy)
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the server answered 429)."""

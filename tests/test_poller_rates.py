@@ -359,6 +359,128 @@ class TestScouts:
         await poller.aclose()
 
 
+class Room:
+    """The rate limiter's room as the scheduler sees it: ``free`` less the polls out."""
+
+    def __init__(self, fetch: ScriptedFetch, free: int) -> None:
+        self.fetch = fetch
+        self.free = free
+
+    def room(self, now: float) -> int | None:
+        return self.free - sum(self.fetch.in_flight.values())
+
+    def delay(self, now: float) -> float:
+        return 0.0 if self.room(now) else 60.0  # the test wakes the scheduler itself
+
+
+class TestRoom:
+    """When the rate limiter lacks room for every poll due, the likely ends go first."""
+
+    @staticmethod
+    def poller(clock: ManualClock, script: dict[str, Sequence[Reply]]) -> tuple[Poller, Room]:
+        fetch = ScriptedFetch(script)
+        fetch.gate = anyio.Event()  # the polls block until the test lets them reply
+        room = Room(fetch, 0)
+        poller = Poller(fetch, POLICY, clock=clock, wall_clock=lambda: WALL + clock.now, pace=room)
+        return poller, room
+
+    async def test_no_more_polls_go_out_than_the_limiter_has_room_for(self) -> None:
+        clock = ManualClock(10.0)
+        script: dict[str, Sequence[Reply]] = {f"f{n}": [job_running(n, 80)] for n in range(5)}
+        poller, room = self.poller(clock, script)
+        entries = [poller.subscribe(f"f{n}", CASHBACK, None, Recorder()) for n in range(5)]
+        fetch = room.fetch
+        room.free = 2
+        clock.advance(POLICY.initial_delay)
+        with anyio.fail_after(PATIENCE):
+            poller._wakeup.set()
+            await until(lambda: len(fetch.calls) >= 2)
+            # the rest wait in the scheduler, where a likelier end may overtake
+            # them, not in the limiter's queue
+            assert sum(entry.in_flight for entry in entries) == 2
+            assert len(poller._ready) == 3
+            poller._wakeup.set()  # asked again with no more room: nothing more goes
+            await until(lambda: poller._wakeup.is_set() is False)
+            assert len(fetch.calls) == 2
+            room.free = 5
+            poller._wakeup.set()
+            await until(lambda: len(fetch.calls) == 5)
+        assert sorted(fetch.calls) == [f"f{n}" for n in range(5)]
+        fetch.gate.set()
+        await poller.aclose()
+
+    @staticmethod
+    def ending(poller: Poller, clock: ManualClock, *, provisional: bool) -> Entry:
+        """Job ``end``, of 300 items at 20 a second, seen at ``clock`` with 290 done:
+        its next poll aimed at its end, half a second on."""
+        end = poller.subscribe("end", CASHBACK, None, Recorder())
+        if not provisional:
+            # two looks of its own a second apart: the rate is the job's own
+            clock.advance(-1.0)
+            poller.feed("end", attrs.evolve(job_running(0, 270, started=-4.5), job_id="end"))
+            clock.advance(1.0)
+        poller.feed("end", attrs.evolve(job_running(0, 290, started=-4.5), job_id="end"))
+        assert end.aimed
+        assert end.provisional is provisional
+        left = end.seconds_left()
+        assert left is not None
+        assert left <= 1.0
+        return end
+
+    async def first_looks_then_end(
+        self, *, provisional: bool
+    ) -> tuple[list[str], list[Entry], Entry, Poller, Room]:
+        """Four first looks fall due at 9.0 while the limiter has no room; at 10.0
+        job ``end`` is seen near its end; once its poll is due, room for one."""
+        clock = ManualClock(8.0)
+        script: dict[str, Sequence[Reply]] = {f"f{n}": [job_running(n, 80)] for n in range(4)}
+        script["end"] = [
+            attrs.evolve(
+                job_running(0, 300), job_id="end", state=BatchState.COMPLETED, state_word="Done"
+            )
+        ]
+        poller, room = self.poller(clock, script)
+        firsts = [poller.subscribe(f"f{n}", CASHBACK, None, Recorder()) for n in range(4)]
+        assert all(entry.due == 9.0 for entry in firsts)
+        clock.advance(2.0)
+        poller._wakeup.set()
+        end = self.ending(poller, clock, provisional=provisional)
+        assert end.due > 9.0
+        clock.advance(max(0.0, end.due - clock.now) + 0.01)
+        room.free = 1
+        poller._wakeup.set()
+        await until(lambda: len(room.fetch.calls) >= 1)
+        return room.fetch.calls, firsts, end, poller, room
+
+    async def test_a_poll_aimed_at_an_end_near_goes_before_first_looks_due_earlier(
+        self,
+    ) -> None:
+        with anyio.fail_after(PATIENCE):
+            calls, firsts, end, poller, room = await self.first_looks_then_end(provisional=False)
+            assert calls == ["end"]  # the first looks due before it wait
+            assert not any(entry.in_flight for entry in firsts)
+            room.fetch.gate.set()
+            await until(lambda: end.finished)
+            room.free = 4
+            poller._wakeup.set()
+            await until(lambda: len(calls) == 5)
+        assert calls[0] == "end"
+        await poller.aclose()
+
+    async def test_a_provisional_poll_waits_its_turn(self) -> None:
+        # aimed from a start it could not check, it is early on purpose: it
+        # does not take a first look's room
+        with anyio.fail_after(PATIENCE):
+            calls, _, end, poller, room = await self.first_looks_then_end(provisional=True)
+            assert calls == ["f0"]
+            room.fetch.gate.set()
+            room.free = 5
+            poller._wakeup.set()
+            await until(lambda: end.finished)
+        assert calls[-1] == "end"
+        await poller.aclose()
+
+
 # -- against the fake ------------------------------------------------------------------
 
 RATE = 100.0  # items a second, every job of the fake

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _support import ManualClock
+from _support import ManualClock, until
 
 from gameball_async import RateLimit, _ratelimit
 from gameball_async._ratelimit import LocalRateLimiter, next_slot
@@ -250,3 +250,59 @@ class TestLocalRateLimiter:
     def test_delay_is_zero_when_free(self) -> None:
         limiter = LocalRateLimiter(RateLimit(per_second=1, per_window=1), clock=lambda: 0.0)
         assert limiter.delay(0.0) == 0.0
+
+
+class TestRoom:
+    """``room()``: what the poll scheduler may hand out without a wait."""
+
+    @pytest.mark.anyio
+    async def test_room_is_what_both_windows_leave_less_the_requests_in_flight(
+        self, vtime: VirtualTime
+    ) -> None:
+        limit = RateLimit(per_second=5, per_window=8, window=10.0, margin=0.0)
+        limiter = LocalRateLimiter(limit, clock=vtime)
+        assert limiter.room(vtime()) == 5
+        for _ in range(3):
+            await limiter.acquire()
+        assert limiter.room(vtime()) == 2
+        async with limiter.slot():
+            assert limiter.room(vtime()) == 1  # a request in flight holds its slot
+        assert limiter.room(vtime()) == 1  # and then counts as sent
+        vtime.advance(1.0)  # the second's window is empty again; the long one holds 4
+        assert limiter.room(vtime()) == 4
+        for _ in range(4):
+            await limiter.acquire()
+        assert limiter.room(vtime()) == 0
+        # room() and delay() agree on when a request may go
+        assert limiter.delay(vtime()) > 0.0
+        vtime.advance(limiter.delay(vtime()))
+        room = limiter.room(vtime())
+        assert room is not None
+        assert room > 0
+        assert limiter.delay(vtime()) == 0.0
+
+    @pytest.mark.anyio
+    async def test_room_is_none_for_a_limit_turned_off_and_nought_while_paused(
+        self, vtime: VirtualTime
+    ) -> None:
+        assert LocalRateLimiter(RateLimit.disabled(), clock=vtime).room(vtime()) is None
+        limiter = LocalRateLimiter(RateLimit(per_second=5, per_window=8), clock=vtime)
+        limiter.pause(2.0)
+        assert limiter.room(vtime()) == 0
+        vtime.advance(2.0)
+        assert limiter.room(vtime()) == 5
+
+    @pytest.mark.anyio
+    async def test_room_is_none_while_requests_queue_for_a_slot(self) -> None:
+        # a poll handed out then joins the queue, first come first served, as
+        # it always did: holding it back could starve it behind creations
+        clock = ManualClock()  # stands still: the queued request waits until cancelled
+        limiter = LocalRateLimiter(RateLimit(per_second=1, per_window=100), clock=clock)
+        await limiter.acquire()
+        assert limiter.room(clock()) == 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(limiter.acquire)
+            await until(limiter._lock.locked)
+            assert limiter.room(clock()) is None
+            tg.cancel_scope.cancel()
+        assert limiter.room(clock()) == 0
