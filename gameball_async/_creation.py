@@ -82,7 +82,8 @@ class Creations:
     """The creation requests of one session, each in a task of its own."""
 
     def __init__(self) -> None:
-        self._tasks: dict[asyncio.Task[BatchJob], CreationGuard] = {}
+        # each task's guard, and the future its caller waits on
+        self._tasks: dict[asyncio.Task[BatchJob], tuple[CreationGuard, asyncio.Future[None]]] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -101,15 +102,22 @@ class Creations:
             and its wait for it ran out.
         """
         what = f"{operation.value} creation of {len(items)} items"
+        loop = asyncio.get_running_loop()
         guard = CreationGuard()
-        task = asyncio.get_running_loop().create_task(send(guard), name=f"gameball_async {what}")
-        self._tasks[task] = guard
+        # The caller waits on a future of its own, not on the task: cancelling the
+        # caller then cancels that future, never the task. The task's coroutine sets
+        # it as it ends (asyncio.wait((task,)) took one more turn of the loop, and
+        # its set and callbacks, for every creation).
+        done = loop.create_future()
+        task = loop.create_task(_sending(send, guard, done), name=f"gameball_async {what}")
+        self._tasks[task] = (guard, done)
         task.add_done_callback(self._forget)
         try:
-            await asyncio.wait((task,))
+            await done
         except asyncio.CancelledError:
             _abandon(task, guard, what)
             raise
+        # ``done`` is set in the task's last step, so the task is done by now
         if task.cancelled():  # by close(): the caller's own cancellation is handled above
             if guard.in_flight:
                 raise AmbiguousSubmissionError(
@@ -122,12 +130,15 @@ class Creations:
         return task.result()
 
     def _forget(self, task: asyncio.Task[BatchJob]) -> None:
-        self._tasks.pop(task, None)
+        entry = self._tasks.pop(task, None)
+        # a task cancelled before its first step never ran the coroutine that sets it
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(None)
 
     async def aclose(self, bound: float) -> None:
         """Cancel the creations not sent; wait up to ``bound`` seconds for those in flight."""
         tasks = list(self._tasks.items())
-        for task, guard in tasks:
+        for task, (guard, _) in tasks:
             guard.stop = True
             if not guard.in_flight:
                 task.cancel()
@@ -143,6 +154,18 @@ class Creations:
             task.cancel()
         if late:
             await asyncio.wait(late)
+
+
+async def _sending(
+    send: Callable[[CreationGuard], Coroutine[Any, Any, BatchJob]],
+    guard: CreationGuard,
+    done: asyncio.Future[None],
+) -> BatchJob:
+    try:
+        return await send(guard)
+    finally:
+        if not done.done():  # cancelled when the caller was
+            done.set_result(None)
 
 
 def _abandon(task: asyncio.Task[BatchJob], guard: CreationGuard, what: str) -> None:

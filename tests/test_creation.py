@@ -23,12 +23,15 @@ from gameball_async import (
     CreationTimeoutError,
     GameballError,
     GameballSession,
+    Operation,
     RateLimit,
     RetryPolicy,
     ServerError,
     SessionClosedError,
     SubmissionError,
 )
+from gameball_async._creation import Creations
+from gameball_async._reply import CreationGuard
 from gameball_async.testing import FakeGameball, InjectedReply
 
 pytestmark = pytest.mark.anyio
@@ -235,6 +238,27 @@ async def test_close_while_waiting_to_send_is_a_session_closed_error(fake: FakeG
         with pytest.raises(SessionClosedError):
             await task
     assert fake.counts["create"] == 1
+
+
+async def test_a_creation_cancelled_before_its_task_ran_is_a_session_closed_error() -> None:
+    # close() may cancel a creation's task before its first step, so before the
+    # coroutine that tells the caller it ended has run: the caller still hears of it.
+    creations = Creations()
+    sent: list[CreationGuard] = []
+
+    async def send(guard: CreationGuard) -> BatchJob:
+        sent.append(guard)
+        raise AssertionError("never runs")
+
+    def cancel_all() -> None:
+        for task in list(creations._tasks):
+            task.cancel()
+
+    asyncio.get_running_loop().call_soon(cancel_all)  # before the task's first step
+    with anyio.fail_after(PATIENCE), pytest.raises(SessionClosedError):
+        await creations.run(send, operation=Operation.BALANCE_INQUIRY, items=ITEMS)
+    assert not sent
+    assert len(creations) == 0
 
 
 # -- point 10: submit_many reports every exit -----------------------------------------
