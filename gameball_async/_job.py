@@ -71,7 +71,7 @@ class BatchJob:
         "_backend",
         "_entry",
         "_error",
-        "_status",
+        "_seen",
         "_submitted_at",
         "input_range",
         "job_id",
@@ -92,11 +92,9 @@ class BatchJob:
         self.job_id = job_id
         self.operation = operation
         self.input_range = input_range
-        if status is None and submitted_at is not None:
-            # a state to show straight after creation, claiming nothing more
-            total = len(input_range) if input_range is not None else None
-            status = BatchStatus.submitted(job_id, operation, total_count=total)
-        self._status = status
+        # the last status seen; for a job this session created, its SUBMITTED
+        # status is built on first read (see _status), not for every creation
+        self._seen = status
         # (error, traceback) that ended polling, raised once by the next wait
         self._error: tuple[BaseException, TracebackType | None] | None = None
         # The poller's entry from an earlier wait: its backoff and progress
@@ -105,6 +103,20 @@ class BatchJob:
         self._entry: Entry | None = None
         # monotonic time the creation was sent, when this session created the job
         self._submitted_at = submitted_at
+
+    @property
+    def _status(self) -> BatchStatus | None:
+        status = self._seen
+        if status is None and self._submitted_at is not None:
+            # a state to show straight after creation, claiming nothing more
+            total = len(self.input_range) if self.input_range is not None else None
+            status = BatchStatus.submitted(self.job_id, self.operation, total_count=total)
+            self._seen = status
+        return status
+
+    @_status.setter
+    def _status(self, status: BatchStatus | None) -> None:
+        self._seen = status
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle what the handle knows, never its session (nor so its keys).

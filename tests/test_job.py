@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
+import pickle
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -445,6 +446,18 @@ class TestReattach:
                 status = await job
         assert status.state is BatchState.COMPLETED
         assert len(status.succeeded) + len(status.failed) == 20
+
+    async def test_a_created_handle_unread_pickles_and_shows_its_submitted_status(
+        self, fake: FakeGameball, gb: GameballSession
+    ) -> None:
+        # nothing reads .status first: the pickle and the repr still hold what the
+        # creation told
+        pickled = pickle.loads(pickle.dumps(await gb.create_batch("cashback", cashbacks(3))))
+        assert pickled.status is not None
+        assert pickled.status.state is BatchState.SUBMITTED
+        assert pickled.status.total_count == 3
+        shown = await gb.create_batch("cashback", cashbacks(2))
+        assert repr(shown) == f"<BatchJob {shown.job_id} cashback Submitted>"
 
     async def test_token_round_trip(self, fake: FakeGameball) -> None:
         async with session(fake) as first:
