@@ -168,12 +168,13 @@ def read_answer(
     :param now: the local time as a Unix timestamp (for an HTTP-date ``Retry-After``).
     """
     status, headers, data = answer.status, answer.headers, answer.data
-    asked = server_delay(headers.get("Retry-After"), headers.get("Date"), now=now)
+    delay = headers.get("Retry-After")
+    asked = None if delay is None else server_delay(delay, headers.get("Date"), now=now)
     retry_after = min(asked, max_retry_after) if asked is not None else None
     too_long = asked is not None and asked > max_retry_after
     error: GameballError
     if status < 300:
-        payload = _payload(data, method, path)
+        payload = _payload(data)
         if payload is not _GARBLED:
             return Reply(status, payload, retry_after)
         outcome, why = Outcome.UNDECODABLE, "the reply to the creation was not JSON"
@@ -229,10 +230,10 @@ def api_error(
 _GARBLED: Final = object()
 
 
-def _payload(data: bytes, method: str, path: str) -> Any:
+def _payload(data: bytes) -> Any:
     if not data.strip():
         return None
     try:
-        return decode_json(data, f"the reply to {method} {path}")
+        return decode_json(data, "the reply")  # its message is not shown: read_answer words it
     except ProtocolError:
         return _GARBLED
