@@ -39,6 +39,11 @@ last return. Without ``--checkout`` it measures this checkout alone.
 
 Run: ``python -m benchmarks.polling --attached --checkout 0.1.0=/tmp/v010
 --checkout HEAD=. [--rounds 3] [--wall-offset S] [--quick]``.
+
+``--ours-only`` runs the default profile with ours alone, a row per round and
+checkout, the checkouts taking turns one after the other (``--checkout`` as
+above): ``python -m benchmarks.polling --ours-only --checkout base=/tmp/base
+--checkout new=. --rounds 5``.
 """
 
 from __future__ import annotations
@@ -319,6 +324,24 @@ def attached_sizes(jobs: int, seed: int, shortest: float = 3.0, longest: float =
     return sizes
 
 
+async def start_client(
+    fake: FakeProcess, checkout: str, rate: float, wall_offset: float = 0.0
+) -> asyncio.subprocess.Process:
+    """``_attached_client.py`` against ``fake``, importing the package of ``checkout``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(_CLIENT),
+        fake.base_url,
+        fake.api_key,
+        fake.secret_key,
+        str(rate),
+        str(wall_offset),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": checkout},
+    )
+
+
 async def attached_once(
     label: str,
     checkout: str,
@@ -337,19 +360,7 @@ async def attached_once(
         str(wall_offset),
     )
     with FakeProcess(*args) as fake:
-        env = {**os.environ, "PYTHONPATH": checkout}
-        client = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(_CLIENT),
-            fake.base_url,
-            fake.api_key,
-            fake.secret_key,
-            str(ATTACHED_RATE),
-            str(wall_offset),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        client = await start_client(fake, checkout, ATTACHED_RATE, wall_offset)
         assert client.stdin is not None
         stdin = client.stdin
 
@@ -470,9 +481,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="LABEL=PATH",
-        help="a checkout whose package the attached profile measures (repeatable)",
+        help="a checkout whose package --attached or --ours-only measures (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="the default profile with ours alone, a row per round (no peers, no drain)",
+    )
     parser.add_argument(
         "--wall-offset",
         type=float,
@@ -488,9 +504,64 @@ def _main(args: argparse.Namespace) -> None:
         figures = run_attached(
             checkouts, args.quick, rounds=args.rounds, wall_offset=args.wall_offset
         )
+    elif args.ours_only:
+        checkouts = dict(item.split("=", 1) for item in args.checkout) or {"this": _HERE}
+        checkouts = {label: str(Path(path).resolve()) for label, path in checkouts.items()}
+        figures = asyncio.run(ours_rounds(checkouts, args.quick, rounds=args.rounds))
     else:
         figures = run(args.quick, rounds=args.rounds)
     print(json.dumps(figures, indent=2))
+
+
+async def ours_rounds(
+    checkouts: dict[str, str], quick: bool, *, rounds: int, seed: int = 7
+) -> dict[str, Any]:
+    """The default profile with ours alone, a row per round and checkout.
+
+    In each round the checkouts take turns (the order alternates), each one's
+    client (``_attached_client.py`` with ``PYTHONPATH`` at the checkout) given
+    every job id at once against a fake of its own; one after the other, not
+    side by side, so none competes with another for the CPU. The round to
+    round spread of this profile (when the jobs started against when their
+    first looks fall due) is larger than most changes: compare checkouts
+    round by round.
+    """
+    jobs, max_items = (12, 120) if quick else (60, 800)
+    rng = random.Random(seed)
+    sizes = [rng.randint(20, max_items) for _ in range(jobs)]
+    rows: list[dict[str, Any]] = []
+    for r in range(rounds):
+        turn = list(checkouts.items())
+        for label, checkout in turn if r % 2 == 0 else turn[::-1]:
+            queued = ("--processing-rate", str(RATE), "--queue-delay", str(QUEUE_DELAY))
+            with FakeProcess(*queued) as fake:
+                ids = await create_jobs(fake, sizes, f"{label}-{r}")
+                client = await start_client(fake, checkout, RATE)
+                out, _ = await client.communicate("".join(f"{i}\n" for i in [*ids, ""]).encode())
+                if client.returncode != 0:
+                    raise RuntimeError(f"the {label} client failed ({client.returncode})")
+                report = json.loads(out.decode().strip().splitlines()[-1])
+                counts = (await asyncio.to_thread(fake.stats))["counts"]
+            lags = sorted(report["lags"])
+            rows.append(
+                {
+                    "round": r,
+                    "checkout": label,
+                    "package": report["package"],
+                    "polls_per_job": round(counts.get("status", 0) / jobs, 3),
+                    "lag_p50_s": round(statistics.median(lags), 3),
+                    "lag_max_s": round(lags[-1], 3),
+                    "rate_limited_429": counts.get("rate_limited", 0),
+                    "cpu_ms_per_job": round(1e3 * report["cpu_seconds"] / jobs, 2),
+                }
+            )
+    means = {
+        label: round(
+            statistics.mean(row["polls_per_job"] for row in rows if row["checkout"] == label), 3
+        )
+        for label in checkouts
+    }
+    return {"jobs": jobs, "rounds": rows, "mean_polls_per_job": means}
 
 
 def main() -> None:
